@@ -1,0 +1,1 @@
+"""Hosting services (GitHub, GitLab) and local output behind one protocol with neutral types."""

@@ -1,0 +1,112 @@
+"""The host protocol and the neutral types that cross it. No SDK object ever leaves a host module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Literal, Protocol
+
+from bot.plan import ExistingComment, ReviewPlan
+from bot.registry import Registry
+
+HostName = Literal["github", "gitlab", "local"]
+
+
+@dataclass(frozen=True)
+class MergeRequestRef:
+    """``owner/repo#123`` on GitHub, ``group/project!45`` on GitLab."""
+
+    host: HostName
+    repo: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.repo}{'#' if self.host == 'github' else '!'}{self.number}"
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    ref: MergeRequestRef
+    title: str
+    base_sha: str
+    head_sha: str
+    start_sha: str  # GitLab diff_refs.start_sha; equals base_sha on GitHub
+    diff: bytes
+    existing: tuple[ExistingComment, ...] = ()
+    summary_id: str | None = None  # the summary comment from an earlier run, if any
+    is_fork: bool = False
+    web_url: str = ""
+    author: str = ""
+
+
+@dataclass
+class ApplyResult:
+    created: int = 0
+    updated: int = 0
+    resolved: int = 0
+    file_level: int = 0  # comments that fell back to a file-level comment (line outside the diff)
+    to_summary: int = 0  # comments that fell back to the summary
+    summary_url: str = ""
+    api_calls: int = 0
+    writes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StatusSpec:
+    """Commit status / check to set: ``state`` is success or failure."""
+
+    state: Literal["success", "failure", "pending"]
+    description: str
+    context: str = "sieve"
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One reaction on a Sieve comment."""
+
+    user: str
+    content: str  # "+1" / "-1" (GitLab thumbsup/thumbsdown are mapped to these)
+    trusted: bool  # author is owner/member/collaborator (GitHub) or Developer+ (GitLab)
+    created_at: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply in a Sieve comment's thread (``/sieve severity minor`` is a correction)."""
+
+    user: str
+    body: str
+    trusted: bool
+    created_at: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class CommentFeedback:
+    """A Sieve comment found by its marker, with its reactions and replies."""
+
+    host: HostName
+    repo: str
+    number: int
+    comment_id: str
+    url: str
+    body: str
+    votes: tuple[Vote, ...] = ()
+    replies: tuple[Reply, ...] = ()
+    created_at: str = ""
+
+
+class Host(Protocol):
+    name: HostName
+
+    def fetch(self, ref: MergeRequestRef) -> MergeRequest: ...
+
+    def read_file(self, mr: MergeRequest, path: str) -> bytes | None: ...
+
+    def apply(self, mr: MergeRequest, plan: ReviewPlan, status: StatusSpec | None = None) -> ApplyResult: ...
+
+    def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]: ...
+
+
+HOSTS: Registry[Host] = Registry("host")
