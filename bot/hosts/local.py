@@ -1,0 +1,120 @@
+"""Local output of a review: terminal (rich), JSON, SARIF 2.1.0 and Markdown. No network."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from bot import __version__
+from bot.outcome import Outcome
+from bot.plan import Decision
+from bot.severity import LABELS
+
+FORMATS = ("text", "json", "sarif", "markdown")
+_SARIF_LEVEL = {"critical": "error", "major": "error", "minor": "warning", "trivial": "note"}
+
+
+def decision_dict(d: Decision) -> dict[str, Any]:
+    a = d.finding.anchor
+    return {
+        "path": a.path, "line": a.line, "side": a.side, "start_line": a.start_line,
+        "severity": d.rating.severity,
+        "probabilities": {k: round(d.rating.probabilities.get(k, 0.0), 6) for k in LABELS},
+        "review": d.finding.review, "source": d.finding.source, "rule_id": d.finding.rule_id,
+        "posted": d.posted, "skip_reason": d.skip_reason, "explanation": d.rating.explanation,
+        "fingerprint": d.fingerprint, "truncated": d.rating.truncated, "suggestion": d.finding.suggestion,
+    }
+
+
+def summary_dict(outcome: Outcome) -> dict[str, Any]:
+    decisions = outcome.plan.decisions
+    return {
+        "target": outcome.target, "model": outcome.model_id, "prompt_version": outcome.prompt_version,
+        "threshold": outcome.threshold, "counts": outcome.counts,
+        "posted": sum(d.posted for d in decisions),
+        "below_threshold": sum(1 for d in decisions if (d.skip_reason or "").startswith("below threshold")),
+        "over_cap": sum(1 for d in decisions if "cap" in (d.skip_reason or "")),
+        "skipped": [{"where": s.where, "reason": s.reason} for s in outcome.skips],
+        "warnings": outcome.warnings, "errors": outcome.errors, "seconds": round(outcome.seconds, 3),
+    }
+
+
+def to_json(outcome: Outcome) -> str:
+    doc = {"findings": [decision_dict(d) for d in outcome.plan.decisions], "summary": summary_dict(outcome)}
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def to_sarif(outcome: Outcome) -> str:
+    results = []
+    for d in outcome.plan.decisions:
+        a = d.finding.anchor
+        region = {"startLine": a.start_line or a.line, "endLine": a.line}
+        results.append({
+            "ruleId": d.finding.rule_id or d.finding.source,
+            "level": _SARIF_LEVEL[d.rating.severity],
+            "message": {"text": d.finding.review},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": a.path}, "region": region}}],
+            "partialFingerprints": {"sieve/v1": d.fingerprint},
+            "properties": {"severity": d.rating.severity, "probabilities": d.rating.probabilities,
+                           "posted": d.posted, "skip_reason": d.skip_reason, "source": d.finding.source},
+        })
+    run = {"tool": {"driver": {"name": "sieve", "version": __version__, "informationUri":
+                               "https://github.com/sieve-review/sieve", "rules": []}},
+           "results": results, "properties": {"model": outcome.model_id, "prompt_version": outcome.prompt_version}}
+    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def to_markdown(outcome: Outcome) -> str:
+    lines = [outcome.plan.summary, "", "### Findings", ""]
+    for d in outcome.plan.decisions:
+        a = d.finding.anchor
+        state = "posted" if d.posted else f"not posted — {d.skip_reason}"
+        lines.append(f"- **{d.rating.severity}** ({d.rating.probabilities.get(d.rating.severity, 0):.0%}) "
+                     f"`{a.path}:{a.line}` {d.finding.review.strip()} _({d.finding.source}; {state})_")
+        if d.posted and d.rating.explanation:
+            lines.append(f"  - why: {d.rating.explanation.strip()}")
+    return "\n".join(lines) + "\n"
+
+
+def to_text(outcome: Outcome, color: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, width=120, no_color=not color)
+    table = Table(title=f"Sieve review of {outcome.target}", show_lines=False)
+    for column in ("location", "severity", "p", "review", "source", "status"):
+        table.add_column(column, overflow="fold")
+    for d in outcome.plan.decisions:
+        a = d.finding.anchor
+        review = d.finding.review.strip()
+        if d.posted and d.rating.explanation:
+            review += f"\n↳ {d.rating.explanation.strip()}"
+        table.add_row(f"{a.path}:{a.line}", d.rating.severity,
+                      f"{d.rating.probabilities.get(d.rating.severity, 0):.2f}", review, d.finding.source,
+                      "posted" if d.posted else (d.skip_reason or "skipped"))
+    console.print(table)
+    s = summary_dict(outcome)
+    counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
+    console.print(f"Findings per level: {counts}. Posted {s['posted']}; below threshold ({outcome.threshold}) "
+                  f"{s['below_threshold']}; over the comment cap {s['over_cap']}.")
+    console.print(f"Model {outcome.model_id} · prompt {outcome.prompt_version} · {s['seconds']} s")
+    for skip in outcome.skips:
+        console.print(f"skipped {skip.where}: {skip.reason}")
+    for warning in outcome.warnings:
+        console.print(f"note: {warning}")
+    for error in outcome.errors:
+        console.print(f"error (run continued): {error}")
+    return buffer.getvalue()
+
+
+def render_outcome(outcome: Outcome, fmt: str, color: bool = False) -> str:
+    if fmt == "json":
+        return to_json(outcome)
+    if fmt == "sarif":
+        return to_sarif(outcome)
+    if fmt == "markdown":
+        return to_markdown(outcome)
+    return to_text(outcome, color=color)
