@@ -1,0 +1,164 @@
+"""The only wiring: source → diff → reviewers → rater → plan → output or host. No decisions of its own."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from bot import plan as planning
+from bot.config import Config
+from bot.errors import DiffError, ModelError, SieveError
+from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
+from bot.outcome import Outcome
+from bot.prompt import PROMPT_VERSION
+
+
+@dataclass(frozen=True)
+class Source:
+    """What to review: raw diff bytes (local) plus a way to read post-image files."""
+
+    diff: bytes
+    name: str
+    read_file: Callable[[str], bytes | None]
+    repo_root: Path | None = None
+    head_sha: str | None = None
+
+
+def worktree_reader(root: Path) -> Callable[[str], bytes | None]:
+    def read(path: str) -> bytes | None:
+        target = (root / path).resolve()
+        if root.resolve() not in target.parents or not target.is_file():
+            return None
+        return target.read_bytes()
+
+    return read
+
+
+def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
+    from bot import diff as diffmod
+
+    if len(data) > config.max_diff_bytes:
+        raise DiffError(f"the diff is {len(data) / 1e6:.1f} MB, over max_diff_bytes ({config.max_diff_bytes / 1e6:.0f} MB)",
+                        hint="raise max_diff_bytes in .sieve.toml or review fewer commits at once")
+    parsed = diffmod.parse(data)
+    skips = [Skip(s.path, s.reason) for s in parsed.skipped]
+    if config.ignore:
+        kept = []
+        for f in parsed.files:
+            if any(fnmatch.fnmatch(f.path, pattern) for pattern in config.ignore):
+                skips.append(Skip(f.path, "ignored by configuration"))
+            else:
+                kept.append(f)
+        parsed = replace(parsed, files=tuple(kept))
+    return parsed, skips
+
+
+def make_reviewer(name: str, config: Config):
+    """Build a registered reviewer from the Config (each reviewer module registers itself on import)."""
+    from bot.reviewers.base import REVIEWERS
+
+    module = {"ruff": "ruff", "sarif": "sarif", "llm": "llm", "local": "local"}.get(name)
+    if module:
+        importlib.import_module(f"bot.reviewers.{module}")
+    return REVIEWERS.create(name, config)
+
+
+def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[list[Finding], list[Skip], list[str]]:
+    """Run every configured reviewer; one failing reviewer is reported, the others still count."""
+    from bot.reviewers.base import ReviewContext
+
+    ctx = ReviewContext(read_file=source.read_file, repo_root=source.repo_root, head_sha=source.head_sha)
+    findings: list[Finding] = []
+    skips: list[Skip] = []
+    errors: list[str] = []
+    for name in config.reviewers:
+        try:
+            result: ReviewerResult = make_reviewer(name, config).review(parsed, ctx)
+        except SieveError as exc:
+            errors.append(f"reviewer {name}: {exc}")
+            continue
+        findings.extend(result.findings)
+        skips.extend(result.skipped)
+    return findings, skips, errors
+
+
+def make_rater(config: Config):
+    """The student rater named by the config (model resolved through the model registry)."""
+    from bot.models import resolve_model
+    from bot.rater.base import RATERS
+
+    if config.rater == "openai":
+        importlib.import_module("bot.rater.openai")
+        return RATERS.create("openai", base_url=config.rater_base_url, model=config.rater_model)
+    importlib.import_module("bot.rater.llamacpp")
+    info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
+    return RATERS.create("llamacpp", model_path=str(info.base_path),
+                         adapter_path=str(info.adapter_path) if info.adapter_path else None,
+                         model_id=info.model_id, weight_format=config.weight_format)
+
+
+def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:
+    """Rate in chunks so that an error mid-way keeps every rating made before it."""
+    ratings: list[Rating] = []
+    for start in range(0, len(findings), chunk):
+        try:
+            ratings.extend(rater.rate(findings[start:start + chunk]))
+        except SieveError as exc:
+            return ratings, f"rating stopped after {len(ratings)} of {len(findings)} findings: {exc}"
+    return ratings, None
+
+
+def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig:
+    return planning.PlanConfig(threshold=config.threshold, mode=config.threshold_mode,
+                               mass_cutoff=config.mass_cutoff, max_comments=config.max_comments,
+                               commit=commit, flavor=flavor)
+
+
+def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None) -> Outcome:
+    """The whole offline review path. Hosts call this with their fetched diff and existing comments."""
+    started = time.perf_counter()
+    parsed, skips = parse_diff(source.diff, config)
+    findings, reviewer_skips, errors = run_reviewers(parsed, source, config)
+    skips += reviewer_skips
+    if len(findings) > config.max_findings:
+        for f in findings[config.max_findings:]:
+            skips.append(Skip(f"{f.anchor.path}:{f.anchor.line}", f"over max_findings ({config.max_findings})"))
+        findings = findings[: config.max_findings]
+    model_id = "-"
+    ratings: list[Rating] = []
+    if findings:
+        try:
+            rater = rater or make_rater(config)
+        except ModelError:
+            raise
+        model_id = rater.model_id
+        ratings, error = rate_all(rater, findings)
+        if error:
+            errors.append(error)
+            for f in findings[len(ratings):]:
+                skips.append(Skip(f"{f.anchor.path}:{f.anchor.line}", "not rated (rater failed)"))
+            findings = findings[: len(ratings)]
+    pconf = plan_config(config, source.head_sha or "", flavor)
+    if config.explain and ratings:
+        explanations = {}
+        for i, d in enumerate(planning.select(findings, ratings, pconf, tuple(existing))):
+            if d.posted:
+                explanations[i] = rater.explain(findings[i], ratings[i])
+        ratings = planning.with_explanations(ratings, explanations)
+    result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips))
+    return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
+                   prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
+                   seconds=time.perf_counter() - started)
+
+
+def fail_on_hit(outcome: Outcome, config: Config) -> bool:
+    """True when any rated finding (posted or not) is rated at least ``fail_on``."""
+    if config.fail_on is None:
+        return False
+    from bot.severity import parse_severity
+
+    return any(parse_severity(d.rating.severity) >= config.fail_on for d in outcome.plan.decisions)

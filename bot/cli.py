@@ -1,0 +1,176 @@
+"""``sieve`` — the command line. Builds the one Config and hands it to bot.app; prints errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from bot import __version__
+from bot.errors import ConfigError, SieveError, ThresholdFailure, redact
+from bot.hosts.local import FORMATS, render_outcome
+
+
+def _review_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="review a diff (file, stdin, GitHub PR or GitLab MR)")
+    p.add_argument("source", nargs="?", help="'-' to read a diff from stdin, or a patch file")
+    p.add_argument("--diff", help="patch file to review")
+    p.add_argument("--github", metavar="OWNER/REPO#N", help="review a GitHub pull request")
+    p.add_argument("--gitlab", metavar="GROUP/PROJECT!N", help="review a GitLab merge request")
+    p.add_argument("--gitlab-url", dest="gitlab_url", help="self-managed GitLab URL")
+    p.add_argument("--github-url", dest="github_url", help="GitHub API URL (Enterprise)")
+    p.add_argument("--repo", default=".", help="working tree holding the post-image files (local review)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    p.add_argument("--out", help="write the output to this file instead of stdout")
+    p.add_argument("--threshold", help="lowest severity to post: critical|major|minor|trivial")
+    p.add_argument("--threshold-mode", dest="threshold_mode", choices=("mass", "argmax"))
+    p.add_argument("--fail-on", dest="fail_on", help="exit 1 when a finding is rated at least this severe")
+    p.add_argument("--max-comments", dest="max_comments", type=int, help="cap on inline comments")
+    p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
+    p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
+    p.add_argument("--model", help="student model: a name in models/, a folder, or 'base'")
+    p.add_argument("--rater", choices=("llamacpp", "openai"))
+    p.add_argument("--rater-base-url", dest="rater_base_url")
+    p.add_argument("--rater-model", dest="rater_model")
+    p.add_argument("--llm-base-url", dest="llm_base_url", help="OpenAI-compatible endpoint for the llm reviewer")
+    p.add_argument("--llm-model", dest="llm_model")
+    p.add_argument("--no-explain", dest="explain", action="store_const", const=False)
+    p.add_argument("--dry-run", action="store_true", help="with --github/--gitlab: plan and print, post nothing")
+    p.add_argument("--config", help="path to .sieve.toml")
+
+
+def _feedback_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("feedback", help="harvest 👍/👎 and corrections; export them for training")
+    fsub = p.add_subparsers(dest="action", required=True)
+    c = fsub.add_parser("collect", help="read reactions and corrections on Sieve's comments")
+    c.add_argument("--github", metavar="OWNER/REPO")
+    c.add_argument("--gitlab", metavar="GROUP/PROJECT")
+    c.add_argument("--gitlab-url", dest="gitlab_url")
+    c.add_argument("--github-url", dest="github_url")
+    c.add_argument("--since", help="only comments updated since this ISO date")
+    e = fsub.add_parser("export", help="write training examples (JSONL, the shape of the severity data)")
+    e.add_argument("--out", required=True)
+    e.add_argument("--include-untrusted", action="store_true")
+    fsub.add_parser("stats", help="posted count and 👍-rate per severity level and model")
+    for q in (c, e, p):
+        q.add_argument("--db", help="SQLite feedback store")
+        q.add_argument("--config", help="path to .sieve.toml")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sieve", description="Merge-request review with a small, fine-tuned severity model")
+    parser.add_argument("--version", action="version", version=f"sieve {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _review_parser(sub)
+    _feedback_parser(sub)
+    m = sub.add_parser("models", help="list the student models")
+    m.add_argument("action", choices=("list",))
+    m.add_argument("--models-dir", dest="models_dir")
+    sub.add_parser("train", help="teacher–student training (needs the 'train' extra)", add_help=False)
+    return parser
+
+
+_CONFIG_FLAGS = ("threshold", "threshold_mode", "fail_on", "max_comments", "reviewers", "model", "rater",
+                 "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "gitlab_url", "github_url",
+                 "db", "models_dir")
+
+
+def make_config(args: argparse.Namespace):
+    from bot import config as cfg
+
+    flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k, None) is not None}
+    if getattr(args, "sarif", None):
+        flags["sarif"] = tuple(args.sarif)
+        if "reviewers" not in flags:
+            flags["reviewers"] = ("sarif",)
+    return cfg.build(flags, config_path=getattr(args, "config", None))
+
+
+def _emit(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _read_local_diff(args: argparse.Namespace) -> tuple[bytes, str]:
+    path = args.diff or args.source
+    if path in (None, "-"):
+        if path is None and sys.stdin.isatty():
+            raise ConfigError("nothing to review", hint="pass a patch file, '-' with a diff on stdin, --github or --gitlab")
+        return sys.stdin.buffer.read(), "stdin"
+    try:
+        return Path(path).read_bytes(), path
+    except OSError as exc:
+        raise ConfigError(f"cannot read diff file {path}: {exc.strerror}") from None
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from bot import app, remote
+
+    config = make_config(args)
+    target = remote.detect_target(args, os.environ)
+    if target is not None:
+        outcome = remote.review_remote(target, config, dry_run=args.dry_run, environ=os.environ)
+    else:
+        data, name = _read_local_diff(args)
+        root = Path(args.repo)
+        source = app.Source(diff=data, name=name, read_file=app.worktree_reader(root), repo_root=root)
+        outcome = app.review(source, config, flavor="local")
+    _emit(render_outcome(outcome, args.format, color=args.out is None and sys.stdout.isatty()), args.out)
+    if outcome.errors:
+        for error in outcome.errors:
+            print(f"warning: {error}", file=sys.stderr)
+    if app.fail_on_hit(outcome, config):
+        raise ThresholdFailure(f"findings rated {config.fail_on.label} or worse were found (--fail-on)")
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from bot import remote
+
+    config = make_config(args)
+    return remote.feedback_command(args, config, os.environ)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bot import models
+
+    return models.models_list_main(["--models-dir", args.models_dir] if args.models_dir else [])
+
+
+def dispatch(argv: list[str]) -> int:
+    if argv and argv[0] == "train":
+        try:
+            training_cli = importlib.import_module("training.cli")
+        except ImportError as exc:
+            raise ConfigError(f"training is not installed ({exc.name} missing)",
+                              hint="pip install 'sieve-review[train]'") from None
+        return int(training_cli.main(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    handler = {"review": cmd_review, "feedback": cmd_feedback, "models": cmd_models}[args.command]
+    return handler(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return dispatch(argv)
+    except SieveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected bug: one redacted line, the traceback only on request
+        if os.environ.get("SIEVE_DEBUG"):
+            raise
+        print(f"error: internal error {type(exc).__name__}: {redact(str(exc))} "
+              "(set SIEVE_DEBUG=1 for a traceback and report it)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Wiring for reviews on GitHub / GitLab and for feedback harvesting (hosts are built here from Config + env)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from typing import Mapping
+
+from bot import app
+from bot.config import Config
+from bot.errors import ConfigError, ThresholdFailure
+from bot.hosts.base import MergeRequestRef, StatusSpec
+from bot.outcome import Outcome
+
+GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
+GITLAB_TOKEN_VARS = ("SIEVE_GITLAB_TOKEN", "GITLAB_TOKEN")
+
+
+@dataclass(frozen=True)
+class Target:
+    ref: MergeRequestRef
+    url: str  # API base URL for the host
+
+
+def _token(environ: Mapping[str, str], names: tuple[str, ...]) -> str:
+    for name in names:
+        if environ.get(name):
+            return environ[name]
+    raise ConfigError(f"no token found in {' / '.join(names)}",
+                      hint="export a token with permission to read the repository and write comments")
+
+
+def detect_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target | None:
+    """An explicit --github/--gitlab, or the PR/MR of the CI job when no diff source was given."""
+    local_given = getattr(args, "diff", None) or getattr(args, "source", None)
+    if getattr(args, "github", None):
+        gh = importlib.import_module("bot.hosts.github")
+        return Target(gh.parse_github_ref(args.github), args.github_url or "")
+    if getattr(args, "gitlab", None):
+        gl = importlib.import_module("bot.hosts.gitlab")
+        return Target(gl.parse_gitlab_ref(args.gitlab), args.gitlab_url or "")
+    if local_given:
+        return None
+    if environ.get("GITHUB_EVENT_PATH") and environ.get("GITHUB_ACTIONS"):
+        gh = importlib.import_module("bot.hosts.github")
+        return Target(gh.ref_from_actions_env(environ), environ.get("GITHUB_API_URL", ""))
+    if environ.get("CI_MERGE_REQUEST_IID"):
+        gl = importlib.import_module("bot.hosts.gitlab")
+        return Target(gl.ref_from_ci_env(environ), "")
+    return None
+
+
+def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: str = ""):
+    if ref_host == "github":
+        gh = importlib.import_module("bot.hosts.github")
+        return gh.GitHubHost(_token(environ, GITHUB_TOKEN_VARS), base_url=url or config.github_url,
+                             timeout=config.timeout)
+    gl = importlib.import_module("bot.hosts.gitlab")
+    gitlab_url = url or environ.get("CI_SERVER_URL") or config.gitlab_url
+    return gl.GitLabHost(_token(environ, GITLAB_TOKEN_VARS), url=gitlab_url, timeout=config.timeout)
+
+
+def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Mapping[str, str]) -> Outcome:
+    host = make_host(target.ref.host, config, environ, target.url)
+    mr = host.fetch(target.ref)
+    source = app.Source(diff=mr.diff, name=str(target.ref), read_file=lambda path: host.read_file(mr, path),
+                        head_sha=mr.head_sha)
+    outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing)
+    if dry_run:
+        return outcome
+    status = None
+    if config.fail_on is not None:
+        failed = app.fail_on_hit(outcome, config)
+        status = StatusSpec("failure" if failed else "success",
+                            f"{sum(outcome.counts.values())} finding(s); fail-on {config.fail_on.label}")
+    result = host.apply(mr, outcome.plan, status)
+    outcome.warnings.append(f"{target.ref}: created {result.created}, updated {result.updated}, "
+                            f"resolved {result.resolved}, file-level {result.file_level}, "
+                            f"to summary {result.to_summary}; {result.api_calls} API calls, {result.writes} writes")
+    outcome.warnings.extend(result.notes)
+    return outcome
+
+
+def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
+    from bot import feedback_app, store
+
+    db = store.open_store(getattr(args, "db", None) or config.db)
+    try:
+        if args.action == "collect":
+            if bool(args.github) == bool(args.gitlab):
+                raise ConfigError("say where to collect from", hint="pass --github OWNER/REPO or --gitlab GROUP/PROJECT")
+            kind, repo = ("github", args.github) if args.github else ("gitlab", args.gitlab)
+            host = make_host(kind, config, environ, args.github_url if kind == "github" else args.gitlab_url or "")
+            stats = feedback_app.collect(host, repo, args.since, db)
+            print(stats)
+        elif args.action == "export":
+            count = feedback_app.export(db, args.out, trusted_only=not args.include_untrusted)
+            print(f"wrote {count} example(s) to {args.out}")
+        else:
+            for row in feedback_app.stats(db):
+                print("  ".join(f"{k}={v}" for k, v in row.items()))
+    finally:
+        close = getattr(db, "close", None)
+        if close:
+            close()
+    return 0
+
+
+__all__ = ["Target", "detect_target", "review_remote", "feedback_command", "ThresholdFailure"]
