@@ -1,0 +1,39 @@
+# Sieve — set-up, the offline demo review, and the tests.
+#   make demo   set up (first run compiles llama-cpp-python: ≈4.5 min on 2 cores) and review examples/change.patch
+#   make test   set up with the training and test extras, then run the whole test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup setup-dev demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+
+$(VENV)/.sieve-base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.sieve-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[train,dev]'
+	touch $@
+
+setup: $(VENV)/.sieve-base
+
+setup-dev: $(VENV)/.sieve-dev
+
+demo: setup
+	$(BIN)/sieve review --diff examples/change.patch --repo examples/demo
+
+test: setup-dev
+	$(BIN)/python -m pytest -q
+
+bench: setup-dev
+	$(BIN)/python -m benchmarks.diff_parse
+	$(BIN)/python -m benchmarks.rate_latency
+	$(BIN)/python -m benchmarks.accuracy
+
+clean:
+	rm -rf $(VENV) .pytest_cache
