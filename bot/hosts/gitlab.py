@@ -1,0 +1,562 @@
+"""GitLab merge requests through python-gitlab (the only module that imports it).
+
+Reads a merge request (``diff_refs``, the per-file diffs reassembled into git-style bytes, Sieve's earlier
+discussions and summary note), posts one discussion per new finding with a full ``position``, edits notes in
+place, resolves discussions whose finding is gone (never deletes anything), keeps one summary note, and
+harvests award emoji and ``/sieve severity`` replies.
+
+Retries, back-off and call counting live in one place, the HTTP adapter below: GitLab's 429 may come without
+headers (exponential back-off), ``Retry-After`` / ``RateLimit-Reset`` are honoured when present, 5xx and
+timeouts are retried a bounded number of times. python-gitlab's own retry loop is kept out of the way so that
+the budget is ours and the sleep can be injected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import gitlab
+import requests
+from requests.adapters import HTTPAdapter
+
+from bot import markers
+from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
+from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.plan import ExistingComment, PlannedComment, ReviewPlan
+
+DEVELOPER = 30
+_EMOJI_VOTES = {"thumbsup": "+1", "thumbsdown": "-1"}
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_WAIT = 60.0
+
+
+class _GaveUp(requests.RequestException):
+    """Raised by the adapter when its retry budget is spent (python-gitlab passes it through untouched)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass
+class _Counters:
+    api_calls: int = 0
+    writes: int = 0
+    retries: int = 0
+    waits: list[float] = field(default_factory=list)
+
+
+def _wait_for(headers: Mapping[str, str], attempt: int, now: float) -> float:
+    """Seconds to wait before the next attempt: Retry-After, then RateLimit-Reset, else 1, 2, 4 … s."""
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return min(_MAX_WAIT, max(0.0, float(retry_after)))
+        except ValueError:
+            try:
+                return min(_MAX_WAIT, max(0.0, parsedate_to_datetime(retry_after).timestamp() - now))
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("RateLimit-Reset")
+    if reset:
+        try:
+            return min(_MAX_WAIT, max(0.0, float(reset) - now))
+        except ValueError:
+            pass
+    return min(_MAX_WAIT, float(2 ** attempt))
+
+
+class _Transport(HTTPAdapter):
+    """Counts every HTTP attempt, paces writes and retries 429 / 5xx / timeouts a bounded number of times."""
+
+    def __init__(self, counters: _Counters, *, max_retries: int, write_pause: float,
+                 sleep: Callable[[float], None]) -> None:
+        super().__init__()
+        self.counters = counters
+        self.retry_budget = max_retries
+        self.write_pause = write_pause
+        self.sleep = sleep
+        self._wrote = False
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        is_write = request.method not in ("GET", "HEAD")
+        for attempt in range(self.retry_budget + 1):
+            if is_write and self._wrote and self.write_pause > 0:
+                self.sleep(self.write_pause)
+            self.counters.api_calls += 1
+            self.counters.writes += is_write
+            self._wrote = self._wrote or is_write
+            last = attempt == self.retry_budget
+            try:
+                response = super().send(request, **kwargs)
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                if last:
+                    raise _GaveUp(0, f"{type(exc).__name__} after {attempt + 1} attempt(s)") from None
+                self._pause(2.0 ** attempt)
+                continue
+            if response.status_code not in _RETRY_STATUSES:
+                return response
+            if last:
+                raise _GaveUp(response.status_code, f"HTTP {response.status_code} after {attempt + 1} attempt(s)")
+            self._pause(_wait_for(response.headers, attempt, time.time()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, seconds: float) -> None:
+        self.counters.retries += 1
+        self.counters.waits.append(seconds)
+        self.sleep(seconds)
+
+
+def _error(exc: Exception, what: str, secret: str) -> Exception:
+    """Map a python-gitlab / transport failure to Sieve's error hierarchy (one place), with no secrets."""
+    status = getattr(exc, "status", None) or getattr(exc, "response_code", None)
+    detail = redact(str(getattr(exc, "error_message", "") or exc), extra=(secret,))
+    if status == 429:
+        return RateLimitError(f"GitLab kept rate-limiting {what}: {detail}", status=429,
+                              hint="wait a few minutes and run again, or lower the number of comments")
+    if status in (401, 403):
+        return HostError(f"GitLab refused {what} ({status}): {detail}",
+                         hint="use a project access token with the 'api' scope and Developer role in "
+                              "SIEVE_GITLAB_TOKEN/GITLAB_TOKEN (CI_JOB_TOKEN cannot post notes)")
+    if status == 404:
+        return HostError(f"GitLab found nothing for {what} (404)",
+                         hint="check the project path and merge request number, and that the token can see it")
+    if isinstance(exc, (_GaveUp, requests.RequestException)) or (status or 0) >= 500:
+        return EndpointError(f"GitLab did not answer {what}: {detail}", status=status or None,
+                             hint="the instance may be down or overloaded; run again later")
+    return HostError(f"GitLab failed {what} ({status}): {detail}")
+
+
+_REF_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+)\s*!\s*(\d+)\s*$")
+
+
+def parse_gitlab_ref(text: str) -> MergeRequestRef:
+    """``group/sub/project!45`` → MergeRequestRef. Also accepts a merge request's web URL."""
+    match = _REF_RE.match(text or "")
+    if not match:
+        url = re.match(r"^https?://[^/]+/(.+?)/-/merge_requests/(\d+)", (text or "").strip())
+        if url:
+            return MergeRequestRef("gitlab", url.group(1), int(url.group(2)))
+        raise ConfigError(f"not a GitLab merge request reference: {text!r}",
+                          hint="write it as group/project!45 (subgroups allowed) or paste the MR's URL")
+    return MergeRequestRef("gitlab", match.group(1), int(match.group(2)))
+
+
+def ref_from_ci_env(environ: Mapping[str, str]) -> MergeRequestRef:
+    """The merge request of a GitLab CI merge-request pipeline (CI_MERGE_REQUEST_IID + project id or path)."""
+    iid = environ.get("CI_MERGE_REQUEST_IID", "")
+    project = environ.get("CI_PROJECT_ID") or environ.get("CI_PROJECT_PATH") or ""
+    if not iid.isdigit() or not project:
+        raise ConfigError("not inside a GitLab merge request pipeline (CI_MERGE_REQUEST_IID / CI_PROJECT_ID unset)",
+                          hint="run the job with `rules: - if: $CI_PIPELINE_SOURCE == \"merge_request_event\"` "
+                               "or pass --gitlab group/project!IID")
+    return MergeRequestRef("gitlab", project, int(iid))
+
+
+def url_from_ci_env(environ: Mapping[str, str], default: str = "https://gitlab.com") -> str:
+    """The instance URL inside GitLab CI: CI_API_V4_URL without ``/api/v4``, else CI_SERVER_URL, else default."""
+    api = (environ.get("CI_API_V4_URL") or "").rstrip("/")
+    if api:
+        return api.removesuffix("/api/v4")
+    return (environ.get("CI_SERVER_URL") or default).rstrip("/")
+
+
+# --- diff reassembly and line maps -------------------------------------------------------------------------
+
+def assemble_diff(entries: list[dict[str, Any]]) -> bytes:
+    """GitLab's per-file diff entries → one git-style unified diff (what ``git diff`` would print)."""
+    out: list[str] = []
+    for e in entries:
+        old, new = e.get("old_path") or e.get("new_path"), e.get("new_path") or e.get("old_path")
+        out.append(f"diff --git a/{old} b/{new}")
+        if e.get("new_file"):
+            out.append(f"new file mode {e.get('b_mode') or '100644'}")
+        elif e.get("deleted_file"):
+            out.append(f"deleted file mode {e.get('a_mode') or '100644'}")
+        elif e.get("a_mode") and e.get("b_mode") and e["a_mode"] != e["b_mode"]:
+            out += [f"old mode {e['a_mode']}", f"new mode {e['b_mode']}"]
+        if e.get("renamed_file") and old != new:
+            out += [f"rename from {old}", f"rename to {new}"]
+        text = e.get("diff") or ""
+        if text:
+            out.append("--- /dev/null" if e.get("new_file") else f"--- a/{old}")
+            out.append("+++ /dev/null" if e.get("deleted_file") else f"+++ b/{new}")
+            out.append(text if text.endswith("\n") else text + "\n")
+        elif e.get("too_large") or e.get("collapsed") or not (e.get("renamed_file") or e.get("a_mode") != e.get("b_mode")):
+            out.append(f"Binary files a/{old} and b/{new} differ")
+    joined = "\n".join(part.rstrip("\n") if i < len(out) - 1 else part for i, part in enumerate(out))
+    return (joined if joined.endswith("\n") or not joined else joined + "\n").encode("utf-8", "surrogateescape")
+
+
+@dataclass
+class _FileLines:
+    """For one file: diff line kind per (old, new) position, as GitLab's line_code needs both numbers."""
+
+    old_path: str
+    new_path: str
+    by_new: dict[int, tuple[str, int]] = field(default_factory=dict)  # new line → (kind, old counter)
+    by_old: dict[int, tuple[str, int]] = field(default_factory=dict)  # old line → (kind, new counter)
+
+
+def line_maps(diff: bytes) -> dict[str, _FileLines]:
+    """Walk a unified diff and note, for every line, its kind and both line counters (keyed by new path)."""
+    files: dict[str, _FileLines] = {}
+    current: _FileLines | None = None
+    old_no = new_no = 0
+    old_path = ""
+    for raw in diff.decode("utf-8", "replace").split("\n"):
+        if raw.startswith("diff --git "):
+            current = None
+        elif raw.startswith("--- "):
+            old_path = raw[4:].removeprefix("a/")
+        elif raw.startswith("+++ "):
+            new_path = raw[4:].removeprefix("b/")
+            new_path = old_path if new_path == "/dev/null" else new_path
+            current = files.setdefault(new_path, _FileLines(old_path if old_path != "/dev/null" else new_path,
+                                                             new_path))
+        elif raw.startswith("@@") and current is not None:
+            m = re.match(r"@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@", raw)
+            if m:
+                old_no, new_no = int(m.group(1)), int(m.group(2))
+        elif current is not None and raw[:1] in ("+", "-", " "):
+            kind = raw[:1]
+            if kind == "+":
+                current.by_new[new_no] = ("+", old_no)
+                new_no += 1
+            elif kind == "-":
+                current.by_old[old_no] = ("-", new_no)
+                old_no += 1
+            else:
+                current.by_new[new_no] = (" ", old_no)
+                current.by_old[old_no] = (" ", new_no)
+                old_no, new_no = old_no + 1, new_no + 1
+    return files
+
+
+def line_code(path: str, old: int, new: int) -> str:
+    """GitLab's line code: sha1 of the file path, then the old and new line counters."""
+    return f"{hashlib.sha1(path.encode()).hexdigest()}_{old}_{new}"
+
+
+def _point(f: _FileLines, side: str, line: int) -> dict[str, Any] | None:
+    """old_line / new_line / line_code / type for one line of the diff, or None when it is not in the diff."""
+    if side == "LEFT":
+        hit = f.by_old.get(line)
+        if not hit:
+            return None
+        kind, new = hit
+        point = {"old_line": line, "new_line": None if kind == "-" else new, "type": "old" if kind == "-" else None}
+        point["line_code"] = line_code(f.new_path, line, new)
+        return point
+    hit = f.by_new.get(line)
+    if not hit:
+        return None
+    kind, old = hit
+    point = {"new_line": line, "old_line": None if kind == "+" else old, "type": "new" if kind == "+" else None}
+    point["line_code"] = line_code(f.new_path, old, line)
+    return point
+
+
+def build_position(comment: PlannedComment, mr: MergeRequest, files: dict[str, _FileLines],
+                   with_line_code: bool) -> dict[str, Any] | None:
+    """A full text position for a finding (multi-line via line_range), or None when its line is not in the diff."""
+    anchor = comment.finding.anchor
+    f = files.get(anchor.path)
+    end = _point(f, anchor.side, anchor.line) if f else None
+    if f is None or end is None:
+        return None
+    position: dict[str, Any] = {"position_type": "text", "base_sha": mr.base_sha, "start_sha": mr.start_sha,
+                                "head_sha": mr.head_sha, "old_path": f.old_path, "new_path": f.new_path}
+    for key in ("old_line", "new_line"):
+        if end[key] is not None:
+            position[key] = end[key]
+    if with_line_code:
+        position["line_code"] = end["line_code"]
+    start = _point(f, anchor.side, anchor.start_line) if anchor.start_line and anchor.start_line < anchor.line else None
+    if start is not None:
+        position["line_range"] = {"start": start, "end": end}
+    return position
+
+
+def file_position(comment: PlannedComment, mr: MergeRequest, files: dict[str, _FileLines]) -> dict[str, Any] | None:
+    anchor = comment.finding.anchor
+    f = files.get(anchor.path)
+    if f is None:
+        return None
+    return {"position_type": "file", "base_sha": mr.base_sha, "start_sha": mr.start_sha, "head_sha": mr.head_sha,
+            "old_path": f.old_path, "new_path": f.new_path}
+
+
+def _needs_line_code(message: str) -> bool:
+    return "line_code" in message or "line code" in message
+
+
+
+def _encode(project: str) -> str:
+    """A project id, or its full path URL-encoded (``group%2Fsub%2Fproject``) as GitLab's API wants."""
+    return project if project.isdigit() else quote(project, safe="")
+
+
+def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in discussion.get("notes") or [] if not n.get("system")]
+
+
+@HOSTS.register("gitlab")
+class GitLabHost:
+    """The Host protocol for GitLab (gitlab.com or self-managed) through python-gitlab."""
+
+    name = "gitlab"
+
+    def __init__(self, token: str, *, url: str = "https://gitlab.com", timeout: float = 30.0, max_retries: int = 4,
+                 write_pause: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                 bot_username: str | None = None, min_trusted_access: int = DEVELOPER) -> None:
+        if not token:
+            raise ConfigError("no GitLab token given",
+                              hint="set GITLAB_TOKEN (a project access token with the 'api' scope)")
+        self._token = token
+        self.url = url.rstrip("/")
+        self.counters = _Counters()
+        self.bot_username = bot_username
+        self.min_trusted_access = min_trusted_access
+        self._trust: dict[int, bool] = {}
+        self._summary_bodies: dict[str, str] = {}
+        self._line_code_needed = False
+        session = requests.Session()
+        adapter = _Transport(self.counters, max_retries=max_retries, write_pause=write_pause, sleep=sleep)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._gl = gitlab.Gitlab(self.url, private_token=token, timeout=timeout, session=session, per_page=100)
+
+    # --- plumbing ------------------------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, what, self._token) from None
+
+    def _list(self, what: str, path: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every page of a list endpoint (python-gitlab follows the pagination links)."""
+        return self._call(what, lambda: list(self._gl.http_list(path, query_data=query or {}, iterator=True)))
+
+    def _bot(self) -> str | None:
+        """The token's own user name (the bot), asked once when not configured."""
+        if self.bot_username is None:
+            me = self._call("reading the token's user", self._gl.http_get, "/user")
+            self.bot_username = str(me.get("username", "")) if isinstance(me, dict) else ""
+        return self.bot_username or None
+
+    def _mr_path(self, ref: MergeRequestRef) -> str:
+        return f"/projects/{_encode(ref.repo)}/merge_requests/{ref.number}"
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def fetch(self, ref: MergeRequestRef) -> MergeRequest:
+        base = self._mr_path(ref)
+        mr = self._call(f"reading merge request {ref}", self._gl.http_get, base)
+        refs = mr.get("diff_refs") or {}
+        if not refs.get("head_sha"):
+            raise HostError(f"merge request {ref} has no diff yet (GitLab is still preparing it)",
+                            hint="run again in a minute")
+        entries = self._diff_entries(base)
+        bot = self._bot()
+        existing, summary_id = [], None
+        for discussion in self._list("reading discussions", f"{base}/discussions"):
+            notes = _notes(discussion)
+            if not notes or (bot and notes[0].get("author", {}).get("username") != bot):
+                continue
+            first = notes[0]
+            if markers.is_summary(first.get("body")):
+                summary_id = summary_id or str(first["id"])
+                self._summary_bodies[str(first["id"])] = first.get("body") or ""
+            elif markers.decode(first.get("body")):
+                pos = first.get("position") or {}
+                existing.append(ExistingComment(
+                    id=f"{discussion['id']}:{first['id']}", body=first.get("body") or "",
+                    path=pos.get("new_path") or pos.get("old_path"), line=pos.get("new_line") or pos.get("old_line"),
+                    has_replies=len(notes) > 1, resolved=bool(first.get("resolved"))))
+        return MergeRequest(ref=ref, title=mr.get("title", ""), base_sha=refs.get("base_sha", ""),
+                            head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs.get("base_sha", ""),
+                            diff=assemble_diff(entries), existing=tuple(existing), summary_id=summary_id,
+                            is_fork=mr.get("source_project_id") != mr.get("target_project_id"),
+                            web_url=mr.get("web_url", ""), author=(mr.get("author") or {}).get("username", ""))
+
+    def _diff_entries(self, base: str) -> list[dict[str, Any]]:
+        """Per-file diffs: the paginated ``/diffs`` endpoint, or the latest version on instances before 15.7."""
+        try:
+            return list(self._gl.http_list(f"{base}/diffs", iterator=True))
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code != 404:
+                raise _error(exc, "reading the diff", self._token) from None
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "reading the diff", self._token) from None
+        versions = self._list("reading diff versions", f"{base}/versions")
+        if not versions:
+            return []
+        latest = self._call("reading the latest diff version", self._gl.http_get,
+                            f"{base}/versions/{versions[0]['id']}")
+        return list(latest.get("diffs") or [])
+
+    def read_file(self, mr: MergeRequest, path: str) -> bytes | None:
+        project = self._gl.projects.get(mr.ref.repo, lazy=True)
+        try:
+            return project.files.raw(file_path=path, ref=mr.head_sha)
+        except gitlab.exceptions.GitlabError as exc:
+            if getattr(exc, "response_code", None) == 404:
+                return None
+            raise _error(exc, f"reading {path}", self._token) from None
+        except requests.RequestException as exc:
+            raise _error(exc, f"reading {path}", self._token) from None
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def apply(self, mr: MergeRequest, plan: ReviewPlan, status: StatusSpec | None = None) -> ApplyResult:
+        calls, writes = self.counters.api_calls, self.counters.writes
+        result = ApplyResult()
+        base = self._mr_path(mr.ref)
+        files = line_maps(mr.diff)
+        leftovers: list[str] = []
+        for comment in plan.create:
+            self._create(base, mr, comment, files, result, leftovers)
+        for update in plan.update:
+            discussion, note = update.existing.id.split(":", 1)
+            self._call("editing a comment", self._gl.http_put, f"{base}/notes/{note}",
+                       post_data={"body": update.comment.body})
+            if update.existing.resolved:
+                self._call("reopening a discussion", self._gl.http_put, f"{base}/discussions/{discussion}",
+                           post_data={"resolved": False})
+            result.updated += 1
+        for resolve in plan.resolve:
+            discussion = resolve.existing.id.split(":", 1)[0]
+            self._call("resolving a discussion", self._gl.http_put, f"{base}/discussions/{discussion}",
+                       post_data={"resolved": True})
+            result.resolved += 1
+        result.summary_url = self._summary(base, mr, plan.summary, leftovers)
+        if status is not None:
+            self._status(mr, status)
+        result.api_calls = self.counters.api_calls - calls
+        result.writes = self.counters.writes - writes
+        return result
+
+    def _post_discussion(self, base: str, body: str, position: dict[str, Any] | None) -> str | None:
+        """POST a discussion; the refusal message on a 400 (position not accepted), None on success."""
+        data: dict[str, Any] = {"body": body}
+        if position is not None:
+            data["position"] = position
+        try:
+            self._gl.http_post(f"{base}/discussions", post_data=data)
+            return None
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 400:
+                return str(exc.error_message or "refused")
+            raise _error(exc, "posting a comment", self._token) from None
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "posting a comment", self._token) from None
+
+    def _create(self, base: str, mr: MergeRequest, comment: PlannedComment, files: dict[str, _FileLines],
+                result: ApplyResult, leftovers: list[str]) -> None:
+        """Inline (with line_code if demanded) → file-level → general note → summary. Never lost."""
+        anchor = comment.finding.anchor
+        position = build_position(comment, mr, files, self._line_code_needed)
+        refusal = "line not in the diff" if position is None else self._post_discussion(base, comment.body, position)
+        if position is not None and refusal and _needs_line_code(refusal) and not self._line_code_needed:
+            retry = build_position(comment, mr, files, True)
+            refusal = self._post_discussion(base, comment.body, retry)
+            self._line_code_needed = refusal is None
+        if refusal is None:
+            result.created += 1
+            return
+        where = f"`{anchor.path}:{anchor.line}`"
+        result.notes.append(f"{where}: inline position refused ({redact(refusal)}); posted less precisely")
+        fallback = f"**{where}** (GitLab could not anchor this comment to the line)\n\n{comment.body}"
+        for pos in [p for p in (file_position(comment, mr, files),) if p] + [None]:
+            if self._post_discussion(base, fallback if pos is None else comment.body, pos) is None:
+                result.created += 1
+                result.file_level += 1
+                return
+        leftovers.append(f"- {where}: {comment.finding.review.strip()}")
+        result.to_summary += 1
+
+    def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str]) -> str:
+        """Create the summary note once, then edit it in place (no write at all when nothing changed)."""
+        body = summary
+        if leftovers:
+            body = summary.replace(markers.SUMMARY_MARKER, "") + "\n\n**Could not be posted inline:**\n" + \
+                "\n".join(leftovers) + "\n\n" + markers.SUMMARY_MARKER
+        if mr.summary_id:
+            if self._summary_bodies.get(mr.summary_id) != body:
+                self._call("editing the summary", self._gl.http_put, f"{base}/notes/{mr.summary_id}",
+                           post_data={"body": body})
+            note_id = mr.summary_id
+        else:
+            note = self._call("posting the summary", self._gl.http_post, f"{base}/notes", post_data={"body": body})
+            note_id = str(note.get("id", ""))
+        self._summary_bodies[note_id] = body
+        return f"{mr.web_url}#note_{note_id}" if mr.web_url else note_id
+
+    def _status(self, mr: MergeRequest, status: StatusSpec) -> None:
+        state = {"failure": "failed"}.get(status.state, status.state)
+        self._call("setting the commit status", self._gl.http_post,
+                   f"/projects/{_encode(mr.ref.repo)}/statuses/{mr.head_sha}",
+                   post_data={"state": state, "name": status.context, "description": status.description[:140],
+                              "target_url": mr.web_url or None})
+
+    # --- feedback ------------------------------------------------------------------------------------------
+
+    def _trusted(self, project: str, user_id: int | None) -> bool:
+        """Developer (30) or more on the project, inherited memberships included; cached per user."""
+        if user_id is None:
+            return False
+        if user_id not in self._trust:
+            try:
+                member = self._gl.http_get(f"/projects/{project}/members/all/{user_id}")
+                level = int(member.get("access_level", 0)) if isinstance(member, dict) else 0
+            except gitlab.exceptions.GitlabHttpError as exc:
+                if exc.response_code != 404:
+                    raise _error(exc, "reading a member's role", self._token) from None
+                level = 0
+            except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+                raise _error(exc, "reading a member's role", self._token) from None
+            self._trust[user_id] = level >= self.min_trusted_access
+        return self._trust[user_id]
+
+    def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
+        """Sieve's notes (found by their markers) in merge requests updated since ``since``, with votes/replies."""
+        project = _encode(repo)
+        bot = self._bot()
+        query: dict[str, Any] = {"state": "all", "order_by": "updated_at", "sort": "asc"}
+        if since:
+            query["updated_after"] = since
+        for mr in self._list("listing merge requests", f"/projects/{project}/merge_requests", query):
+            base = f"/projects/{project}/merge_requests/{mr['iid']}"
+            for discussion in self._list("reading discussions", f"{base}/discussions"):
+                notes = _notes(discussion)
+                first = notes[0] if notes else {}
+                author = (first.get("author") or {}).get("username")
+                if not notes or not markers.decode(first.get("body")) or (bot and author != bot):
+                    continue
+                yield self._one_feedback(repo, project, mr, base, first, notes[1:], bot)
+
+    def _one_feedback(self, repo: str, project: str, mr: dict[str, Any], base: str, note: dict[str, Any],
+                      replies: list[dict[str, Any]], bot: str | None) -> CommentFeedback:
+        votes = []
+        for award in self._list("reading award emoji", f"{base}/notes/{note['id']}/award_emoji"):
+            user = award.get("user") or {}
+            if award.get("name") in _EMOJI_VOTES and user.get("username") != bot:
+                votes.append(Vote(user=user.get("username", ""), content=_EMOJI_VOTES[award["name"]],
+                                  trusted=self._trusted(project, user.get("id")),
+                                  created_at=award.get("created_at", ""), id=str(award.get("id", ""))))
+        answers = [Reply(user=(r.get("author") or {}).get("username", ""), body=r.get("body") or "",
+                         trusted=self._trusted(project, (r.get("author") or {}).get("id")),
+                         created_at=r.get("created_at", ""), id=str(r.get("id", "")))
+                   for r in replies if (r.get("author") or {}).get("username") != bot]
+        return CommentFeedback(host="gitlab", repo=repo, number=int(mr["iid"]), comment_id=str(note["id"]),
+                               url=f"{mr.get('web_url', '')}#note_{note['id']}", body=note.get("body") or "",
+                               votes=tuple(votes), replies=tuple(answers), created_at=note.get("created_at", ""))
