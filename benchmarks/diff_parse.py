@@ -23,7 +23,7 @@ from bot.errors import DiffError
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SIEVE_SHARED", ROOT / ".." / "shared"))
 sys.path.insert(0, str(ROOT))
-from tests.gitrepo import make_repo  # noqa: E402  (a plain helper, reused so the diff is real git output)
+from tests.gitrepo import make_repo  # reused so the diff is real git output
 
 
 def build_log(workdir: Path, commits: int, seed: int = 7) -> bytes:

@@ -26,7 +26,9 @@ _HUNK_RE = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(?: ?(.*))?$")
 _BINARY_RE = re.compile(r"Binary files (.+?) and (.+?) differ$")
 _SUBMODULE_RE = re.compile(r"Submodule (.+?) (?:[0-9a-f]{7,}\.\.\.?[0-9a-f]{7,}|contains )")
 _PREFIXES = frozenset("abciow12")  # git's a/ b/, mnemonic c/ i/ o/ w/, and --no-index 1/ 2/
-_ESCAPES = {"n": 10, "t": 9, '"': 34, "\\": 92, "a": 7, "b": 8, "f": 12, "r": 13, "v": 11}
+_ESCAPE_RE = re.compile(rb"\\(?:([0-7]{3})|(.))", re.DOTALL)
+_ESCAPES = {b"n": b"\n", b"t": b"\t", b"a": b"\a", b"b": b"\b", b"f": b"\f", b"r": b"\r", b"v": b"\v"}
+_QUOTED_RE = re.compile(r'"(?:[^"\\]|\\.)*"')
 _DEV_NULL = "/dev/null"
 _SYMLINK, _GITLINK = "120000", "160000"
 _PREAMBLES = ("diff ", "Index: ", "=====", "=== ")  # lines that introduce a file in svn, hg, bzr, GNU diff
@@ -108,37 +110,18 @@ def _unquote(name: str) -> str:
     """Undo git's C-style quoting ("a/with space\\303\\251.txt"); unquoted names pass through."""
     if len(name) < 2 or name[0] != '"' or name[-1] != '"':
         return name
-    out, k, body = bytearray(), 0, name[1:-1]
-    while k < len(body):
-        ch = body[k]
-        if ch == "\\" and k + 1 < len(body):
-            nxt = body[k + 1]
-            if nxt in "01234567" and re.fullmatch(r"[0-7]{3}", body[k + 1:k + 4]):
-                out.append(int(body[k + 1:k + 4], 8) & 0xFF)
-                k += 4
-                continue
-            out.append(_ESCAPES.get(nxt, ord(nxt) if ord(nxt) < 128 else 63))
-            k += 2
-            continue
-        out += ch.encode("utf-8", "surrogatepass")
-        k += 1
+    raw = _ESCAPE_RE.sub(lambda m: bytes([int(m[1], 8) & 0xFF]) if m[1] else _ESCAPES.get(m[2], m[2]),
+                         name[1:-1].encode("utf-8", "surrogatepass"))
     try:
-        return out.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return out.decode("latin-1")
+        return raw.decode("latin-1")
 
 
 def _quoted_token(text: str) -> tuple[str, str]:
     """Split a leading C-quoted token off ``text``; returns (token with quotes, rest)."""
-    k = 1
-    while k < len(text):
-        if text[k] == "\\":
-            k += 2
-            continue
-        if text[k] == '"':
-            return text[:k + 1], text[k + 1:].lstrip(" ")
-        k += 1
-    return text, ""
+    match = _QUOTED_RE.match(text)
+    return (match[0], text[match.end():].lstrip(" ")) if match else (text, "")
 
 
 def _split_git_names(rest: str) -> tuple[str, str]:
@@ -168,7 +151,7 @@ def _header_name(text: str) -> str:
     """A ---/+++ line's name without the timestamp GNU diff, hg and svn append after a tab."""
     if text.startswith('"'):
         return _unquote(_quoted_token(text)[0])
-    return text.split("\t", 1)[0].rstrip(" ") if "\t" in text else text.rstrip("\r")
+    return text.split("\t", 1)[0].rstrip(" ") if "\t" in text else text
 
 
 def _plain_names(old: str, new: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ class GitRepo:
     def git(self, *args: str) -> bytes:
         """Run git in the repository and return its stdout; raises with stderr on failure."""
         env = {**os.environ, **_ENV}
-        done = subprocess.run(["git", *args], cwd=self.root, env=env, capture_output=True, timeout=60)
+        done = subprocess.run(["git", *args], check=False, cwd=self.root, env=env, capture_output=True, timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
         return done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -200,7 +201,7 @@ def test_huge_hunk_is_windowed_and_long_line_kept(repo: GitRepo) -> None:
     parsed = parse(repo.diff("HEAD~1", "HEAD"), window_lines=400, window_overlap=20)
     hunks = parsed.file("big.txt").hunks
     assert len(hunks) == hunks[0].windows == 32 and [h.window for h in hunks] == list(range(32))
-    for first, second in zip(hunks, hunks[1:]):
+    for first, second in itertools.pairwise(hunks):
         assert first.lines[-20:] == second.lines[:20]
     for hunk in hunks:
         assert len(hunk.lines) <= 400
@@ -330,3 +331,38 @@ def test_shared_spot_checks() -> None:
         assert isinstance(parsed.files[0], FilePatch)
     embedded = parse(_shared("lib_wtp__embedded-diff.comment"))
     assert embedded.files[0].path == "src/org/mozilla/javascript/IRFactory.java"
+
+
+def test_mutated_diffs_never_crash() -> None:
+    """Truncated, shuffled and corrupted real diffs give files, skips or a DiffError — nothing else."""
+    import random
+
+    rng = random.Random(1234)
+    sources = [(DIFFS / e["file"]).read_bytes() for e in _manifest() if e["bytes"] < 20_000]
+    outcomes = {"parsed": 0, "rejected": 0}
+    for _ in range(600):
+        lines = rng.choice(sources).split(b"\n")
+        for _ in range(rng.randint(1, 4)):
+            if not lines:
+                break
+            at = rng.randrange(len(lines))
+            action = rng.randrange(4)
+            if action == 0:
+                del lines[at:]
+            elif action == 1:
+                lines.insert(at, rng.choice([b"@@ -1,2 +1 @@", b"+++ b/x", b"--- a/x", b"\\", b"diff --git a",
+                                             b"@@ -x +y @@", b"\xff\xfe", b"rename from", b"\r"]))
+            elif action == 2:
+                lines[at] = lines[at][: rng.randrange(len(lines[at]) + 1)]
+            else:
+                del lines[at]
+        try:
+            parsed = parse(b"\n".join(lines))
+        except DiffError:
+            outcomes["rejected"] += 1
+            continue
+        outcomes["parsed"] += 1
+        assert all(s.reason for s in parsed.skipped)
+        for hunk in parsed.hunks:
+            assert sum(line.kind != "+" for line in hunk.lines) == hunk.old_count or hunk.windows > 1
+    assert outcomes["parsed"] > 300
