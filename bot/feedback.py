@@ -1,0 +1,150 @@
+"""PURE: a Sieve comment's reactions and replies → feedback records and training examples. No I/O.
+
+Rules decided here and nowhere else:
+- one record per (comment, user): that user's latest vote (+1 / -1, 0 when they only replied) and their latest
+  ``/sieve severity <level>`` correction; the bot's own reactions and replies are ignored;
+- trust comes from the host (owners/members/collaborators on GitHub, Developer+ on GitLab); untrusted records
+  are kept and marked, never turned into labels unless the caller asks for them;
+- the label of a comment: the latest trusted correction; else the net trusted vote confirms (+1) or rejects
+  (-1) the predicted level. A rejection is exported with ``label`` = the predicted level and ``vote`` = -1 so
+  training can use it as a negative; its ``acceptable_labels`` are the other three levels.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from bot import markers
+from bot.hosts.base import CommentFeedback
+from bot.severity import LABELS
+
+_CORRECTION = re.compile(r"(?im)^\s*/sieve\s+severity\s+([a-z]+)\b")
+_LANGS = {".py": "py", ".js": "js", ".ts": "ts", ".tsx": "ts", ".go": "go", ".rs": "rs", ".java": "java",
+          ".rb": "rb", ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".cs": "cs", ".php": "php",
+          ".kt": "kt", ".swift": "swift", ".scala": "scala", ".sh": "sh"}
+
+
+@dataclass(frozen=True)
+class CommentInfo:
+    """A Sieve comment rebuilt from its marker: everything the training example needs."""
+
+    host: str
+    repo: str
+    number: int
+    comment_id: str
+    url: str
+    path: str
+    line: int
+    predicted: str
+    probabilities: dict[str, float]
+    model: str
+    prompt_version: str
+    commit: str
+    code: str
+    review: str
+    reviewer: str
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """One user's feedback on one comment (the store's key is host, repo, comment_id, voter)."""
+
+    host: str
+    repo: str
+    comment_id: str
+    voter: str
+    vote: int  # +1, -1, or 0 (replied with a correction but did not react)
+    trusted: bool
+    correction: str | None = None  # that user's latest /sieve severity level
+    created_at: str = ""
+    comment: CommentInfo | None = field(default=None, compare=False)
+
+
+def parse_correction(body: str) -> str | None:
+    """The level in the last ``/sieve severity <level>`` line of a reply, or None (unknown levels too)."""
+    found = [m.lower() for m in _CORRECTION.findall(body or "")]
+    found = [level for level in found if level in LABELS]
+    return found[-1] if found else None
+
+
+def comment_from(feedback: CommentFeedback) -> CommentInfo | None:
+    """The comment's marker decoded into a CommentInfo; None when it carries no readable marker."""
+    mark = markers.decode(feedback.body)
+    if mark is None:
+        return None
+    return CommentInfo(host=feedback.host, repo=feedback.repo, number=feedback.number,
+                       comment_id=feedback.comment_id, url=feedback.url, path=mark.path, line=mark.line,
+                       predicted=mark.severity, probabilities=dict(mark.probabilities), model=mark.model,
+                       prompt_version=mark.prompt_version, commit=mark.commit, code=mark.code,
+                       review=mark.review, reviewer=mark.source, created_at=feedback.created_at)
+
+
+def records_from(feedback: CommentFeedback, bot_user: str | None) -> list[FeedbackRecord]:
+    """One record per user who reacted 👍/👎 or replied with a correction (the bot excluded), sorted by user."""
+    info = comment_from(feedback)
+    votes: dict[str, tuple[int, bool, str]] = {}
+    for vote in sorted(feedback.votes, key=lambda v: v.created_at):
+        if vote.user and vote.user != bot_user and vote.content in ("+1", "-1"):
+            votes[vote.user] = (1 if vote.content == "+1" else -1, vote.trusted, vote.created_at)
+    corrections: dict[str, tuple[str, bool, str]] = {}
+    for reply in sorted(feedback.replies, key=lambda r: r.created_at):
+        level = parse_correction(reply.body)
+        if level and reply.user and reply.user != bot_user:
+            corrections[reply.user] = (level, reply.trusted, reply.created_at)
+    out = []
+    for user in sorted(set(votes) | set(corrections)):
+        vote, vote_trusted, vote_at = votes.get(user, (0, False, ""))
+        level, fix_trusted, fix_at = corrections.get(user, (None, False, ""))
+        out.append(FeedbackRecord(feedback.host, feedback.repo, feedback.comment_id, user, vote,
+                                  vote_trusted if user in votes else fix_trusted, level, max(vote_at, fix_at),
+                                  info))
+    return out
+
+
+def lang_of(path: str) -> str:
+    return _LANGS.get(PurePosixPath(path).suffix.lower(), PurePosixPath(path).suffix.lstrip(".") or "text")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the feedback on one comment says: a label and how it was reached."""
+
+    label: str
+    acceptable: tuple[str, ...]
+    vote: int  # net vote of the counted users: +1 confirmed, -1 rejected, 0 corrected without net vote
+    trusted: bool
+    correction: str | None
+
+
+def verdict(info: CommentInfo, votes: list[tuple[int, bool]], corrections: list[tuple[str, bool, str]],
+            *, trusted_only: bool = True) -> Verdict | None:
+    """The label for one comment from its (vote, trusted) pairs and (level, trusted, at) corrections."""
+    def pick(trusted: bool) -> Verdict | None:
+        fixes = sorted((c for c in corrections if c[1] == trusted), key=lambda c: c[2])
+        net = sum(v for v, t in votes if t == trusted)
+        sign = (net > 0) - (net < 0)
+        if fixes:
+            level = fixes[-1][0]
+            return Verdict(level, (level,), sign, trusted, level)
+        if sign > 0:
+            return Verdict(info.predicted, (info.predicted,), 1, trusted, None)
+        if sign < 0:
+            return Verdict(info.predicted, tuple(x for x in LABELS if x != info.predicted), -1, trusted, None)
+        return None
+
+    return pick(True) or (None if trusted_only else pick(False))
+
+
+def example(info: CommentInfo, v: Verdict) -> dict[str, Any]:
+    """A training example in the shape of ``data/severity/*.jsonl`` plus the feedback fields."""
+    return {"id": f"feedback-{info.host}-{info.repo.replace('/', '-')}-{info.comment_id}", "code": info.code,
+            "code_kind": "diff_excerpt", "review": info.review, "label": v.label,
+            "acceptable_labels": list(v.acceptable), "label_quality": "feedback", "lang": lang_of(info.path),
+            "source": info.url, "license": "the repository's own review comments", "orig_label": info.predicted,
+            "predicted": info.predicted, "probabilities": info.probabilities, "model": info.model,
+            "prompt_version": info.prompt_version, "vote": v.vote, "trust": "trusted" if v.trusted else "untrusted",
+            "correction": v.correction, "link": info.url}

@@ -1,0 +1,92 @@
+"""``sieve feedback collect | export | stats``: the host → pure records → store wiring, and the two reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot import feedback
+from bot.hosts.base import Host
+from bot.severity import LABELS
+from bot.store import Store
+
+
+@dataclass
+class CollectStats:
+    comments: int = 0  # Sieve comments found (by their markers)
+    new_votes: int = 0
+    changed_votes: int = 0
+    removed_votes: int = 0
+    untrusted: int = 0  # records from users below the trust bar (kept, marked)
+    corrections: int = 0
+    api_calls: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"collected {self.comments} Sieve comment(s): {self.new_votes} new vote(s), {self.changed_votes} "
+                f"changed, {self.removed_votes} removed, {self.corrections} correction(s), {self.untrusted} "
+                f"untrusted record(s); {self.api_calls} API call(s) in {self.seconds:.1f} s")
+
+
+def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectStats:
+    """Read every Sieve comment's reactions and replies from the host and sync them into the store."""
+    started = time.perf_counter()
+    counters = getattr(host, "counters", None)
+    calls_before = getattr(counters, "api_calls", 0)
+    bot_user = getattr(host, "bot_username", None)
+    stats = CollectStats()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for item in host.feedback(repo, since):
+        info = feedback.comment_from(item)
+        if info is None:
+            continue
+        records = feedback.records_from(item, bot_user or getattr(host, "bot_username", None))
+        counts = store.sync(info, records, now)
+        stats.comments += 1
+        stats.new_votes += counts.new
+        stats.changed_votes += counts.changed
+        stats.removed_votes += counts.removed
+        stats.untrusted += sum(not r.trusted for r in records)
+        stats.corrections += sum(r.correction is not None for r in records)
+    stats.api_calls = getattr(counters, "api_calls", 0) - calls_before
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def export(store: Store, out_path: str | Path, *, trusted_only: bool = True) -> int:
+    """Write one training example per comment whose feedback gives a label; returns how many."""
+    votes, corrections = store.votes(), store.corrections()
+    lines = []
+    for info in store.comments():
+        key = (info.host, info.repo, info.comment_id)
+        verdict = feedback.verdict(info, votes.get(key, []), corrections.get(key, []), trusted_only=trusted_only)
+        if verdict is not None:
+            lines.append(json.dumps(feedback.example(info, verdict), ensure_ascii=False))
+    Path(out_path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
+
+
+def stats(store: Store) -> list[dict[str, Any]]:
+    """Per model version and predicted level: posted, trusted 👍/👎, 👍-rate (the precision maintainers saw)."""
+    votes, corrections = store.votes(), store.corrections()
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for info in store.comments():
+        row = rows.setdefault((info.model, info.predicted), {
+            "model": info.model, "severity": info.predicted, "posted": 0, "voted": 0, "up": 0, "down": 0,
+            "corrected": 0, "up_rate": None})
+        row["posted"] += 1
+        key = (info.host, info.repo, info.comment_id)
+        net = sum(v for v, trusted in votes.get(key, []) if trusted)
+        if any(trusted for _, trusted in votes.get(key, [])):
+            row["voted"] += 1
+            row["up"] += net > 0
+            row["down"] += net < 0
+        row["corrected"] += any(t and level != info.predicted for level, t, _ in corrections.get(key, []))
+    for row in rows.values():
+        decided = row["up"] + row["down"]
+        row["up_rate"] = round(row["up"] / decided, 3) if decided else None
+    order = {label: i for i, label in enumerate(LABELS)}
+    return sorted(rows.values(), key=lambda r: (r["model"], order.get(r["severity"], 9)))
