@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from bot.errors import TrainingError
 from bot.findings import Rating
@@ -25,7 +26,7 @@ from training.examples import Example
 class MajorityBaseline:
     """Always answers the most frequent training label (ties go to the more severe level)."""
 
-    def fit(self, examples: Sequence[Example]) -> "MajorityBaseline":
+    def fit(self, examples: Sequence[Example]) -> MajorityBaseline:
         counts = Counter(e.label for e in examples)
         self.label = max(LABELS, key=lambda label: (counts.get(label, 0), -LABELS.index(label)))
         return self
@@ -61,7 +62,7 @@ class TfidfBaseline:
         self.config = config or TfidfConfig()
         self._model: Any = None
 
-    def fit(self, examples: Sequence[Example]) -> "TfidfBaseline":
+    def fit(self, examples: Sequence[Example]) -> TfidfBaseline:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
@@ -127,7 +128,7 @@ class ContextualCalibration:
     prior: dict[str, float] = field(default_factory=lambda: {label: 0.25 for label in LABELS})
 
     @classmethod
-    def measure(cls, rater: Any, inputs: Sequence[tuple[str, str]] = CONTENT_FREE) -> "ContextualCalibration":
+    def measure(cls, rater: Any, inputs: Sequence[tuple[str, str]] = CONTENT_FREE) -> ContextualCalibration:
         ratings: list[Rating] = rater.rate_texts(list(inputs))
         prior = {label: sum(r.probabilities.get(label, 0.0) for r in ratings) / len(ratings) for label in LABELS}
         return cls(prior=prior)

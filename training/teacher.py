@@ -1,0 +1,489 @@
+"""Teachers: who writes exams, grades the student's answers and writes training examples for weak spots.
+
+Two kinds register in :data:`TEACHERS`:
+
+* ``dataset`` — a labeled JSONL file acts as teacher: balanced seeded exams, grading against gold labels,
+  curricula that sample more of what the student got wrong, optional cross-fitted soft labels;
+* ``openai`` — any OpenAI-compatible chat endpoint: the model writes exam items, grades with proficiency
+  1–10 and proposes new data (the ``openai`` SDK is imported only when such a teacher is built).
+
+Both return the same :class:`Evaluation`, so the loop does not care which one it has.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bot.errors import EndpointError, TrainingError
+from bot.prompt import render_input
+from bot.registry import Registry
+from bot.severity import LABELS, MEANINGS
+from training.curriculum import areas_of, weighted_sample
+from training.evaluate import Prediction, Report, evaluate
+from training.exam import item_key, stratified_sample
+from training.examples import Example, load_jsonl
+
+
+@dataclass
+class Evaluation:
+    """A teacher's verdict on one exam."""
+
+    proficiency: dict[str, int]  # "overall", "level:<label>", "source:<group>" → 1..10
+    feedback: str
+    weak_areas: list[str]  # worst first, e.g. ["level:major", "source:sven"]
+    report: Report | None = None  # exact figures against the gold labels
+    examples: list[Example] = field(default_factory=list)  # training items the teacher proposes
+    usage: dict[str, Any] = field(default_factory=dict)  # tokens / cost spent grading (openai teacher)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"proficiency": self.proficiency, "feedback": self.feedback, "weak_areas": self.weak_areas,
+                "report": self.report.summary() if self.report else None, "new_examples": len(self.examples),
+                "usage": self.usage}
+
+
+class Teacher(Protocol):
+    """What the loop needs from a teacher."""
+
+    name: str
+
+    def write_exam(self, n: int, weaknesses: Sequence[str] = ()) -> list[Example]:
+        """``n`` exam items (never held-out items)."""
+        ...
+
+    def grade(self, exam: Sequence[Example], answers: Sequence[Prediction]) -> Evaluation:
+        """Grade the student's answers to ``exam`` (one per item, in order)."""
+        ...
+
+    def write_examples(self, weaknesses: Sequence[str], n: int) -> list[Example]:
+        """``n`` training items aimed at ``weaknesses``."""
+        ...
+
+
+TEACHERS: Registry[Teacher] = Registry("teacher")
+
+
+def to_proficiency(accuracy: float) -> int:
+    """Map an accuracy in [0, 1] to the 1–10 proficiency scale the teacher prompt uses."""
+    return max(1, min(10, 1 + round(9 * accuracy)))
+
+
+def score_areas(exam: Sequence[Example], answers: Sequence[Prediction], *, min_items: int = 2,
+                weak_below: int = 6) -> tuple[Report, dict[str, int], list[str]]:
+    """Exact report, proficiency per area (level and source group), weak areas worst first.
+
+    A level's proficiency is the student's recall on it; a source's is its accuracy there. Areas with
+    fewer than ``min_items`` items are not judged (too little evidence).
+    """
+    report = evaluate(list(answers), list(exam))
+    predicted = [a.severity if hasattr(a, "severity") else
+                 (max(a, key=a.get) if isinstance(a, dict) else str(a)) for a in answers]
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for example, label in zip(exam, predicted):
+        for area in areas_of(example):
+            hits[area].append(label == example.label)
+    proficiency = {"overall": to_proficiency(report.accuracy)}
+    for area, results in sorted(hits.items()):
+        if len(results) >= min_items:
+            proficiency[area] = to_proficiency(sum(results) / len(results))
+    weak = sorted((a for a, p in proficiency.items() if a != "overall" and p < weak_below),
+                  key=lambda a: (proficiency[a], a))
+    return report, proficiency, weak
+
+
+def describe(proficiency: dict[str, int], weak: list[str]) -> str:
+    """One line of feedback text from proficiency figures."""
+    if not weak:
+        return f"overall proficiency {proficiency.get('overall')}/10; no weak area"
+    listed = ", ".join(f"{a} {proficiency[a]}/10" for a in weak)
+    return f"overall proficiency {proficiency.get('overall')}/10; weakest: {listed}"
+
+
+@dataclass
+class DatasetTeacherConfig:
+    """A labeled JSONL file as teacher."""
+
+    path: str = ""  # train.jsonl-shaped file (or a `sieve feedback export`)
+    seed: int = 0  # exams and curricula are reproducible for a given seed
+    wrong_boost: float = 4.0  # sampling weight of items like ones the student got wrong
+    weak_boost: float = 2.0  # sampling weight of items in a weak level or source
+    soft_labels: bool = False  # attach out-of-fold TF-IDF+LR probabilities (KD-LoRA distillation)
+    folds: int = 5  # folds for the cross-fitted soft labels
+    weak_below: int = 6  # an area with proficiency under this is weak
+
+
+class DatasetTeacher:
+    """Gold-labeled data acting as teacher. Held-out items (``exclude`` keys) are never handed out."""
+
+    name = "dataset"
+
+    def __init__(self, examples: Sequence[Example] | None = None, config: DatasetTeacherConfig | None = None,
+                 *, exclude: set[str] | None = None) -> None:
+        self.config = config or DatasetTeacherConfig()
+        if examples is None:
+            examples = load_jsonl(Path(self.config.path))
+        blocked = exclude or set()
+        self.pool = [e for e in examples if item_key(e) not in blocked]
+        self._round = 0
+        self._wrong: list[Example] = []
+        self._soft: dict[str, dict[str, float]] | None = None
+
+    def write_exam(self, n: int, weaknesses: Sequence[str] = ()) -> list[Example]:
+        self._round += 1
+        return stratified_sample(self.pool, n, self.config.seed * 1000 + self._round)
+
+    def grade(self, exam: Sequence[Example], answers: Sequence[Prediction]) -> Evaluation:
+        report, proficiency, weak = score_areas(exam, answers, weak_below=self.config.weak_below)
+        labels = [a.severity if hasattr(a, "severity") else a for a in answers]
+        self._wrong = [e for e, a in zip(exam, labels) if a != e.label]
+        return Evaluation(proficiency=proficiency, feedback=describe(proficiency, weak), weak_areas=weak,
+                          report=report)
+
+    def write_examples(self, weaknesses: Sequence[str], n: int) -> list[Example]:
+        """Sample ``n`` items, favouring the levels/sources the student got wrong and the weak areas."""
+        weak = set(weaknesses)
+        wrong_areas = {area for e in self._wrong for area in areas_of(e)}
+        weights = []
+        for example in self.pool:
+            areas = set(areas_of(example))
+            weight = 1.0
+            if areas & wrong_areas:
+                weight *= self.config.wrong_boost ** (len(areas & wrong_areas) / 2)
+            if areas & weak:
+                weight *= self.config.weak_boost
+            weights.append(weight)
+        picked = weighted_sample(self.pool, weights, n, self.config.seed * 1000 + 500 + self._round)
+        return [self._with_soft(e) for e in picked] if self.config.soft_labels else list(picked)
+
+    def _with_soft(self, example: Example) -> Example:
+        if self._soft is None:
+            from training.baselines import cross_fit_soft_labels
+
+            soft = cross_fit_soft_labels(self.pool, folds=self.config.folds, seed=self.config.seed)
+            self._soft = {item_key(e): p for e, p in zip(self.pool, soft)}
+        probs = self._soft.get(item_key(example))
+        return Example(code=example.code, review=example.review, label=example.label, weight=example.weight,
+                       soft=probs or None, acceptable=example.acceptable, source=example.source, id=example.id,
+                       lang=example.lang, meta=dict(example.meta))
+
+
+TEACHERS.add("dataset", DatasetTeacher)
+
+
+
+
+# ----------------------------------------------------------------------------- OpenAI-compatible teacher
+
+_LEVEL_TEXT = "".join(f"- {label}: {text}\n" for label, text in MEANINGS.items())
+
+EXAM_PROMPT = (
+    "You are preparing an exam for a small student model whose only job is to rate how severe the issue "
+    "in a code review comment is.\nSeverity levels:\n" + _LEVEL_TEXT +
+    "Write {n} exam items. Each item has: 'code' — a realistic excerpt of a code change (a unified-diff hunk "
+    "or a few lines of source), 'review' — the comment a careful reviewer would leave on it, and 'label' — "
+    "the correct severity level of the issue that comment describes. Spread the items evenly over the four "
+    "levels, vary languages and kinds of problem, and make some items hard (a serious bug worded politely, "
+    "a harmless nit worded alarmingly). No two items may be alike.{focus}\n"
+    'Return only JSON: {{"items": [{{"code": "...", "review": "...", "label": "critical|major|minor|trivial"}}]}}'
+)
+
+EXAM_EVALUATION_PROMPT = (
+    "You examined a small student model that rates the severity of code review findings.\nSeverity levels:\n"
+    + _LEVEL_TEXT +
+    "For each exam item below you see the code, the review, the correct level and the student's answer with "
+    "its confidence. Evaluate the student:\n"
+    "1. 'proficiency': a score from 1 (no grasp) to 10 (expert) overall and for each level;\n"
+    "2. 'feedback': two or three sentences on what the student confuses and why;\n"
+    "3. 'weak_areas': the levels (by name) or kinds of finding it handles worst, worst first;\n"
+    "4. 'examples': {n} new training items, shaped like the exam items, that teach exactly what it got wrong.\n"
+    "Return only JSON matching the schema.\n\nExam:\n{exam}"
+)
+
+TRAINING_PROMPT = (
+    "You are writing training data for a small model that rates the severity of code review findings.\n"
+    "Severity levels:\n" + _LEVEL_TEXT +
+    "Write {n} new items, each with 'code' (a realistic code excerpt or diff hunk), 'review' (the reviewer's "
+    "comment) and 'label' (the correct level). Concentrate on: {focus}. Each item must differ from the others.\n"
+    'Return only JSON: {{"items": [{{"code": "...", "review": "...", "label": "critical|major|minor|trivial"}}]}}'
+)
+
+_ITEM = {"type": "object", "additionalProperties": False, "required": ["code", "review", "label"],
+         "properties": {"code": {"type": "string"}, "review": {"type": "string"},
+                        "label": {"type": "string", "enum": list(LABELS)}}}
+ITEMS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["items"],
+                "properties": {"items": {"type": "array", "items": _ITEM}}}
+EVALUATION_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["proficiency", "feedback", "weak_areas", "examples"],
+    "properties": {
+        "proficiency": {"type": "object", "additionalProperties": False, "required": ["overall", *LABELS],
+                        "properties": {k: {"type": "integer", "minimum": 1, "maximum": 10}
+                                       for k in ("overall", *LABELS)}},
+        "feedback": {"type": "string"},
+        "weak_areas": {"type": "array", "items": {"type": "string"}},
+        "examples": {"type": "array", "items": _ITEM}}}
+
+
+class TeacherBudgetSpent(TrainingError):
+    """The teacher's token budget ran out; ``partial`` holds what was produced before it did."""
+
+    def __init__(self, message: str, *, partial: Any = None, hint: str | None = None) -> None:
+        self.partial = partial
+        super().__init__(message, hint=hint)
+
+
+@dataclass
+class OpenAITeacherConfig:
+    """An OpenAI-compatible chat endpoint as teacher."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"  # any OpenAI-compatible server (vLLM, llama.cpp server, NIM…)
+    model: str = "teacher"  # model name the endpoint serves
+    api_key_env: str = "SIEVE_TEACHER_API_KEY"  # environment variable holding the key (never printed)
+    max_tokens: int = 200_000  # token budget over the whole run (prompt + completion)
+    price_prompt_per_m: float = 0.0  # $ per 1M prompt tokens, for the cost figure
+    price_completion_per_m: float = 0.0  # $ per 1M completion tokens
+    max_retries: int = 3  # extra attempts on broken JSON, 429 and 5xx
+    backoff_s: float = 1.0  # first wait between attempts (doubles; Retry-After wins when given)
+    max_wait_s: float = 30.0  # cap on one wait
+    timeout_s: float = 120.0  # per request
+    temperature: float = 0.7
+    batch: int = 10  # items asked for per request
+    soft_labels: bool = False  # ask for top-logprobs per item and keep them as soft labels
+    top_logprobs: int = 5
+    seed: int = 0
+
+
+@dataclass
+class Usage:
+    """Tokens spent and what came of them; ``cost`` uses the configured prices."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    retries: int = 0
+    rejected_items: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def minus(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, k) - getattr(other, k) for k in
+                       ("prompt_tokens", "completion_tokens", "calls", "retries", "rejected_items")))
+
+    def to_dict(self, config: OpenAITeacherConfig) -> dict[str, Any]:
+        cost = (self.prompt_tokens * config.price_prompt_per_m + self.completion_tokens
+                * config.price_completion_per_m) / 1e6
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total, "calls": self.calls, "retries": self.retries,
+                "rejected_items": self.rejected_items, "cost_usd": round(cost, 6)}
+
+
+def validate_items(raw: Any, seen: set[str], origin: str) -> tuple[list[Example], list[str]]:
+    """Keep well-formed, new items; say why each other one was rejected. Adds kept keys to ``seen``."""
+    kept: list[Example] = []
+    rejected: list[str] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, dict):
+            rejected.append(f"item {i}: not an object")
+            continue
+        code, review = str(item.get("code") or "").strip(), str(item.get("review") or "").strip()
+        label = str(item.get("label") or "").strip().lower()
+        reason = ("unknown label " + repr(item.get("label")) if label not in LABELS else
+                  "empty code" if not code else "empty review" if not review else "")
+        if reason:
+            rejected.append(f"item {i}: {reason}")
+            continue
+        example = Example(code=code, review=review, label=label, source=f"teacher:{origin}")
+        key = item_key(example)
+        if key in seen:
+            rejected.append(f"item {i}: duplicate")
+            continue
+        seen.add(key)
+        example.id = f"teacher-{key[:16]}"
+        kept.append(example)
+    if not isinstance(raw, list):
+        rejected.append("no item list in the answer")
+    return kept, rejected
+
+
+class OpenAITeacher:
+    """An OpenAI-compatible chat model as teacher, with retries, validation, token accounting and a budget."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAITeacherConfig | None = None, *, exclude: set[str] | None = None) -> None:
+        import openai  # the SDK is needed only when this teacher is used
+
+        self.config = config or OpenAITeacherConfig()
+        self._openai = openai
+        key = os.environ.get(self.config.api_key_env) or "unset"
+        self._client = openai.OpenAI(base_url=self.config.base_url, api_key=key, max_retries=0,
+                                     timeout=self.config.timeout_s)
+        self.usage = Usage()
+        self._mark = Usage()
+        self._seen: set[str] = set(exclude or ())
+        self.rejections: list[str] = []
+
+    # -- accounting -------------------------------------------------------------------------------------
+    def round_usage(self) -> dict[str, Any]:
+        """Usage since the previous call (one loop round), with its cost."""
+        delta, self._mark = self.usage.minus(self._mark), Usage(**vars(self.usage))
+        return delta.to_dict(self.config)
+
+    def _check_budget(self, partial: Any = None) -> None:
+        if self.usage.total >= self.config.max_tokens:
+            raise TeacherBudgetSpent(f"teacher token budget spent ({self.usage.total} of "
+                                     f"{self.config.max_tokens} tokens)", partial=partial,
+                                     hint="raise the teacher's max_tokens to continue; what was produced is kept")
+
+    # -- transport ------------------------------------------------------------------------------------
+    def _wait(self, attempt: int, exc: Exception | None) -> None:
+        delay = self.config.backoff_s * (2 ** attempt)
+        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+        if headers.get("retry-after", "").strip().isdigit():
+            delay = float(headers["retry-after"])
+        time.sleep(min(delay, self.config.max_wait_s))
+
+    def _request(self, messages: list[dict[str, str]], *, schema: dict | None = None, partial: Any = None,
+                 **extra: Any) -> tuple[Any, Any]:
+        """One chat completion (parsed as JSON when ``schema`` is given), retried on 429/5xx/broken JSON."""
+        errors = self._openai
+        last = "no attempt"
+        for attempt in range(self.config.max_retries + 1):
+            self._check_budget(partial)
+            kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages,
+                                      "temperature": self.config.temperature, **extra}
+            if schema is not None:
+                kwargs["response_format"] = {"type": "json_schema",
+                                             "json_schema": {"name": "answer", "strict": True, "schema": schema}}
+            exc: Exception | None = None
+            try:
+                response = self._client.chat.completions.create(**kwargs)
+            except errors.APIStatusError as err:
+                if err.status_code != 429 and err.status_code < 500:
+                    raise EndpointError(f"teacher endpoint refused the request (HTTP {err.status_code})",
+                                        status=err.status_code, hint="check the teacher's model name, key "
+                                        f"(${self.config.api_key_env}) and base URL") from None
+                exc, last = err, f"HTTP {err.status_code}"
+            except errors.APIConnectionError as err:
+                exc, last = err, f"connection failed ({type(err).__name__})"
+            else:
+                self.usage.calls += 1
+                if response.usage is not None:
+                    self.usage.prompt_tokens += response.usage.prompt_tokens or 0
+                    self.usage.completion_tokens += response.usage.completion_tokens or 0
+                if schema is None:
+                    return None, response
+                parsed = _parse_json(response.choices[0].message.content or "")
+                if parsed is not None:
+                    return parsed, response
+                last = "the answer was not valid JSON"
+            if attempt < self.config.max_retries:
+                self.usage.retries += 1
+                self._wait(attempt, exc)
+        raise EndpointError(f"teacher endpoint failed after {self.config.max_retries + 1} attempts: {last}",
+                            hint="check that the endpoint is up and supports JSON output; raise max_retries")
+
+    # -- items ----------------------------------------------------------------------------------------
+    def _items(self, n: int, prompt: str, **fields: Any) -> list[Example]:
+        """Ask in batches until ``n`` valid new items (or too many attempts); budget errors keep the partial."""
+        kept: list[Example] = []
+        for _ in range(max(1, math.ceil(n / self.config.batch)) * (self.config.max_retries + 1)):
+            if len(kept) >= n:
+                break
+            want = min(self.config.batch, n - len(kept))
+            text = prompt.format(n=want, **fields)
+            data, _ = self._request([{"role": "user", "content": text}], schema=ITEMS_SCHEMA, partial=kept)
+            items, rejected = validate_items(data.get("items") if isinstance(data, dict) else None, self._seen,
+                                             self.config.model)
+            self.usage.rejected_items += len(rejected)
+            self.rejections.extend(rejected)
+            kept.extend(items[: n - len(kept)])
+        if self.config.soft_labels:
+            kept = [self._soft(e) for e in kept]
+        if not kept:
+            raise TrainingError("the teacher produced no usable items", hint="see rejections; try another model")
+        return kept
+
+    def write_exam(self, n: int, weaknesses: Sequence[str] = ()) -> list[Example]:
+        focus = f" Put extra items on these weak areas: {', '.join(weaknesses)}." if weaknesses else ""
+        return self._items(n, EXAM_PROMPT, focus=focus)
+
+    def write_examples(self, weaknesses: Sequence[str], n: int) -> list[Example]:
+        focus = ", ".join(weaknesses) or "all four levels evenly"
+        return self._items(n, TRAINING_PROMPT, focus=focus)
+
+    def grade(self, exam: Sequence[Example], answers: Sequence[Prediction], *, n_examples: int = 10) -> Evaluation:
+        """The teacher's verdict; exact figures come from the gold labels, opinions from the teacher."""
+        report, local, local_weak = score_areas(exam, answers)
+        lines = []
+        for i, (example, answer) in enumerate(zip(exam, answers)):
+            label = getattr(answer, "severity", answer)
+            confidence = getattr(answer, "probabilities", {}).get(label) if hasattr(answer, "probabilities") else None
+            block, _ = render_input(example.code, example.review)
+            conf = f" (confidence {confidence:.2f})" if confidence is not None else ""
+            lines.append(f"[{i}] {block}\ncorrect: {example.label}; student: {label}{conf}")
+        prompt = EXAM_EVALUATION_PROMPT.format(n=n_examples, exam="\n".join(lines))
+        fallback = Evaluation(proficiency=local, feedback=describe(local, local_weak), weak_areas=local_weak,
+                              report=report)
+        data, _ = self._request([{"role": "user", "content": prompt}], schema=EVALUATION_SCHEMA, partial=fallback)
+        data = data if isinstance(data, dict) else {}
+        proficiency = dict(local)
+        for key, value in (data.get("proficiency") or {}).items():
+            if isinstance(value, (int, float)) and (key == "overall" or key in LABELS):
+                proficiency["overall" if key == "overall" else f"level:{key}"] = max(1, min(10, int(value)))
+        weak = [f"level:{w.strip().lower()}" if w.strip().lower() in LABELS else str(w).strip()
+                for w in data.get("weak_areas") or [] if isinstance(w, str) and w.strip()]
+        weak += [w for w in local_weak if w not in weak]
+        examples, rejected = validate_items(data.get("examples"), self._seen, self.config.model)
+        self.usage.rejected_items += len(rejected)
+        self.rejections.extend(rejected)
+        return Evaluation(proficiency=proficiency, feedback=str(data.get("feedback") or describe(local, local_weak)),
+                          weak_areas=weak, report=report, examples=examples, usage=self.usage.to_dict(self.config))
+
+    def _soft(self, example: Example) -> Example:
+        """Attach the teacher's own label distribution from top-logprobs, when the endpoint gives them."""
+        block, _ = render_input(example.code, example.review)
+        messages = [{"role": "user", "content": "Severity levels:\n" + _LEVEL_TEXT + block +
+                     "\nAnswer with the level name only."}]
+        _, response = self._request(messages, logprobs=True, top_logprobs=self.config.top_logprobs, max_tokens=1)
+        example.soft = soft_from_logprobs(response) or example.soft
+        return example
+
+
+def soft_from_logprobs(response: Any) -> dict[str, float] | None:
+    """Label probabilities from the first answer token's top-logprobs (None when absent or unmatched)."""
+    try:
+        top = response.choices[0].logprobs.content[0].top_logprobs
+    except (AttributeError, IndexError, TypeError):
+        return None
+    mass = {label: 0.0 for label in LABELS}
+    for entry in top or []:
+        token = str(entry.token).strip().strip('"').lower()
+        matches = [label for label in LABELS if len(token) >= 2 and label.startswith(token)]
+        if len(matches) == 1:
+            mass[matches[0]] += math.exp(entry.logprob)
+    total = sum(mass.values())
+    return {label: p / total for label, p in mass.items()} if total > 0 else None
+
+
+def _parse_json(text: str) -> Any:
+    """JSON from a model answer, tolerating a Markdown code fence around it; None when it is not JSON."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[-1].rsplit("```", 1)[0]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+TEACHERS.add("openai", OpenAITeacher)
