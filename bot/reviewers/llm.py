@@ -46,17 +46,22 @@ _FINDING_PROPERTIES: dict[str, Any] = {
 }
 
 
-def findings_schema(*, with_hunk: bool = True, max_items: int | None = None,
-                    max_review_chars: int | None = None, max_suggestion_chars: int | None = None) -> dict[str, Any]:
+def findings_schema(*, with_hunk: bool = True, max_items: int | None = None, max_review_chars: int | None = None,
+                    max_suggestion_chars: int | None = None,
+                    line_choices: Sequence[int] | None = None) -> dict[str, Any]:
     """The answer's JSON schema: ``{"findings": [{hunk, line, end_line, review, suggestion}]}``.
 
-    The caps are for grammar-constrained local generation, where they bound the answer's length.
+    The caps and ``line_choices`` (the hunk's added lines) are for grammar-constrained local
+    generation: they bound the answer's length and make an invalid line impossible to produce.
     """
     props = {k: dict(v) for k, v in _FINDING_PROPERTIES.items() if with_hunk or k != "hunk"}
     if max_review_chars:
         props["review"]["maxLength"] = max_review_chars
     if max_suggestion_chars:
-        props["suggestion"]["maxLength"] = max_suggestion_chars
+        props["suggestion"] = {"anyOf": [{"type": "string", "maxLength": max_suggestion_chars}, {"type": "null"}]}
+    if line_choices:
+        props["line"] = {"enum": list(line_choices)}
+        props["end_line"] = {"enum": [*line_choices, None]}
     array: dict[str, Any] = {"type": "array", "items": {
         "type": "object", "properties": props, "required": list(props), "additionalProperties": False}}
     if max_items is not None:

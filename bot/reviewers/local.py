@@ -55,7 +55,6 @@ class LocalReviewer:
     def __init__(self, config: LocalConfig | None = None) -> None:
         self.config = config or LocalConfig()
         self._llm: Any = None
-        self._grammar: Any = None
 
     def review(self, diff: ParsedDiff, ctx: ReviewContext) -> ReviewerResult:
         result = ReviewerResult()
@@ -85,7 +84,7 @@ class LocalReviewer:
             result.skipped.append(Skip(hunk_label(hunk), f"local: hunk too large for the model's context "
                                        f"({prompt_tokens} prompt tokens, n_ctx {self.config.n_ctx})"))
             return None
-        out = llm.create_chat_completion(messages=messages, grammar=self._grammar,
+        out = llm.create_chat_completion(messages=messages, grammar=self._grammar_for(hunk),
                                          max_tokens=self.config.max_tokens,
                                          temperature=self.config.temperature, seed=self.config.seed)
         return out["choices"][0]["message"].get("content")
@@ -93,7 +92,7 @@ class LocalReviewer:
     def _model(self) -> Any:
         """Load the GGUF and compile the grammar once per reviewer."""
         if self._llm is None:
-            from llama_cpp import Llama, LlamaGrammar
+            from llama_cpp import Llama
 
             path = Path(self.config.model_path) if self.config.model_path else packaged_smollm2()
             if path is None or not path.is_file():
@@ -105,11 +104,17 @@ class LocalReviewer:
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"llama.cpp could not load {path}: {exc}",
                                  hint="check that the file is a complete GGUF model") from None
-            schema = findings_schema(with_hunk=False, max_items=self.config.max_findings_per_hunk,
-                                     max_review_chars=self.config.max_review_chars,
-                                     max_suggestion_chars=self.config.max_suggestion_chars)
-            self._grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         return self._llm
+
+    def _grammar_for(self, hunk: Hunk) -> Any:
+        """A grammar that only admits this hunk's added lines (so the model cannot invent a line)."""
+        from llama_cpp import LlamaGrammar
+
+        schema = findings_schema(with_hunk=False, max_items=self.config.max_findings_per_hunk,
+                                 max_review_chars=self.config.max_review_chars,
+                                 max_suggestion_chars=self.config.max_suggestion_chars,
+                                 line_choices=hunk.added_lines)
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
 
 @REVIEWERS.register("local")
