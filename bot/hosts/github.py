@@ -18,6 +18,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -154,9 +155,10 @@ class GitHubHost:
         self.counter = CallCounter()
         retry = _CountingRetry(total=0, read=False, redirect=0, raise_on_status=False)
         retry.counter = self.counter
-        self._gh = Github(auth=Auth.Token(token), base_url=self.base_url, timeout=timeout, retry=retry,
+        self._gh = Github(auth=Auth.Token(token), base_url=self.base_url, timeout=max(1, math.ceil(timeout)), retry=retry,
                           per_page=per_page, seconds_between_requests=None, seconds_between_writes=None)
         self._lazy = self._gh.withLazy(True)
+        self.per_page = per_page
         self._bot_login = bot_login
         self._bot_checked = bot_login is not None
         self._last_write = float("-inf")
@@ -244,8 +246,21 @@ class GitHubHost:
         if gap > 0:
             self.sleep(gap)
 
-    def _list(self, what: str, paginated: Any) -> list[Any]:
-        return self._call(what, lambda: list(paginated))
+    def _pages(self, what: str, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Every page of a list endpoint, following Link ``rel="next"``, as plain dicts.
+
+        PyGithub's list objects fetch an item again whenever a field is absent (``in_reply_to_id`` is absent
+        on every top-level comment), so lists are read here through its requester instead: one call a page.
+        """
+        items: list[dict[str, Any]] = []
+        url: str | None = path
+        query: dict[str, Any] | None = {"per_page": self.per_page, **(params or {})}
+        while url:
+            headers, data = self._call(what, lambda u=url, q=query: self._gh.requester.requestJsonAndCheck(
+                "GET", u, parameters=q))
+            items.extend(data or [])
+            url, query = _next_link(headers.get("link", "")), None
+        return items
 
     # ------------------------------------------------------------------ reading
     def _repo(self, repo: str) -> Any:
@@ -256,7 +271,9 @@ class GitHubHost:
         return self._lazy.get_repo(ref.repo).get_pull(ref.number)
 
     def _pull(self, ref: MergeRequestRef) -> Any:
-        return self._call(f"reading {ref}", lambda: self._repo(ref.repo).get_pull(ref.number))
+        pull = self._lazy_pull(ref)
+        self._call(f"reading {ref}", pull.complete)
+        return pull
 
     def bot_login(self) -> str | None:
         """The token's own login (None where GitHub will not say, e.g. an Actions token)."""
@@ -280,7 +297,7 @@ class GitHubHost:
         head_repo = pr.head.repo.full_name if pr.head.repo else None
         return MergeRequest(ref=ref, title=pr.title or "", base_sha=pr.base.sha, head_sha=pr.head.sha,
                             start_sha=pr.base.sha, diff=diff, existing=tuple(existing),
-                            summary_id=str(summary.id) if summary else None,
+                            summary_id=str(summary["id"]) if summary else None,
                             is_fork=head_repo != pr.base.repo.full_name, web_url=pr.html_url or "",
                             author=pr.user.login if pr.user else "")
 
@@ -292,25 +309,25 @@ class GitHubHost:
         text = data.get("data", "") if isinstance(data, dict) else ""
         return text.encode("utf-8", "surrogateescape")
 
-    def _review_comments(self, ref: MergeRequestRef) -> list[Any]:
-        return self._list(f"listing review comments of {ref}", self._lazy_pull(ref).get_review_comments())
+    def _review_comments(self, ref: MergeRequestRef) -> list[dict[str, Any]]:
+        return self._pages(f"listing review comments of {ref}", f"/repos/{ref.repo}/pulls/{ref.number}/comments")
 
     def _existing(self, ref: MergeRequestRef) -> list[ExistingComment]:
         """The bot's Sieve comments (by marker), with whether anyone replied."""
         comments = self._review_comments(ref)
-        replied = {c.in_reply_to_id for c in comments if c.in_reply_to_id}
+        replied = {c.get("in_reply_to_id") for c in comments if c.get("in_reply_to_id")}
         out = []
         for c in comments:
-            if c.in_reply_to_id or markers.decode(c.body) is None or not self._mine(c.user.login if c.user else None):
+            if c.get("in_reply_to_id") or markers.decode(c.get("body")) is None or not self._mine(_login(c)):
                 continue
-            out.append(ExistingComment(id=str(c.id), body=c.body, path=c.path, line=c.line or c.original_line,
-                                       has_replies=c.id in replied, resolved=OUTDATED_MARK in c.body))
+            out.append(ExistingComment(id=str(c["id"]), body=c["body"], path=c.get("path"),
+                                       line=c.get("line") or c.get("original_line"), has_replies=c["id"] in replied,
+                                       resolved=OUTDATED_MARK in c["body"]))
         return out
 
-    def _summary(self, ref: MergeRequestRef) -> Any:
-        lazy_issue = self._repo(ref.repo).get_issue(ref.number)
-        for c in self._list(f"listing comments of {ref}", lazy_issue.get_comments()):
-            if markers.is_summary(c.body) and self._mine(c.user.login if c.user else None):
+    def _summary(self, ref: MergeRequestRef) -> dict[str, Any] | None:
+        for c in self._pages(f"listing comments of {ref}", f"/repos/{ref.repo}/issues/{ref.number}/comments"):
+            if markers.is_summary(c.get("body")) and self._mine(_login(c)):
                 return c
         return None
 
@@ -419,9 +436,11 @@ class GitHubHost:
         """Create the summary once; afterwards edit it in place, and only when it changed."""
         current = self._summary(mr.ref)
         if current is not None:
-            result.summary_url = current.html_url or ""
-            if current.body != body:
-                self._call("editing the summary", lambda: current.edit(body), write=True)
+            result.summary_url = current.get("html_url") or ""
+            if current.get("body") != body:
+                url = f"/repos/{mr.ref.repo}/issues/comments/{current['id']}"
+                self._call("editing the summary", lambda: self._gh.requester.requestJsonAndCheck(
+                    "PATCH", url, input={"body": body}), write=True)
             return
         issue = self._repo(mr.ref.repo).get_issue(mr.ref.number)
         created = self._call("posting the summary", lambda: issue.create_comment(body), write=True)
@@ -446,52 +465,53 @@ class GitHubHost:
         ``trusted_users``, own the repository, or wrote any comment in the listing with a trusted association.
         Reactions are only fetched for comments whose reaction roll-up shows a +1 or -1 (saves one call each).
         """
-        when = datetime.fromisoformat(since.replace("Z", "+00:00")) if since else None
+        when = datetime.fromisoformat(since) if since else None
         if when is not None and when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
-        lazy = self._repo(repo)
-        listing = lazy.get_pulls_review_comments(sort="created", direction="asc", **({"since": when} if when else {}))
-        comments = self._list(f"listing review comments of {repo}", listing)
+        params = {"sort": "created", "direction": "asc", **({"since": _iso(when)} if when else {})}
+        comments = self._pages(f"listing review comments of {repo}", f"/repos/{repo}/pulls/comments", params)
         trusted = self._trusted_logins(repo, comments)
-        replies: dict[int, list[Any]] = {}
+        replies: dict[int, list[dict[str, Any]]] = {}
         for c in comments:
-            if c.in_reply_to_id:
-                replies.setdefault(c.in_reply_to_id, []).append(c)
+            if c.get("in_reply_to_id"):
+                replies.setdefault(c["in_reply_to_id"], []).append(c)
         for c in comments:
-            if c.in_reply_to_id or markers.decode(c.body) is None or not self._mine(c.user.login if c.user else None):
+            if c.get("in_reply_to_id") or markers.decode(c.get("body")) is None or not self._mine(_login(c)):
                 continue
-            yield CommentFeedback(host="github", repo=repo, number=_pr_number(c.pull_request_url), comment_id=str(c.id),
-                                  url=c.html_url or "", body=c.body, votes=tuple(self._votes(repo, c, trusted)),
-                                  replies=tuple(self._replies(replies.get(c.id, []))),
-                                  created_at=_iso(c.created_at))
+            yield CommentFeedback(host="github", repo=repo, number=_pr_number(c.get("pull_request_url")),
+                                  comment_id=str(c["id"]), url=c.get("html_url") or "", body=c["body"],
+                                  votes=tuple(self._votes(repo, c, trusted)),
+                                  replies=tuple(self._replies(replies.get(c["id"], []))),
+                                  created_at=c.get("created_at") or "")
 
-    def _trusted_logins(self, repo: str, comments: list[Any]) -> set[str]:
-        logins = {u for u in self.trusted_users} | {repo.split("/")[0].lower()}
+    def _trusted_logins(self, repo: str, comments: list[dict[str, Any]]) -> set[str]:
+        logins = set(self.trusted_users) | {repo.split("/")[0].lower()}
         for c in comments:
-            if c.user and (c.author_association or "").upper() in self.trusted_associations:
-                logins.add(c.user.login.lower())
+            if (c.get("author_association") or "").upper() in self.trusted_associations:
+                logins.add(_login(c).lower())
         return logins
 
-    def _votes(self, repo: str, comment: Any, trusted: set[str]) -> list[Vote]:
-        rollup = comment.reactions or {}
+    def _votes(self, repo: str, comment: dict[str, Any], trusted: set[str]) -> list[Vote]:
+        rollup = comment.get("reactions") or {}
         if rollup and not (rollup.get("+1") or rollup.get("-1")):
             return []
         me = (self.bot_login() or "").lower()
         votes = []
-        for r in self._list(f"reading reactions on comment {comment.id}", comment.get_reactions()):
-            login = r.user.login if r.user else ""
-            if r.content not in ("+1", "-1") or (me and login.lower() == me):
+        path = f"/repos/{repo}/pulls/comments/{comment['id']}/reactions"
+        for r in self._pages(f"reading reactions on comment {comment['id']}", path):
+            login = _login(r)
+            if r.get("content") not in ("+1", "-1") or (me and login.lower() == me):
                 continue
-            votes.append(Vote(user=login, content=r.content, trusted=login.lower() in trusted,
-                              created_at=_iso(r.created_at), id=str(r.id)))
+            votes.append(Vote(user=login, content=r["content"], trusted=login.lower() in trusted,
+                              created_at=r.get("created_at") or "", id=str(r.get("id", ""))))
         return votes
 
-    def _replies(self, comments: list[Any]) -> list[Reply]:
+    def _replies(self, comments: list[dict[str, Any]]) -> list[Reply]:
         me = (self.bot_login() or "").lower()
-        return [Reply(user=c.user.login if c.user else "", body=c.body or "",
-                      trusted=(c.author_association or "").upper() in self.trusted_associations,
-                      created_at=_iso(c.created_at), id=str(c.id))
-                for c in comments if not (me and c.user and c.user.login.lower() == me)]
+        return [Reply(user=_login(c), body=c.get("body") or "",
+                      trusted=(c.get("author_association") or "").upper() in self.trusted_associations,
+                      created_at=c.get("created_at") or "", id=str(c["id"]))
+                for c in comments if not (me and _login(c).lower() == me)]
 
 
 def review_comment_payload(comment: PlannedComment) -> dict[str, Any]:
@@ -531,6 +551,19 @@ def summary_with(summary: str, unplaced: list[PlannedComment]) -> str:
 def _is_line_error(text: str) -> bool:
     lowered = text.lower()
     return any(key in lowered for key in _LINE_ERRORS)
+
+
+def _login(item: dict[str, Any]) -> str:
+    return ((item.get("user") or {}).get("login")) or ""
+
+
+def _next_link(header: str) -> str | None:
+    """The ``rel="next"`` URL of a Link header, if any."""
+    for part in header.split(","):
+        match = re.search(r'<([^>]+)>;\s*rel="next"', part)
+        if match:
+            return match.group(1)
+    return None
 
 
 def _pr_number(url: str | None) -> int:
