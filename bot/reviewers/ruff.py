@@ -21,7 +21,16 @@ from typing import Any
 
 from bot.errors import ReviewerError
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
-from bot.reviewers.base import REVIEWERS, AddedLines, ReviewContext, SkipTally, anchor_on, code_for, dedupe
+from bot.reviewers.base import (
+    REVIEWERS,
+    AddedLines,
+    ReviewContext,
+    SkipTally,
+    anchor_on,
+    code_for,
+    dedupe,
+    line_suggestion,
+)
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 
@@ -129,44 +138,6 @@ class RuffReviewer:
         if applicability != "safe" and not (applicability == "unsafe" and self.config.suggest_unsafe_fixes):
             return None
         return line_suggestion(text, line, fix["edits"])
-
-
-def line_suggestion(text: str, line: int, edits: list[dict[str, Any]]) -> str | None:
-    """The new text of ``line`` after ``edits``, when every edit lies within that line.
-
-    An edit may end at column 1 of the next line (it removes the line break too); the result is
-    then the empty string, which a suggestion renders as "delete this line". Ruff columns count
-    characters from 1.
-    """
-    lines = [piece + "\n" for piece in text.split("\n")]
-    lines[-1] = lines[-1][:-1]
-    if not lines[-1]:
-        lines.pop()
-    if not 1 <= line <= len(lines):
-        return None
-    starts = [0]
-    for piece in lines:
-        starts.append(starts[-1] + len(piece))
-    lo, hi = starts[line - 1], starts[line]
-
-    def offset(loc: dict[str, int]) -> int:
-        row, col = int(loc["row"]), int(loc["column"])
-        if row == len(lines) + 1 and col == 1:
-            return starts[-1]
-        if not 1 <= row <= len(lines):
-            return -1
-        return starts[row - 1] + col - 1
-
-    spans = []
-    for edit in edits:
-        start, end = offset(edit["location"]), offset(edit["end_location"])
-        if not lo <= start <= end <= hi:
-            return None
-        spans.append((start, end, edit.get("content", "")))
-    region = text[lo:hi]
-    for start, end, content in sorted(spans, reverse=True):
-        region = region[: start - lo] + content + region[end - lo:]
-    return region[:-1] if region.endswith("\n") else region
 
 
 def find_ruff(explicit: str | None = None) -> str:

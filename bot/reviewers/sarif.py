@@ -18,7 +18,16 @@ from urllib.parse import unquote, urlsplit
 
 from bot.errors import ReviewerError
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
-from bot.reviewers.base import REVIEWERS, AddedLines, ReviewContext, SkipTally, anchor_on, code_for, dedupe
+from bot.reviewers.base import (
+    REVIEWERS,
+    AddedLines,
+    ReviewContext,
+    SkipTally,
+    anchor_on,
+    code_for,
+    dedupe,
+    line_suggestion,
+)
 
 SARIF_VERSION = "2.1.0"
 
@@ -77,6 +86,7 @@ class SarifReviewer:
             result.findings.append(Finding(
                 anchor=anchor_on(hunk, line), review=_message(item, rule), source=f"sarif:{tool}",
                 code=code_for(hunk, line), rule_id=item.get("ruleId") or rule.get("id"),
+                suggestion=_suggestion(item, path, line, ctx, run, bases),
                 hint=item.get("level") or (rule.get("defaultConfiguration") or {}).get("level") or "warning"))
 
 
@@ -192,6 +202,34 @@ def _repo_path(uri: str, base_id: str | None, bases: dict[str, str]) -> str:
                 return pure.relative_to(base).as_posix()
         return pure.as_posix()
     return pure.as_posix().removeprefix("./")
+
+
+def _suggestion(item: dict[str, Any], path: str, line: int, ctx: ReviewContext, run: dict[str, Any],
+                bases: dict[str, str]) -> str | None:
+    """The new text of the anchored line from the result's first fix, if that fix stays on that line.
+
+    A ``deletedRegion`` without columns covers whole lines (their line breaks included).
+    """
+    fixes = item.get("fixes") or []
+    changes = (fixes[0].get("artifactChanges") or []) if fixes and isinstance(fixes[0], dict) else []
+    edits = []
+    for change in changes:
+        artifact = change.get("artifactLocation") or {}
+        if _repo_path(str(artifact.get("uri", "")), artifact.get("uriBaseId"), bases) != path:
+            return None
+        for replacement in change.get("replacements") or []:
+            region = replacement.get("deletedRegion") or {}
+            start, end = region.get("startLine"), region.get("endLine", region.get("startLine"))
+            if not isinstance(start, int) or not isinstance(end, int):
+                return None
+            whole = "endColumn" not in region
+            edits.append({"location": {"row": start, "column": region.get("startColumn", 1)},
+                          "end_location": {"row": end + 1 if whole else end, "column": region.get("endColumn", 1)},
+                          "content": (replacement.get("insertedContent") or {}).get("text", "")})
+    content = ctx.read_file(path) if edits else None
+    if content is None:
+        return None
+    return line_suggestion(content.decode("utf-8", errors="replace"), line, edits)
 
 
 @REVIEWERS.register("sarif")
