@@ -224,6 +224,7 @@ class FakeGitLab:
 class _Handler(BaseHTTPRequestHandler):
     state: FakeGitLab
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms delayed-ACK stalls
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
