@@ -178,7 +178,7 @@ def format_table(models: list[ModelInfo]) -> str:
 def models_list_main(argv: list[str]) -> int:
     """``sieve models list [--root DIR] [--format text|json]``."""
     parser = argparse.ArgumentParser(prog="sieve models list", description="List the registered student models.")
-    parser.add_argument("--root", help="models folder (default: the repository's models/)")
+    parser.add_argument("--models-dir", "--root", dest="root", help="models folder (default: the repository's models/)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     models = list_models(args.root)

@@ -1,0 +1,219 @@
+"""The teacher–student loop, K rounds under a budget (rounds, teacher tokens, wall time).
+
+Each round, top to bottom:
+
+1. the teacher writes an exam;
+2. the student takes it — through the serving rater on the current GGUF (base + adapter), the same code
+   and prompt the bot reviews with;
+3. the teacher grades it: proficiency per level/area, feedback, weak areas;
+4. a curriculum is built: teacher-written items aimed at the weak areas (+ the teacher's own proposals),
+   maintainers' feedback, the previous curriculum; weak areas weighted up; held-out items never included;
+5. LoRA fine-tune on it, export the adapter to GGUF;
+6. the candidate takes the held-out exam through the same rater;
+7. it replaces ``models/<name>`` only if it beats the current model there.
+
+Every round appends one JSON line to ``<run_dir>/log.jsonl``. A spent teacher budget ends the run
+cleanly after keeping what the teacher produced.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.models import ModelInfo, default_root, resolve_model
+from training.curriculum import CurriculumConfig, build_curriculum
+from training.evaluate import Report, evaluate
+from training.exam import Exam, assert_no_leak
+from training.examples import Example, data_hash
+from training.registry import PromotionRule, promote, write_manifest
+from training.teacher import Evaluation, Teacher, TeacherBudgetSpent
+
+RaterFactory = Callable[[ModelInfo], Any]
+
+
+@dataclass
+class LoopConfig:
+    """Budget and sizes of a teacher–student run."""
+
+    run_dir: str = "runs/loop"  # where exams, curricula, adapters and log.jsonl go
+    rounds: int = 3  # at most this many rounds
+    max_seconds: float | None = None  # wall-time budget; no new round starts after it
+    exam_size: int = 40  # items per practice exam
+    examples_per_round: int = 200  # teacher-written training items per round
+    start_from: str = "default"  # the current student: a registered name, a folder, or "base"
+    model_name: str = "default"  # the registry name a better candidate is promoted to
+    models_root: str = ""  # registry folder (default: the repository's models/)
+    base: str = "smollm2"  # base GGUF the adapter is trained for
+    feedback: tuple[str, ...] = ()  # `sieve feedback export` files folded into the first curriculum
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    promotion: PromotionRule = field(default_factory=PromotionRule)
+    finetune: Any = None  # training.finetune.FinetuneConfig (built with defaults when None)
+
+
+@dataclass
+class LoopResult:
+    rounds: list[dict[str, Any]]
+    promoted: list[int]  # rounds whose candidate was promoted
+    stop_reason: str
+    current: dict[str, Any]  # held-out figures of the model in the registry at the end
+
+
+def llamacpp_rater(model: ModelInfo) -> Any:
+    """The serving rater on a model's base + adapter GGUF (what the bot itself uses)."""
+    from bot.rater.llamacpp import LlamaCppRater
+
+    return LlamaCppRater(model.base_path, model.adapter_path, template=model.template, model_id=model.model_id)
+
+
+def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_factory: RaterFactory = llamacpp_rater,
+             log: Callable[[str], None] = print) -> LoopResult:
+    """Run up to ``config.rounds`` rounds; see the module docstring for the steps."""
+    began = time.monotonic()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    heldout.save(run_dir / "heldout.json")
+    (run_dir / "config.json").write_text(json.dumps(config_dict(config), indent=1, default=str), encoding="utf-8")
+    root = Path(config.models_root) if config.models_root else default_root()
+    current = _start_model(config.start_from, root, config.base)
+    rater = rater_factory(current)
+    current_score = evaluate(rater, heldout.items).summary()
+    log(f"round 0: {current.model_id} held-out {_fmt(current_score)}")
+    _append(run_dir, {"round": 0, "model": current.model_id, "heldout": current_score})
+    feedback = _load_feedback(config)
+    previous: list[Example] = []
+    rounds: list[dict[str, Any]] = []
+    promoted: list[int] = []
+    stop = f"{config.rounds} rounds done"
+    for k in range(1, config.rounds + 1):
+        if config.max_seconds is not None and time.monotonic() - began > config.max_seconds:
+            stop = f"wall-time budget of {config.max_seconds:.0f} s spent"
+            break
+        round_dir = run_dir / f"round-{k:02d}"
+        teaching, stop_now = _teach(teacher, rater, config, round_dir)
+        if teaching is None:
+            stop = stop_now or "teacher produced nothing"
+            break
+        evaluation, written = teaching
+        curriculum = build_curriculum(teacher=written + evaluation.examples, feedback=feedback if k == 1 else (),
+                                      previous=previous, weak_areas=evaluation.weak_areas, heldout=heldout,
+                                      config=config.curriculum)
+        curriculum.save(round_dir)
+        candidate, trained = _train_candidate(curriculum.examples, config, round_dir, heldout, current)
+        candidate_rater = rater_factory(candidate)
+        report = evaluate(candidate_rater, heldout.items)
+        won = promote(round_dir / "candidate", config.model_name, report.summary(), current_score,
+                      root=root, rule=config.promotion)
+        entry = _entry(k, evaluation, curriculum.stats, trained, report, current_score, won, teacher, began)
+        rounds.append(entry)
+        _append(run_dir, entry)
+        log(f"round {k}: exam {_fmt(entry['exam'])} | held-out {_fmt(entry['heldout'])} vs current "
+            f"{_fmt(current_score)} → {'promoted' if won else 'kept current'}")
+        if won:
+            promoted.append(k)
+            _close(rater)
+            rater, current, current_score = candidate_rater, resolve_model(root / config.model_name), report.summary()
+        else:
+            _close(candidate_rater)
+        previous = curriculum.examples
+        if stop_now:
+            stop = stop_now
+            break
+    _close(rater)
+    return LoopResult(rounds=rounds, promoted=promoted, stop_reason=stop, current=current_score)
+
+
+def _teach(teacher: Teacher, rater: Any, config: LoopConfig,
+           round_dir: Path) -> tuple[tuple[Evaluation, list[Example]] | None, str]:
+    """Steps 1–3 and the teacher's part of 4. Returns ((evaluation, written), stop reason or "")."""
+    try:
+        exam = Exam(items=teacher.write_exam(config.exam_size), name=round_dir.name, origin=teacher.name)
+    except TeacherBudgetSpent as exc:
+        if not exc.partial:
+            return None, str(exc)
+        exam = Exam(items=list(exc.partial), name=round_dir.name, origin=teacher.name)
+    exam.save(round_dir / "exam.json")
+    answers = rater.rate_texts([(e.code, e.review) for e in exam.items])
+    try:
+        evaluation = teacher.grade(exam.items, answers)
+    except TeacherBudgetSpent as exc:
+        return ((exc.partial, []), str(exc)) if isinstance(exc.partial, Evaluation) else (None, str(exc))
+    try:
+        written = teacher.write_examples(evaluation.weak_areas, config.examples_per_round)
+    except TeacherBudgetSpent as exc:
+        return (evaluation, list(exc.partial or [])), str(exc)
+    return (evaluation, written), ""
+
+
+def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Path, heldout: Exam,
+                     parent: ModelInfo) -> tuple[ModelInfo, Any]:
+    """Step 5: fine-tune, export, write the candidate's manifest."""
+    from training.export import base_gguf_path, export_adapter
+    from training.finetune import FinetuneConfig, finetune
+
+    assert_no_leak(examples, heldout)
+    ft_config = config.finetune or FinetuneConfig(base=config.base)
+    result = finetune(examples, ft_config, round_dir / "finetune", progress=False)
+    folder = round_dir / "candidate"
+    folder.mkdir(parents=True, exist_ok=True)
+    export_adapter(result.peft_dir, folder / "adapter.gguf", base=ft_config.base)
+    write_manifest(folder, name=f"{config.model_name}-{round_dir.name}", base=ft_config.base,
+                   base_path=base_gguf_path(ft_config.base), adapter_file="adapter.gguf",
+                   data_hash=data_hash(examples), hyperparameters=ft_config.to_json(),
+                   parent=parent.model_id, command=shlex.join(sys.argv))
+    return resolve_model(folder), result
+
+
+def _start_model(name: str, root: Path, base: str) -> ModelInfo:
+    """The current student; a registry without ``name`` yet starts from the bare base model."""
+    if name != "base" and not (root / name / "manifest.json").is_file() and not Path(name).exists():
+        return resolve_model("base" if base == "smollm2" else base, root)
+    return resolve_model(name, root)
+
+
+def _load_feedback(config: LoopConfig) -> list[Example]:
+    from training.curriculum import load_feedback
+
+    return [e for path in config.feedback for e in load_feedback(path, config.curriculum)]
+
+
+def _entry(k: int, evaluation: Evaluation, stats: dict[str, Any], trained: Any, report: Report,
+           current: dict[str, Any], won: bool, teacher: Teacher, began: float) -> dict[str, Any]:
+    usage = teacher.round_usage() if hasattr(teacher, "round_usage") else {}
+    return {"round": k, "exam": evaluation.report.summary() if evaluation.report else {},
+            "proficiency": evaluation.proficiency, "weak_areas": evaluation.weak_areas,
+            "feedback": evaluation.feedback, "curriculum": stats,
+            "finetune": {"steps": trained.steps, "seconds": round(trained.seconds, 1),
+                         "final_loss": round(trained.final_loss, 4)},
+            "heldout": report.summary(), "current": current, "promoted": won, "teacher_usage": usage,
+            "elapsed_s": round(time.monotonic() - began, 1)}
+
+
+def _append(run_dir: Path, entry: dict[str, Any]) -> None:
+    with (run_dir / "log.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+
+
+def _fmt(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "-"
+    return f"acc {summary.get('accuracy', 0):.3f} macro-F1 {summary.get('macro_f1', 0):.3f}"
+
+
+def _close(rater: Any) -> None:
+    if hasattr(rater, "close"):
+        rater.close()
+
+
+def config_dict(config: LoopConfig) -> dict[str, Any]:
+    """The loop configuration as JSON-ready data (for the run folder)."""
+    data = asdict(config)
+    if config.finetune is not None and hasattr(config.finetune, "to_json"):
+        data["finetune"] = config.finetune.to_json()
+    return data
