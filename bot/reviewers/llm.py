@@ -309,28 +309,19 @@ def _times(n: int) -> str:
 def retry_delay(headers: Any, attempt: int, config: LLMConfig) -> float:
     """Seconds to wait before try ``attempt + 1``: the server's Retry-After(-ms) if any, else backoff."""
     if headers is not None:
-        millis = headers.get("retry-after-ms")
-        try:
-            if millis is not None:
-                return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-        value = headers.get("retry-after")
-        if value:
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            value = headers.get(name)
+            if not value:
+                continue
             try:
-                return max(0.0, float(value))
+                return max(0.0, float(value) * scale)
             except ValueError:
-                when = email.utils.parsedate_to_datetime(value) if _is_http_date(value) else None
-                if when is not None:
-                    return max(0.0, when.timestamp() - time.time())
+                pass
+            try:  # Retry-After may also be an HTTP date
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
     return min(config.max_backoff_s, config.backoff_s * 2 ** (attempt - 1))
-
-
-def _is_http_date(value: str) -> bool:
-    try:
-        return email.utils.parsedate_to_datetime(value) is not None
-    except (TypeError, ValueError):
-        return False
 
 
 def call_with_retries(call: Callable[[], Any], config: LLMConfig, *, key_var: str, key: str | None,
@@ -363,6 +354,9 @@ def call_with_retries(call: Callable[[], Any], config: LLMConfig, *, key_var: st
         except openai.APIConnectionError:
             status, last = None, "could not be reached"
             delay = retry_delay(None, attempt, config)
+        except openai.APIError as exc:  # a 2xx whose body the client could not read
+            raise EndpointError(f"endpoint {url} sent an unreadable answer: {redact(str(exc), extra=(key or '',))}",
+                                hint="check that base_url points at an OpenAI-compatible API") from None
         if attempt < config.max_attempts:
             sleep(delay)
     error = RateLimitError if status == 429 else EndpointError
