@@ -46,7 +46,7 @@ def make_change(tmp_path, n_funcs: int = 60, edits: tuple[int, ...] = (3, 10, 20
     return repo, base, head
 
 
-def findings_for(repo, base: str, head: str, path: str = "app.py") -> list[Finding]:
+def findings_for(repo, base: str, head: str) -> list[Finding]:
     """One finding per added line (what a reviewer would produce), anchored on the post-image line."""
     from bot import diff as diffmod
 
@@ -55,7 +55,7 @@ def findings_for(repo, base: str, head: str, path: str = "app.py") -> list[Findi
     for hunk in parsed.hunks:
         for line in hunk.lines:
             if line.kind == "+":
-                out.append(Finding(anchor=Anchor(path, line.new_lineno), source="ruff", rule_id="S307",
+                out.append(Finding(anchor=Anchor(hunk.path, line.new_lineno), source="ruff", rule_id="S307",
                                    review=f"Use of eval on input: {line.text.strip()}", code=hunk.text()))
     return out
 
@@ -225,36 +225,37 @@ def test_reset_after_a_landed_review_is_not_posted_twice(fake, tmp_path):
 
 # ---------------------------------------------------------------- fallbacks and permissions
 def test_line_outside_diff_falls_back_to_file_then_summary(fake, tmp_path):
-    repo, base, head = make_change(tmp_path, edits=(3, 10, 20, 30))
-    open_pull(fake, repo, base, head)
+    repo, base, _ = make_change(tmp_path, edits=(3, 10, 20))
+    repo.write("util.py", "def helper(x):\n    return eval(x)\n")
+    head = repo.commit("add util")
+    fake.add_pull(7, diff=repo.diff(base, head), head_sha=head, base_sha=base)
     found = findings_for(repo, base, head)
-    bad_file_level, bad_summary = found[1].anchor.line, found[3].anchor.line
-    fake.reject_lines |= {("app.py", bad_file_level), ("app.py", bad_summary)}
-    host = host_for(fake)
-    mr = host.fetch(REF)
-    p = plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing)
-    fake.faults.append(Fault("429", method="POST", path=r"/pulls/7/comments$", times=0))  # placeholder, inert
-    # the second file-level attempt (for the last finding) is refused as well → it goes to the summary
-    original = host._file_level
-    calls = []
-
-    def refuse_second(mr_, pr, comment, result):
-        calls.append(comment.finding.anchor.line)
-        if comment.finding.anchor.line == bad_summary:
-            fake.reject_files.add("app.py")
-        try:
-            return original(mr_, pr, comment, result)
-        finally:
-            fake.reject_files.discard("app.py")
-
-    host._file_level = refuse_second
-    result = host.apply(mr, p)
-    assert result.created == 2 and result.file_level == 1 and result.to_summary == 1
+    assert [f.anchor.path for f in found] == ["app.py"] * 3 + ["util.py"] * 2
+    to_file_level = found[1].anchor.line
+    fake.reject_lines |= {("app.py", to_file_level), ("util.py", 2)}  # GitHub refuses these lines
+    fake.reject_files.add("util.py")  # ... and a file-level comment on util.py too
+    mr, p, result = run_review(host_for(fake), found)
+    assert result.created == 3 and result.file_level == 1 and result.to_summary == 1
     file_level = [c for c in fake.review_comments.values() if c["subject_type"] == "file"]
     assert len(file_level) == 1 and file_level[0]["line"] is None and markers.decode(file_level[0]["body"])
     summary = next(iter(fake.issue_comments.values()))["body"]
-    assert f"app.py:{bad_summary}" in summary and "would not place" in summary
-    assert len(fake.review_comments) == 3  # nothing lost: 2 inline + 1 file-level (+1 in the summary)
+    assert "util.py:2" in summary and "would not place" in summary and "return eval(x)" in summary
+    assert markers.decode(summary.replace(markers.SUMMARY_MARKER, "")) is None  # no stray finding marker
+    assert len(fake.review_comments) == 4  # nothing lost: 3 inline + 1 file-level + 1 in the summary
+
+
+def test_the_fake_rejects_requests_github_would_reject(fake, tmp_path):
+    import requests
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    auth = {"Authorization": f"token {TOKEN}"}
+    requests.post(f"{fake.base_url}/repos/octo/app/pulls/7/reviews", json={"event": "SHOUT"}, headers=auth,
+                  timeout=5)
+    requests.post(f"{fake.base_url}/repos/octo/app/statuses/{head}", json={"state": "fine"}, headers=auth,
+                  timeout=5)
+    assert len(fake.errors) >= 2 and any("SHOUT" in e or "event" in e for e in fake.errors)
+    fake.errors.clear()
 
 
 def test_fork_pull_with_read_only_token_gives_a_clear_error(fake, tmp_path):
@@ -315,6 +316,7 @@ def test_retries_are_bounded_and_errors_carry_no_token(fake, tmp_path, caplog):
     fake.faults[:] = [Fault("429", method="GET", path=r"/pulls/7$", times=10)]
     with pytest.raises(RateLimitError):
         host_for(fake, max_retries=2).fetch(REF)
+    fake.faults.clear()
     with pytest.raises(HostError) as bad:
         GitHubHost("ghp_" + "Z" * 36, base_url=fake.base_url, sleep=lambda s: None).fetch(REF)
     assert "401" in str(bad.value) and "Z" * 36 not in str(bad.value)
