@@ -11,7 +11,7 @@ from typing import Callable
 
 from bot import plan as planning
 from bot.config import Config
-from bot.errors import DiffError, ModelError, SieveError
+from bot.errors import ConfigError, DiffError, ModelError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
 from bot.outcome import Outcome
 from bot.prompt import PROMPT_VERSION
@@ -57,14 +57,31 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
     return parsed, skips
 
 
+def reviewer_config(name: str, config: Config):
+    """Translate the one Config into the named reviewer's own config dataclass."""
+    if name == "sarif":
+        from bot.reviewers.sarif import SarifConfig
+
+        if not config.sarif:
+            raise ConfigError("the sarif reviewer needs SARIF files", hint="pass --sarif FILE or set sarif = [...]")
+        return SarifConfig(paths=tuple(config.sarif))
+    if name == "llm":
+        from bot.reviewers.llm import LLMConfig
+
+        if not (config.llm_base_url and config.llm_model):
+            raise ConfigError("the llm reviewer needs an endpoint and a model",
+                              hint="pass --llm-base-url URL --llm-model NAME (or set them in .sieve.toml)")
+        return LLMConfig(base_url=config.llm_base_url, model=config.llm_model, api_key_env=config.llm_api_key_env,
+                         timeout_s=max(config.timeout, 1.0))
+    return None  # ruff and local use their defaults
+
+
 def make_reviewer(name: str, config: Config):
-    """Build a registered reviewer from the Config (each reviewer module registers itself on import)."""
+    """Build a registered reviewer (importing bot.reviewers registers the built-in ones)."""
+    importlib.import_module("bot.reviewers")
     from bot.reviewers.base import REVIEWERS
 
-    module = {"ruff": "ruff", "sarif": "sarif", "llm": "llm", "local": "local"}.get(name)
-    if module:
-        importlib.import_module(f"bot.reviewers.{module}")
-    return REVIEWERS.create(name, config)
+    return REVIEWERS.create(name, reviewer_config(name, config))
 
 
 def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[list[Finding], list[Skip], list[str]]:
@@ -75,9 +92,10 @@ def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[l
     findings: list[Finding] = []
     skips: list[Skip] = []
     errors: list[str] = []
-    for name in config.reviewers:
+    reviewers = [(name, make_reviewer(name, config)) for name in config.reviewers]  # config errors are fatal
+    for name, reviewer in reviewers:
         try:
-            result: ReviewerResult = make_reviewer(name, config).review(parsed, ctx)
+            result: ReviewerResult = reviewer.review(parsed, ctx)
         except SieveError as exc:
             errors.append(f"reviewer {name}: {exc}")
             continue
