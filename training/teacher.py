@@ -72,7 +72,7 @@ TEACHERS: Registry[Teacher] = Registry("teacher")
 
 def to_proficiency(accuracy: float) -> int:
     """Map an accuracy in [0, 1] to the 1–10 proficiency scale the teacher prompt uses."""
-    return max(1, min(10, 1 + round(9 * accuracy)))
+    return max(1, min(10, 1 + math.floor(9 * accuracy + 0.5)))  # half up, not to even
 
 
 def score_areas(exam: Sequence[Example], answers: Sequence[Prediction], *, min_items: int = 2,
