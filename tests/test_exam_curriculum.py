@@ -46,8 +46,8 @@ def test_heldout_split_excludes_duplicates_and_leaks_are_refused(tmp_path) -> No
     twin = Example(code=items[0].code + "  ", review=items[0].review.upper(), label=items[0].label, id="twin")
     heldout, rest = split_heldout(items + [twin], 8, seed=0)
     assert heldout.kind == "heldout" and len(heldout) == 8
-    assert not heldout.keys() & {item_key(e) for e in rest}
-    if item_key(items[0]) in heldout.keys():
+    assert not heldout.item_keys() & {item_key(e) for e in rest}
+    if item_key(items[0]) in heldout.item_keys():
         assert all(e.id != "twin" for e in rest)
     assert_no_leak(rest, heldout)
     with pytest.raises(TrainingError, match="held-out exam item"):
@@ -55,8 +55,8 @@ def test_heldout_split_excludes_duplicates_and_leaks_are_refused(tmp_path) -> No
     # round trip keeps items and metadata
     path = heldout.save(tmp_path / "heldout.json")
     again = Exam.load(path)
-    assert again.kind == "heldout" and again.keys() == heldout.keys()
-    assert exclude(items, again) == [e for e in items if item_key(e) not in heldout.keys()]
+    assert again.kind == "heldout" and again.item_keys() == heldout.item_keys()
+    assert exclude(items, again) == [e for e in items if item_key(e) not in heldout.item_keys()]
 
 
 def test_exam_load_reports_bad_file(tmp_path) -> None:
@@ -77,7 +77,7 @@ def test_curriculum_merges_dedupes_weights_and_never_includes_heldout() -> None:
     stats = cur.stats
     assert stats["heldout_dropped"] == 1 and stats["duplicates"] == 3  # items 3 (feedback wins), 10, 11
     assert stats["feedback"] == 1 and stats["teacher"] == 9 and stats["previous"] == 8
-    assert not heldout.keys() & {item_key(e) for e in cur.examples}
+    assert not heldout.item_keys() & {item_key(e) for e in cur.examples}
     by_key = {item_key(e): e for e in cur.examples}
     assert by_key[item_key(items[3])].label == "major"  # the maintainer's correction won over the teacher's label
     assert sum(e.weight for e in cur.examples) / len(cur.examples) == pytest.approx(1.0, abs=1e-4)

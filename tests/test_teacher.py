@@ -12,8 +12,15 @@ from bot.severity import LABELS
 from tests.fake_openai import Reply, ScriptedOpenAIServer, chat_reply, error_reply
 from training.exam import item_key, split_heldout
 from training.examples import Example, load_jsonl, severity_split
-from training.teacher import (TEACHERS, DatasetTeacher, DatasetTeacherConfig, OpenAITeacher, OpenAITeacherConfig,
-                              TeacherBudgetSpent, to_proficiency)
+from training.teacher import (
+    TEACHERS,
+    DatasetTeacher,
+    DatasetTeacherConfig,
+    OpenAITeacher,
+    OpenAITeacherConfig,
+    TeacherBudgetSpent,
+    to_proficiency,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +58,15 @@ def test_dataset_teacher_grades_and_samples_what_the_student_got_wrong(train) ->
 
 
 def test_dataset_teacher_never_hands_out_heldout_items(train) -> None:
-    heldout, rest = split_heldout(train, 60, seed=0)
-    teacher = DatasetTeacher(train, DatasetTeacherConfig(seed=2), exclude=heldout.keys())
+    heldout, _ = split_heldout(train, 60, seed=0)
+    teacher = DatasetTeacher(train, DatasetTeacherConfig(seed=2), exclude=heldout.item_keys())
     seen = set()
     for _ in range(3):
         exam = teacher.write_exam(80)
         seen |= {item_key(e) for e in exam}
         evaluation = teacher.grade(exam, ["minor"] * len(exam))
         seen |= {item_key(e) for e in teacher.write_examples(evaluation.weak_areas, 300)}
-    assert seen and not seen & heldout.keys()
+    assert seen and not seen & heldout.item_keys()
 
 
 def test_dataset_teacher_attaches_out_of_fold_soft_labels(train) -> None:

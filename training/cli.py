@@ -144,11 +144,11 @@ def _teacher(args: argparse.Namespace, data: list[Example], heldout):
         if not data:
             raise TrainingError("the dataset teacher needs --data FILE.jsonl", hint="e.g. --data train")
         return DatasetTeacher(data, DatasetTeacherConfig(seed=args.seed, soft_labels=args.soft_labels),
-                              exclude=heldout.keys())
+                              exclude=heldout.item_keys())
     return OpenAITeacher(OpenAITeacherConfig(base_url=args.teacher_url, model=args.teacher_model,
                                              max_tokens=args.teacher_max_tokens, price_prompt_per_m=args.price_in,
                                              price_completion_per_m=args.price_out, soft_labels=args.soft_labels,
-                                             seed=args.seed), exclude=heldout.keys())
+                                             seed=args.seed), exclude=heldout.item_keys())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -113,7 +113,7 @@ def build_curriculum(*, teacher: Sequence[Example] = (), feedback: Sequence[Exam
     """Merge, dedupe, drop held-out items and weight weak areas up; see the module docstring for the rules."""
     config = config or CurriculumConfig()
     weak = set(weak_areas)
-    held = heldout.keys() if heldout else set()
+    held = heldout.item_keys() if heldout else set()
     seen: set[str] = set()
     merged: list[Example] = []
     counts = {"feedback": 0, "teacher": 0, "previous": 0, "duplicates": 0, "heldout_dropped": 0, "weak": 0}

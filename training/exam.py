@@ -48,7 +48,7 @@ class Exam:
     def __len__(self) -> int:
         return len(self.items)
 
-    def keys(self) -> set[str]:
+    def item_keys(self) -> set[str]:
         """Content keys of every item (see :func:`item_key`)."""
         return {item_key(e) for e in self.items}
 
@@ -122,7 +122,7 @@ def exclude(examples: Iterable[Example], heldout: Exam | set[str] | None) -> lis
     """The examples whose content is not in the held-out exam."""
     if heldout is None:
         return list(examples)
-    keys = heldout.keys() if isinstance(heldout, Exam) else heldout
+    keys = heldout.item_keys() if isinstance(heldout, Exam) else heldout
     return [e for e in examples if item_key(e) not in keys]
 
 
@@ -130,7 +130,7 @@ def assert_no_leak(training: Iterable[Example], heldout: Exam | None) -> None:
     """Refuse training data that contains a held-out item (by content key or by id)."""
     if heldout is None:
         return
-    keys, ids = heldout.keys(), heldout.ids()
+    keys, ids = heldout.item_keys(), heldout.ids()
     leaked = [e.id or item_key(e) for e in training if item_key(e) in keys or (e.id and e.id in ids)]
     if leaked:
         raise TrainingError(f"{len(leaked)} held-out exam item(s) found in the training data "
