@@ -108,7 +108,7 @@ def _verify(path: Path, expected: str | None, what: str) -> str:
 def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
     """Resolve one model folder; with ``verify`` the adapter (and base, if recorded) sha256 are checked."""
     manifest = read_manifest(folder)
-    name = str(manifest.get("name") or folder.name)
+    name = folder.name  # the folder name is what resolves; the manifest keeps the name it was trained under
     base_path, base_key = _base_from_manifest(manifest, folder)
     template = str(manifest.get("template") or PACKAGED_BASES.get(base_key, "chatml"))
     adapter = manifest.get("adapter") or None

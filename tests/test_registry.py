@@ -1,0 +1,103 @@
+"""The model registry: manifests, resolving (with sha256 checks), promotion only when better, the listing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ModelError
+from bot.models import list_models, models_list_main, resolve_model
+from bot.prompt import PROMPT_VERSION
+from bot.rater.locate import packaged_model_path
+from training.registry import PromotionRule, beats, promote, write_manifest
+
+KEYS = {"name", "base", "adapter", "prompt_version", "data_hash", "hyperparameters", "metrics",
+        "threshold_calibration", "parent", "library_versions", "command", "created"}
+
+
+def candidate(folder: Path, payload: bytes, name: str = "cand", dev: dict | None = None) -> Path:
+    """A model folder with an adapter file and a manifest written the way training writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter.gguf").write_bytes(b"GGUF" + payload)
+    write_manifest(folder, name=name, base="smollm2", base_path=packaged_model_path(), adapter_file="adapter.gguf",
+                   data_hash="abc123", hyperparameters={"rank": 16}, metrics={"dev": dev or {}},
+                   command="sieve train loop")
+    return folder
+
+
+def test_manifest_round_trip_and_resolve_by_name_and_folder(tmp_path) -> None:
+    folder = candidate(tmp_path / "models" / "mine", b"weights-1", name="mine", dev={"accuracy": 0.61, "macro_f1": 0.5})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert KEYS <= set(manifest)
+    assert manifest["base"]["file"] == packaged_model_path().name and len(manifest["base"]["sha256"]) == 64
+    assert manifest["prompt_version"] == PROMPT_VERSION and "python" in manifest["library_versions"]
+    info = resolve_model("mine", tmp_path / "models")
+    assert info.base_path == packaged_model_path() and info.adapter_path == folder / "adapter.gguf"
+    assert info.model_id == f"mine@{manifest['adapter']['sha256'][:12]}" and info.template == "chatml"
+    assert resolve_model(folder).model_id == info.model_id
+    assert [m.name for m in list_models(tmp_path / "models")] == ["mine"]
+
+
+def test_changed_or_missing_adapter_is_a_model_error(tmp_path) -> None:
+    folder = candidate(tmp_path / "m", b"weights-1")
+    (folder / "adapter.gguf").write_bytes(b"GGUF" + b"weights-2")  # same size, other bytes
+    with pytest.raises(ModelError, match="sha256 .* the manifest says"):
+        resolve_model(folder)
+    (folder / "adapter.gguf").unlink()
+    with pytest.raises(ModelError, match="adapter .* is missing"):
+        resolve_model(folder)
+
+
+def test_names_that_are_not_models(tmp_path) -> None:
+    candidate(tmp_path / "reg" / "alpha", b"x")
+    with pytest.raises(ModelError, match="no model 'beta'.*alpha"):
+        resolve_model("beta", tmp_path / "reg")
+    (tmp_path / "reg" / "broken").mkdir()
+    (tmp_path / "reg" / "broken" / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ModelError, match="not a JSON object"):
+        resolve_model(tmp_path / "reg" / "broken")
+    assert [m.name for m in list_models(tmp_path / "reg")] == ["alpha"]  # the broken folder is skipped
+
+
+def test_base_and_plain_gguf_resolve_without_adapter() -> None:
+    base = resolve_model("base")
+    assert base.adapter_path is None and base.base_path == packaged_model_path()
+    direct = resolve_model(str(packaged_model_path()))
+    assert direct.adapter_path is None and direct.base_path == packaged_model_path()
+
+
+def test_promote_only_when_the_heldout_exam_improves(tmp_path) -> None:
+    root = tmp_path / "models"
+    first = candidate(tmp_path / "run" / "r1", b"one")
+    assert promote(first, "default", {"accuracy": 0.40, "macro_f1": 0.30}, None, root=root)
+    installed = json.loads((root / "default" / "manifest.json").read_text())
+    assert installed["name"] == "default" and installed["metrics"]["exam"]["macro_f1"] == 0.30
+    worse = candidate(tmp_path / "run" / "r2", b"two")
+    assert not promote(worse, "default", {"accuracy": 0.50, "macro_f1": 0.29}, installed["metrics"]["exam"], root=root)
+    assert (root / "default" / "adapter.gguf").read_bytes() == b"GGUFone"
+    better = candidate(tmp_path / "run" / "r3", b"three")
+    assert promote(better, "default", {"accuracy": 0.45, "macro_f1": 0.35}, installed["metrics"]["exam"], root=root)
+    now = resolve_model("default", root)
+    assert (root / "default" / "adapter.gguf").read_bytes() == b"GGUFthree"
+    assert now.manifest["parent"] == f"default@{installed['adapter']['sha256'][:12]}"
+    assert sorted(p.name for p in root.iterdir()) == ["default"]  # no staging folders left behind
+
+
+def test_promotion_rule_tie_break_and_margin() -> None:
+    assert beats({"macro_f1": 0.5, "accuracy": 0.6}, {"macro_f1": 0.5, "accuracy": 0.55})
+    assert not beats({"macro_f1": 0.5, "accuracy": 0.5}, {"macro_f1": 0.5, "accuracy": 0.55})
+    assert not beats({"macro_f1": 0.51}, {"macro_f1": 0.5}, PromotionRule(min_gain=0.02))
+    assert beats({"accuracy": 0.7}, {"accuracy": 0.6}, PromotionRule(metric="accuracy"))
+
+
+def test_models_list_table_and_json(tmp_path, capsys) -> None:
+    candidate(tmp_path / "reg" / "default", b"x", name="default", dev={"accuracy": 0.612, "macro_f1": 0.544})
+    assert models_list_main(["--models-dir", str(tmp_path / "reg")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["name", "base", "prompt", "dev"]
+    assert table[1].startswith("base ") and "0.612" in table[2] and "0.544" in table[2]
+    assert models_list_main(["--root", str(tmp_path / "reg"), "--format", "json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    assert entry["name"] == "default" and entry["metrics"]["dev"]["accuracy"] == 0.612
