@@ -1,0 +1,136 @@
+"""Training and exam items: one :class:`Example` shape for the shared dataset, teacher output and feedback.
+
+Why one shape: the teacher, the exam, the curriculum and the fine-tuner all pass the same items along,
+so a curriculum weight or a teacher's soft labels travel with the item instead of in side tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.errors import TrainingError
+from bot.severity import LABELS
+
+
+@dataclass
+class Example:
+    """One training/exam item. ``label`` is one of :data:`bot.severity.LABELS`."""
+
+    code: str
+    review: str
+    label: str
+    weight: float = 1.0  # curriculum weight (λ): how much this item counts in the loss
+    soft: dict[str, float] | None = None  # teacher probabilities over the four labels (distillation)
+    acceptable: tuple[str, ...] = ()  # lenient band: labels also counted as right
+    source: str = ""
+    id: str = ""
+    lang: str = ""
+    meta: dict = field(default_factory=dict)  # anything else the file carried (kept on round trips)
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise TrainingError(f"example {self.id or '?'} has label {self.label!r}",
+                                hint=f"use one of: {', '.join(LABELS)}")
+        if not self.weight >= 0:
+            raise TrainingError(f"example {self.id or '?'} has weight {self.weight!r}",
+                                hint="weights must be non-negative numbers")
+        self.acceptable = tuple(self.acceptable)
+        if self.soft is not None:
+            self.soft = _normalise_soft(self.soft, self.id)
+
+
+def _normalise_soft(soft: dict[str, float], ident: str) -> dict[str, float]:
+    """Teacher probabilities over exactly the four labels, summing to one."""
+    unknown = set(soft) - set(LABELS)
+    total = sum(float(soft.get(label, 0.0)) for label in LABELS)
+    if unknown or total <= 0:
+        raise TrainingError(f"example {ident or '?'} has unusable soft labels {soft!r}",
+                            hint=f"give non-negative probabilities over {', '.join(LABELS)}")
+    return {label: float(soft.get(label, 0.0)) / total for label in LABELS}
+
+
+_KNOWN = {"code", "review", "label", "weight", "soft", "acceptable", "acceptable_labels", "source", "id", "lang"}
+
+
+def from_record(record: dict, where: str = "") -> Example:
+    """Build an Example from one JSON object (dataset row, feedback export or our own dump)."""
+    try:
+        code = record.get("code") or ""
+        review = record["review"]
+        label = str(record["label"]).strip().lower()
+    except (KeyError, AttributeError) as exc:
+        raise TrainingError(f"{where}: record lacks field {exc}",
+                            hint="each line needs at least 'review' and 'label' (and usually 'code')") from None
+    acceptable = record.get("acceptable") or record.get("acceptable_labels") or ()
+    meta = {k: v for k, v in record.items() if k not in _KNOWN}
+    return Example(code=code, review=review, label=label, weight=float(record.get("weight", 1.0)),
+                   soft=record.get("soft"), acceptable=tuple(acceptable), source=record.get("source", ""),
+                   id=str(record.get("id", "")), lang=record.get("lang", ""), meta=meta)
+
+
+def load_jsonl(path: str | Path) -> list[Example]:
+    """Read examples from a JSON-lines file (shared dataset shape, feedback export, or :func:`dump_jsonl`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"no example file at {path}", hint="check the path (shared data lives in ../shared)")
+    out: list[Example] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainingError(f"{path}:{number}: not JSON ({exc.msg})",
+                                    hint="each line must be one JSON object") from None
+            out.append(from_record(record, f"{path}:{number}"))
+    return out
+
+
+def to_record(example: Example) -> dict:
+    """The JSON object for one example (inverse of :func:`from_record`)."""
+    record = asdict(example)
+    meta = record.pop("meta") or {}
+    record["acceptable"] = list(example.acceptable)
+    return {**meta, **record}
+
+
+def dump_jsonl(examples: Iterable[Example], path: str | Path) -> None:
+    """Write examples as JSON lines (UTF-8, one object per line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for example in examples:
+            fh.write(json.dumps(to_record(example), ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def data_hash(examples: Iterable[Example]) -> str:
+    """sha256 over the examples' canonical JSON, independent of their order.
+
+    Why order-independent: shuffling or re-sorting the same data must not look like new data in a manifest.
+    """
+    lines = sorted(json.dumps(to_record(e), ensure_ascii=False, sort_keys=True) for e in examples)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def shared_dir() -> Path:
+    """The shared material folder: ``$SIEVE_SHARED`` or ``../shared`` next to the repository."""
+    import os
+
+    override = os.environ.get("SIEVE_SHARED")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[1] / ".." / "shared"
+
+
+def severity_split(name: str) -> Path:
+    """Path of a split of the shared severity dataset (``train`` or ``dev``)."""
+    return shared_dir() / "data" / "severity" / f"{name}.jsonl"

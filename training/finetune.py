@@ -1,0 +1,536 @@
+"""LoRA fine-tuning of the student on the severity task (KD-LoRA: gold labels plus a teacher's probabilities).
+
+What the loss scores — exactly what the llama.cpp rater scores: the prompt from :func:`bot.prompt.render`
+(prefix + body + answer prefix, ending at ``{"issue_type": "``), then for each of the four labels the
+**sum of the log-probabilities of the label's own tokens** (``label_continuation`` minus its closing
+``"}``; in SmolLM2 ``trivial`` is two tokens ``tr`` + ``ivial``, the other three are one token). The four sums
+are softmax-normalised into the model's distribution over levels. The loss per example is
+
+    CE(gold, label smoothing ε) + distill_alpha · T² · KL(teacher soft ‖ student at temperature T)
+
+weighted by the example's curriculum weight, normalised by the weights of its accumulated batch (micro-batch
+1: a weighted mean inside one example would divide the weight back out).
+
+Why the shared prefix is run without gradient: the system text and task are identical for every finding
+(≈170 tokens). We compute its key/value cache with the current adapter once per optimizer step (the weights
+only change there, so the forward pass is exact) and backpropagate through the per-finding part only. That
+makes a step ≈2× cheaper; the LoRA still adapts how the body and answer attend to the prefix.
+
+The loop reads top to bottom: load base → add LoRA → encode examples → for each optimizer step: refresh
+prefix cache, accumulate weighted losses, step, checkpoint. ``accelerate.Accelerator`` owns devices, mixed
+precision (bf16 autocast on CPU when supported) and multi-GPU (``accelerate launch``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.errors import TrainingError
+from bot.prompt import PROMPT_VERSION, render
+from bot.severity import LABELS
+from training.examples import Example
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class FinetuneConfig:
+    """Hyper-parameters of one LoRA run; saved next to the adapter so a run can be reproduced."""
+
+    base: str = _opt("smollm2", "'smollm2' (packaged GGUF), 'gemma3-270m', a path to a .gguf, or an HF id/dir")
+    rank: int = _opt(16, "LoRA rank r")
+    alpha: int = _opt(32, "LoRA alpha (scale = alpha / rank)")
+    dropout: float = _opt(0.05, "dropout on the LoRA input")
+    targets: tuple[str, ...] = _opt(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+                                    "module names that get LoRA matrices")
+    lr: float = _opt(2e-4, "peak learning rate (AdamW)")
+    epochs: float = _opt(1.0, "passes over the examples (fractions allowed)")
+    max_steps: int | None = _opt(None, "optimizer steps; overrides epochs when set")
+    grad_accum: int = _opt(8, "examples per optimizer step (micro-batch is 1)")
+    warmup: float = _opt(0.05, "fraction of steps with linear warm-up, then linear decay to 10%")
+    distill_alpha: float = _opt(0.5, "weight of the KL term towards the teacher's soft labels")
+    temperature: float = _opt(1.0, "distillation temperature T")
+    label_smoothing: float = _opt(0.1, "label smoothing ε of the gold cross-entropy")
+    bf16: bool = _opt(True, "bf16 autocast (CUDA, or CPUs with bf16 support)")
+    seed: int = _opt(0, "seed for LoRA init and data order")
+    checkpoint_every: int = _opt(100, "optimizer steps between checkpoints (0: only at the end)")
+    max_prompt_tokens: int = _opt(384, "cap on prompt tokens; longer bodies lose their start (code head)")
+    freeze_layers: int = _opt(0, "bottom decoder layers left without LoRA; their outputs are computed once per "
+                                 "example and reused every epoch (training then runs only the layers above)")
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["targets"] = list(self.targets)
+        return data
+
+
+@dataclass
+class FinetuneResult:
+    peft_dir: Path
+    steps: int
+    seconds: float
+    seconds_per_step: float
+    peak_rss_mb: float
+    trainable_params: int
+    total_params: int
+    final_loss: float
+    losses: list[float] = field(default_factory=list)  # mean loss per optimizer step
+
+
+# ----------------------------------------------------------------------------- base model
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints live: ``$SIEVE_CACHE_DIR`` or ``~/.cache/sieve``."""
+    return Path(os.environ.get("SIEVE_CACHE_DIR") or Path.home() / ".cache" / "sieve")
+
+
+def load_base(base: str):
+    """(model, tokenizer) for training, in fp32.
+
+    A GGUF base is dequantised by transformers once and cached as an HF checkpoint keyed by the GGUF's
+    sha256, because the conversion (≈20-30 s, half of it the tokenizer) would otherwise repeat every run.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.export import base_gguf_path, sha256_file
+
+    is_gguf = str(base).lower() in ("smollm2", "smollm2-135m", "gemma3-270m", "gemma") or str(base).endswith(".gguf")
+    if not is_gguf:
+        return AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+    gguf_path = base_gguf_path(base)
+    target = cache_dir() / "hf" / f"{gguf_path.stem}-{sha256_file(gguf_path)[:16]}"
+    if not (target / "config.json").is_file():
+        _convert_gguf(gguf_path, target)
+    import torch
+
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+    return model, AutoTokenizer.from_pretrained(target)
+
+
+def _convert_gguf(gguf_path: Path, target: Path) -> None:
+    """Dequantise a GGUF into an HF checkpoint folder, atomically (rename at the end)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model.hf_quantizer = None  # transformers refuses to save a GGUF-quantised model otherwise
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target) if not target.exists() else None
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+@dataclass
+class LabelPlan:
+    """How the four labels are read from one forward pass.
+
+    ``tokens[label]`` are the label's token ids after the answer prefix. The sequence fed to the model is
+    ``body + extension`` where ``extension`` is the longest label's tokens but its last; a label whose own
+    prefix lies on the extension is scored from that pass (all four, for SmolLM2 and Gemma).
+    """
+
+    tokens: dict[str, list[int]]
+    extension: list[int]
+
+    @classmethod
+    def build(cls, tokenizer) -> LabelPlan:
+        probe = render("", "").text
+        probe_ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+        tokens = {}
+        for label in LABELS:
+            full = tokenizer(probe + label, add_special_tokens=False)["input_ids"]
+            if full[: len(probe_ids)] != probe_ids:
+                raise TrainingError(f"label {label!r} merges with the answer prefix in this tokenizer",
+                                    hint="use a tokenizer that splits the quote from the label")
+            tokens[label] = full[len(probe_ids):]
+        extension = max((t[:-1] for t in tokens.values()), key=len)
+        for label, ids in tokens.items():
+            if ids[:-1] != extension[: len(ids) - 1]:
+                raise TrainingError(f"labels need more than one scoring pass ({label!r})",
+                                    hint="this tokenizer splits two labels into different multi-token paths")
+        return cls(tokens=tokens, extension=extension)
+
+
+@dataclass
+class Encoded:
+    ids: list[int]  # body + answer prefix + label extension (the prefix is cached separately)
+    keep: int  # positions scored, counted from the end: the last answer-prefix token + the extension
+    target: int
+    soft: list[float] | None
+    weight: float
+    embeds: object = None  # hidden states entering the first trained layer (with freeze_layers)
+
+
+def prefix_ids(tokenizer) -> list[int]:
+    return tokenizer(render("", "").prefix, add_special_tokens=False)["input_ids"]
+
+
+def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_tokens: int) -> Encoded:
+    """Tokenise one example the way serving does: the whole rendered prompt, split after the prefix."""
+    parts = render(example.code, example.review)
+    ids = tokenizer(parts.text, add_special_tokens=False)["input_ids"]
+    if ids[: len(prefix)] != prefix:
+        raise TrainingError("the prompt prefix tokenises differently inside a full prompt",
+                            hint="the prompt template must end its prefix on a token boundary")
+    body = ids[len(prefix):]
+    budget = max(16, max_tokens - len(prefix))
+    if len(body) > budget:
+        body = body[-budget:]
+    soft = [example.soft[label] for label in LABELS] if example.soft else None
+    return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
+                   soft=soft, weight=float(example.weight))
+
+
+def label_scores(logits, enc: Encoded, plan: LabelPlan):
+    """The four whole-label log-prob sums (unnormalised over labels) from one pass's logits [seq, vocab]."""
+    import torch
+
+    logp = torch.log_softmax(logits[-enc.keep:].float(), dim=-1)
+    rows = []
+    for label in LABELS:
+        toks = plan.tokens[label]
+        rows.append(sum(logp[i, t] for i, t in enumerate(toks)))
+    return torch.stack(rows)
+
+
+def example_loss(scores, enc: Encoded, config: FinetuneConfig):
+    """Label-smoothed CE against gold plus the weighted KL towards the teacher (if the example has one)."""
+    import torch
+
+    logq = torch.log_softmax(scores, dim=-1)
+    eps = config.label_smoothing
+    target = torch.full_like(logq, eps / len(LABELS))
+    target[enc.target] += 1.0 - eps
+    loss = -(target * logq).sum()
+    if enc.soft is not None and config.distill_alpha > 0:
+        t = config.temperature
+        teacher = torch.tensor(enc.soft, dtype=logq.dtype, device=logq.device).clamp_min(1e-8)
+        student = torch.log_softmax(scores / t, dim=-1)
+        loss = loss + config.distill_alpha * t * t * (teacher * (teacher.log() - student)).sum()
+    return loss
+
+
+# ----------------------------------------------------------------------------- model pieces
+
+
+def add_lora(model, config: FinetuneConfig):
+    from peft import LoraConfig, get_peft_model
+
+    n_layers = model.config.num_hidden_layers
+    if not 0 <= config.freeze_layers < n_layers:
+        raise TrainingError(f"freeze_layers={config.freeze_layers} but the base has {n_layers} layers",
+                            hint=f"use 0 to {n_layers - 1}")
+    layers = list(range(config.freeze_layers, n_layers)) if config.freeze_layers else None
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.targets), task_type="CAUSAL_LM", bias="none",
+                      layers_to_transform=layers)
+    return get_peft_model(model, lora)
+
+
+def _decoder(model):
+    """The transformer stack (``LlamaModel``-like, holding ``.layers``) under peft/accelerate wrappers."""
+    inner = model.module if hasattr(model, "module") else model
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return inner.model
+
+
+@contextlib.contextmanager
+def top_layers(model, start: int):
+    """Make the model look like its layers ``start…`` only (fed with hidden states as ``inputs_embeds``).
+
+    Why: layers below ``start`` carry no LoRA, so their outputs never change during training; they are
+    computed once (:func:`precompute_hidden`) and each step runs only the trained part. Layer indices and
+    the layer count are renumbered for the duration so the KV cache and masks see a consistent stack.
+    """
+    if not start:
+        yield
+        return
+    import torch
+
+    decoder = _decoder(model)
+    saved, cfg = decoder.layers, decoder.config
+    n_layers, layer_types = cfg.num_hidden_layers, getattr(cfg, "layer_types", None)
+    decoder.layers = torch.nn.ModuleList(list(saved)[start:])
+    for i, layer in enumerate(decoder.layers):
+        layer.self_attn.layer_idx = i
+    cfg.num_hidden_layers = n_layers - start
+    if layer_types:
+        cfg.layer_types = layer_types[start:]
+    try:
+        yield
+    finally:
+        for i, layer in enumerate(decoder.layers):
+            layer.self_attn.layer_idx = start + i
+        decoder.layers = saved
+        cfg.num_hidden_layers = n_layers
+        if layer_types:
+            cfg.layer_types = layer_types
+
+
+def precompute_hidden(model, encoded: list[Encoded], prefix: list[int], start: int, device):
+    """Hidden states entering layer ``start`` for the prefix (returned) and each example (stored on it)."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, output_hidden_states=True)
+        prefix_hidden = out.hidden_states[start][0]
+        for enc in encoded:
+            past = copy.deepcopy(out.past_key_values)
+            step = model(input_ids=torch.tensor([enc.ids], device=device), past_key_values=past,
+                         use_cache=True, output_hidden_states=True, logits_to_keep=1)
+            enc.embeds = step.hidden_states[start][0].to(torch.bfloat16)
+    model.train(was_training)
+    return prefix_hidden.to(torch.bfloat16)
+
+
+def prefix_cache(model, prefix, device):
+    """Key/value cache of the shared prefix under the current adapter (no gradient, no dropout).
+
+    ``prefix`` is token ids, or hidden states (a tensor) when training runs the top layers only.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        if isinstance(prefix, list):
+            out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
+        else:
+            out = model(inputs_embeds=prefix[None].to(device, torch.float32), use_cache=True, logits_to_keep=1)
+    model.train(was_training)
+    return out.past_key_values
+
+
+def forward_scores(model, enc: Encoded, cache, plan: LabelPlan, device):
+    """Four label scores for one encoded example, continuing from a copy of the prefix cache."""
+    import torch
+
+    past = copy.deepcopy(cache) if cache is not None else None
+    if enc.embeds is not None:
+        out = model(inputs_embeds=enc.embeds[None].to(device, torch.float32), past_key_values=past,
+                    use_cache=past is not None, logits_to_keep=enc.keep)
+    else:
+        out = model(input_ids=torch.tensor([enc.ids], device=device), past_key_values=past,
+                    use_cache=past is not None, logits_to_keep=enc.keep)
+    return label_scores(out.logits[0], enc, plan)
+
+
+def label_probabilities(model, tokenizer, examples: list[Example], max_tokens: int = 4096) -> list[dict[str, float]]:
+    """Probability per label for each example (transformers side; used by the export parity check)."""
+    import torch
+
+    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
+    device = next(model.parameters()).device
+    model.eval()
+    cache = prefix_cache(model, prefix, device)
+    out = []
+    with torch.no_grad():
+        for example in examples:
+            enc = encode(example, tokenizer, plan, prefix, max_tokens)
+            probs = torch.softmax(forward_scores(model, enc, cache, plan, device), dim=-1).tolist()
+            out.append(dict(zip(LABELS, probs)))
+    return out
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _order(n: int, steps: int, grad_accum: int, seed: int) -> list[int]:
+    """Example indices for every micro-step: a fresh shuffle per epoch, reproducible from the seed."""
+    order: list[int] = []
+    epoch = 0
+    while len(order) < steps * grad_accum:
+        perm = list(range(n))
+        random.Random(seed * 1000 + epoch).shuffle(perm)
+        order.extend(perm)
+        epoch += 1
+    return order[: steps * grad_accum]
+
+
+def _schedule(step: int, total: int, warmup: float) -> float:
+    """Learning-rate factor: linear warm-up, then linear decay to 10% of the peak."""
+    warm = max(1, int(total * warmup))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.1, 1.0 - 0.9 * (step - warm) / max(1, total - warm))
+
+
+def total_steps(n_examples: int, config: FinetuneConfig) -> int:
+    if config.max_steps is not None:
+        return int(config.max_steps)
+    return max(1, math.ceil(config.epochs * n_examples / config.grad_accum))
+
+
+class Progress:
+    """One plain stderr line per report: step, loss (running mean), examples/s, ETA."""
+
+    def __init__(self, total: int, enabled: bool, every_s: float = 10.0) -> None:
+        self.total, self.enabled, self.every_s = total, enabled, every_s
+        self.start = self.last = time.monotonic()
+        self.done = 0
+
+    def update(self, step: int, loss: float, examples: int) -> None:
+        self.done += examples
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < self.every_s and step < self.total):
+            return
+        self.last = now
+        rate = self.done / max(1e-9, now - self.start)
+        steps_left = self.total - step
+        eta = steps_left * (now - self.start) / max(1, step - self.first) if hasattr(self, "first") else 0
+        print(f"step {step}/{self.total} loss {loss:.4f} {rate:.2f} ex/s eta {eta / 60:.1f} min",
+              file=sys.stderr, flush=True)
+
+    def begin(self, step: int) -> None:
+        self.first = step
+        self.start = time.monotonic()
+
+
+def _save_checkpoint(accelerator, model, optimizer, out_dir: Path, step: int, losses: list[float]) -> None:
+    """Adapter + optimizer + step, written to a temp folder and renamed (a crash never leaves half a checkpoint)."""
+    import torch
+
+    if not accelerator.is_main_process:
+        return
+    ckpt, tmp = out_dir / "checkpoint", out_dir / "checkpoint.tmp"
+    accelerator.unwrap_model(model).save_pretrained(tmp)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "losses": losses}))
+    if ckpt.exists():
+        old = out_dir / "checkpoint.old"
+        ckpt.replace(old)
+        tmp.replace(ckpt)
+        import shutil
+
+        shutil.rmtree(old)
+    else:
+        tmp.replace(ckpt)
+
+
+def _load_checkpoint(model, optimizer, out_dir: Path) -> tuple[int, list[float]]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    ckpt = out_dir / "checkpoint"
+    if not (ckpt / "state.json").is_file():
+        raise TrainingError(f"no checkpoint to resume in {out_dir}", hint="run without resume=True first")
+    set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    state = json.loads((ckpt / "state.json").read_text())
+    return int(state["step"]), list(state.get("losses", []))
+
+
+def _accelerator(config: FinetuneConfig):
+    import torch
+    from accelerate import Accelerator
+
+    bf16 = config.bf16 and (torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+                            or not torch.cuda.is_available() and _cpu_bf16())
+    return Accelerator(mixed_precision="bf16" if bf16 else "no")
+
+
+def _cpu_bf16() -> bool:
+    """True when the CPU has native bf16 instructions (autocast is slower than fp32 without them)."""
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text() or "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, resume: bool = False,
+             progress: bool = True) -> FinetuneResult:
+    """Train a LoRA adapter on ``examples``; writes ``out_dir/adapter`` (peft format) and returns its stats."""
+    import torch
+
+    if not examples:
+        raise TrainingError("no training examples", hint="pass at least one Example")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    accelerator = _accelerator(config)
+    model, tokenizer = load_base(config.base)
+    model = add_lora(model, config)
+    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
+    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens) for e in examples]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    steps = total_steps(len(encoded), config)
+    shard = accelerator.process_index
+    order = _order(len(encoded), steps * accelerator.num_processes, config.grad_accum, config.seed)
+    start, losses = _load_checkpoint(accelerator.unwrap_model(model), optimizer, out_dir) if resume else (0, [])
+    bar = Progress(steps, progress and accelerator.is_local_main_process)
+    began = time.monotonic()
+    context = prefix
+    if config.freeze_layers:
+        needed = sorted(set(order[shard * config.grad_accum:]))
+        context = precompute_hidden(model, [encoded[i] for i in needed], prefix, config.freeze_layers,
+                                    accelerator.device)
+    bar.begin(start)
+    model.train()
+    for step in range(start, steps):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _schedule(step, steps, config.warmup)
+        base = (step * accelerator.num_processes + shard) * config.grad_accum
+        batch = [encoded[i] for i in order[base: base + config.grad_accum]]
+        with top_layers(model, config.freeze_layers):
+            losses.append(_train_step(model, optimizer, accelerator, batch, plan, context, config))
+        bar.update(step + 1, sum(losses[-20:]) / len(losses[-20:]), len(batch) * accelerator.num_processes)
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(accelerator, model, optimizer, out_dir, step + 1, losses)
+    seconds = time.monotonic() - began
+    peft_dir = out_dir / "adapter"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(peft_dir)
+        (peft_dir / "sieve_finetune.json").write_text(json.dumps(
+            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "steps": steps}, indent=2))
+    _save_checkpoint(accelerator, model, optimizer, out_dir, steps, losses)
+    total = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
+    return FinetuneResult(peft_dir=peft_dir, steps=steps, seconds=seconds,
+                          seconds_per_step=seconds / max(1, steps - start),
+                          peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                          trainable_params=sum(p.numel() for p in params), total_params=total,
+                          final_loss=losses[-1] if losses else float("nan"), losses=losses)
+
+
+def _train_step(model, optimizer, accelerator, batch: list[Encoded], plan: LabelPlan, prefix,
+                config: FinetuneConfig) -> float:
+    """One optimizer step over an accumulated batch; returns its weighted mean loss."""
+    cache = prefix_cache(model, prefix, accelerator.device)
+    weight_sum = sum(e.weight for e in batch)
+    if weight_sum <= 0:
+        optimizer.zero_grad(set_to_none=True)
+        return 0.0
+    total = 0.0
+    for i, enc in enumerate(batch):
+        sync = accelerator.no_sync(model) if i < len(batch) - 1 else contextlib.nullcontext()
+        with sync, accelerator.autocast():
+            loss = example_loss(forward_scores(model, enc, cache, plan, accelerator.device), enc, config)
+            scaled = loss * (enc.weight / weight_sum)
+        accelerator.backward(scaled)
+        total += float(scaled.detach())
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
