@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from openapi_core import Config, OpenAPI
@@ -208,7 +208,7 @@ class FakeGitHub:
         if check and self.errors:
             raise AssertionError("GitHub spec validation failed:\n" + "\n".join(self.errors[:20]))
 
-    def __enter__(self) -> FakeGitHub:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -231,9 +231,9 @@ class FakeGitHub:
         pull.files = dict(files or pull.files)
         valid = diff_lines(diff)
         for c in self.review_comments.values():
-            if c["pull_request_url"].endswith(f"/pulls/{number}") and c.get("line") is not None:
-                if c["line"] not in valid.get((c["path"], c.get("side") or "RIGHT"), {}):
-                    c["line"] = None
+            on_pull = c["pull_request_url"].endswith(f"/pulls/{number}") and c.get("line") is not None
+            if on_pull and c["line"] not in valid.get((c["path"], c.get("side") or "RIGHT"), {}):
+                c["line"] = None
 
     def user(self, login: str) -> dict[str, Any]:
         uid = sum(login.encode()) + 10
@@ -266,7 +266,7 @@ class FakeGitHub:
         request = Request(environ)
         try:
             response = self._handle(request, environ)
-        except Exception as exc:  # a bug in the fake or a request it cannot read: fail the test, loudly
+        except Exception as exc:  # noqa: BLE001 — a bug in the fake or a request it cannot read: fail the test, loudly
             import traceback
 
             self.errors.append(f"fake crashed on {request.method} {request.full_path}: {exc!r}\n"

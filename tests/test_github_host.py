@@ -18,7 +18,7 @@ from bot.hosts.base import HOSTS, MergeRequestRef, StatusSpec
 from bot.hosts.github import GitHubHost, parse_github_ref, ref_from_actions_env
 from bot.plan import PlanConfig, plan
 from bot.severity import Severity
-from tests.fake_github import SPEC_PATH, Fault, FakeGitHub
+from tests.fake_github import SPEC_PATH, FakeGitHub, Fault
 from tests.gitrepo import make_repo
 
 pytestmark = pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"shared API description missing: {SPEC_PATH}")
@@ -151,7 +151,7 @@ def test_rerun_same_head_posts_nothing_new(fake, tmp_path):
     run_review(host_for(fake), found, status=StatusSpec("failure", "3 finding(s)"))
     before = len(fake.review_comments)
     fake.reset_log()
-    mr, p, result = run_review(host_for(fake), found, status=StatusSpec("failure", "3 finding(s)"))
+    _mr, p, result = run_review(host_for(fake), found, status=StatusSpec("failure", "3 finding(s)"))
     assert len(p.keep) == 3 and not p.create
     assert len(fake.review_comments) == before and result.created == 0
     assert result.writes <= 1  # only the summary edit ("posted 0, kept 3")
@@ -173,12 +173,12 @@ def test_push_posts_new_marks_vanished_outdated_and_keeps_unchanged(fake, tmp_pa
     repo.write("app.py", "".join(lines))
     head2 = repo.commit("push")
     fake.push(7, diff=repo.diff(base, head2), head_sha=head2, files={"app.py": repo.show(head2, "app.py")})
-    mr, p, result = run_review(host_for(fake), findings_for(repo, base, head2))
+    _mr, p, result = run_review(host_for(fake), findings_for(repo, base, head2))
     assert result.created == 1 and result.resolved == 1 and len(p.keep) == 1
     replied = fake.review_comments[min(first)]
     assert "~~" in replied["body"] and "**Outdated:**" in replied["body"] and markers.decode(replied["body"])
     assert len(fake.review_comments) == 4  # nothing deleted: 2 old + 1 reply + 1 new
-    mr2, p2, result2 = run_review(host_for(fake), findings_for(repo, base, head2))
+    _mr2, p2, result2 = run_review(host_for(fake), findings_for(repo, base, head2))
     assert not p2.create and not p2.resolve and result2.created == 0  # outdated mark is recognised
 
 
@@ -234,7 +234,7 @@ def test_line_outside_diff_falls_back_to_file_then_summary(fake, tmp_path):
     to_file_level = found[1].anchor.line
     fake.reject_lines |= {("app.py", to_file_level), ("util.py", 2)}  # GitHub refuses these lines
     fake.reject_files.add("util.py")  # ... and a file-level comment on util.py too
-    mr, p, result = run_review(host_for(fake), found)
+    _mr, _p, result = run_review(host_for(fake), found)
     assert result.created == 3 and result.file_level == 1 and result.to_summary == 1
     file_level = [c for c in fake.review_comments.values() if c["subject_type"] == "file"]
     assert len(file_level) == 1 and file_level[0]["line"] is None and markers.decode(file_level[0]["body"])
