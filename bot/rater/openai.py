@@ -1,0 +1,241 @@
+"""A rater that scores the labels through any OpenAI-compatible *completions* endpoint.
+
+For vLLM serving base + LoRA, llama-cpp-python's server, or anything else that answers
+``/v1/completions`` with ``echo`` and ``logprobs``. For each finding the four prompts
+``prompt + label`` are sent with ``echo=True, max_tokens=1, logprobs=1``; the echoed log-probabilities
+of the label's own tokens are summed, exactly as the local rater does, and softmaxed over the four.
+
+The four prompts go in one request (a list prompt) where the server accepts that; servers that take
+one prompt per request (llama-cpp-python) are detected on the first call and then served one by one.
+The API key is read from the environment only and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TypeVar
+
+import openai
+
+from bot.errors import EndpointError, RateLimitError
+from bot.findings import Finding, Rating
+from bot.prompt import TEMPLATES, render, render_explanation_request
+from bot.rater.base import clean_explanation, make_rating
+from bot.severity import LABELS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for 429, 5xx, timeouts and dropped connections."""
+
+    attempts: int = 4  # total tries, the first included
+    backoff_s: float = 0.5  # first pause; doubles each time
+    max_pause_s: float = 8.0  # cap, also applied to a server's Retry-After
+
+
+def _retry_after(error: openai.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after") if error.response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def call_with_retries(call: Callable[[], T], policy: RetryPolicy, where: str) -> T:
+    """Run ``call``; retry transient failures with exponential backoff, then raise EndpointError."""
+    last: str = "no attempt made"
+    status: int | None = None
+    for attempt in range(max(1, policy.attempts)):
+        pause = policy.backoff_s * (2 ** attempt)
+        try:
+            return call()
+        except openai.RateLimitError as exc:
+            status, last = 429, "rate limited (429)"
+            pause = _retry_after(exc) if _retry_after(exc) is not None else pause
+        except openai.InternalServerError as exc:
+            status, last = exc.status_code, f"server error {exc.status_code}"
+        except openai.APITimeoutError:
+            status, last = None, "request timed out"
+        except openai.APIConnectionError:
+            status, last = None, "could not connect"
+        except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
+            raise EndpointError(f"{where} refused the request: HTTP {exc.status_code}", status=exc.status_code,
+                                hint="check the model name, the prompt length limit and the API key "
+                                     "variable") from None
+        if attempt + 1 < policy.attempts:
+            time.sleep(min(pause, policy.max_pause_s))
+    error = RateLimitError if status == 429 else EndpointError
+    raise error(f"{where} failed after {policy.attempts} attempts: {last}", status=status,
+                hint="check that the endpoint is up and not overloaded, or raise the retry budget")
+
+
+def label_logprob(logprobs: Any, text: str, prompt: str, label: str) -> float:
+    """Sum the echoed log-probabilities of the tokens that spell ``label`` at the end of ``prompt``.
+
+    Character offsets differ between servers (some print special tokens as empty strings), so we
+    align from the end: the echoed text is ``prompt + generated``; the label is the stretch of token
+    text just before the generated part, and must start and end on token boundaries.
+    """
+    tokens: list[str] = [piece or "" for piece in (logprobs.tokens or [])]
+    values: list[float | None] = list(logprobs.token_logprobs or [])
+    generated = text[len(prompt):] if text.startswith(prompt) else ""
+    ends = [0]
+    for piece in tokens:
+        ends.append(ends[-1] + len(piece))
+    joined = "".join(tokens)
+    label_end = len(joined) - len(generated)
+    label_start = label_end - len(label)
+    firsts = [i for i, at in enumerate(ends) if at == label_start]
+    lasts = [i for i, at in enumerate(ends) if at == label_end]
+    if not joined[:label_end].endswith(label) or not firsts or not lasts:
+        raise EndpointError(f"could not find the tokens of label {label!r} in the echoed prompt",
+                            hint="the endpoint must support echo=True with logprobs on /v1/completions")
+    first = firsts[-1]  # skip empty pieces before the label
+    last = next(i for i in lasts if i > first)
+    picked = values[first:last]
+    if len(picked) != last - first or any(value is None for value in picked):
+        raise EndpointError(f"the endpoint returned no log-probability for label {label!r}",
+                            hint="the endpoint must support echo=True with logprobs on /v1/completions")
+    return float(sum(picked))  # type: ignore[arg-type]
+
+
+def _top_at(response: Any) -> dict[str, float]:
+    """The top log-probabilities of the first generated token, as {token text: logprob}."""
+    choice = response.choices[0] if response.choices else None
+    top = choice.logprobs.top_logprobs if choice is not None and choice.logprobs else None
+    return dict(top[0]) if top and top[0] else {}
+
+
+class OpenAIRater:
+    """Rates through an OpenAI-compatible completions endpoint that returns logprobs.
+
+    ``mode="top"`` (default) reads the labels from the top log-probabilities at the answer position
+    (one request, plus one per multi-token label prefix such as ``tr`` for ``trivial``) and falls
+    back to ``"echo"`` for a finding whose labels are not all among the ``top_k`` candidates.
+    ``mode="echo"`` always scores the four full prompts through echoed prompt log-probabilities:
+    exact for any tokenizer, but servers that compute echoed logprobs slowly make it costly.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "SIEVE_LLM_API_KEY", timeout: float = 60.0,
+                 *, template: str = "chatml", retry: RetryPolicy = RetryPolicy(),
+                 batch_prompts: bool | None = None, model_id: str | None = None, mode: str = "top",
+                 top_k: int = 20) -> None:
+        if mode not in ("top", "echo"):
+            raise EndpointError(f"unknown scoring mode {mode!r}", hint="use top or echo")
+        self.mode = mode
+        self.top_k = top_k
+        if template not in TEMPLATES:
+            raise EndpointError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.model_id = model_id or model
+        self.template = template
+        self.retry = retry
+        self._batch = batch_prompts  # None: try a list prompt once, fall back to one prompt per request
+        key = os.environ.get(api_key_env) or "sieve-no-key"  # local servers accept any key
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
+        self._where = f"completions endpoint {self.base_url}"
+
+    def _complete(self, prompts: list[str], retry: RetryPolicy | None = None) -> tuple[list[Any], int]:
+        def call() -> Any:
+            return self._client.completions.create(model=self.model, prompt=prompts if len(prompts) > 1 else
+                                                   prompts[0], echo=True, max_tokens=1, logprobs=1, temperature=0)
+
+        response = call_with_retries(call, retry or self.retry, self._where)
+        choices = sorted(response.choices, key=lambda choice: choice.index)
+        if len(choices) != len(prompts):
+            raise EndpointError(f"{self._where} answered {len(choices)} choices for {len(prompts)} prompts")
+        used = response.usage.prompt_tokens if response.usage else 0
+        return choices, used
+
+    def _choices(self, prompts: list[str]) -> tuple[list[Any], int]:
+        """All four prompts in one request when the server allows it, else one per request."""
+        if self._batch is not False:
+            try:
+                result = self._complete(prompts, RetryPolicy(1) if self._batch is None else None)
+                self._batch = True
+                return result
+            except EndpointError:
+                if self._batch:
+                    raise
+                log.info("%s takes one prompt per request; scoring labels one by one", self._where)
+                self._batch = False
+        choices, used = [], 0
+        for prompt in prompts:
+            got, tokens = self._complete([prompt])
+            choices += got
+            used += tokens
+        return choices, used
+
+    def _top(self, prompt: str) -> tuple[dict[str, float], int]:
+        def call() -> Any:
+            return self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0,
+                                                   logprobs=self.top_k)
+
+        response = call_with_retries(call, self.retry, self._where)
+        return _top_at(response), (response.usage.prompt_tokens if response.usage else 0)
+
+    def _score_top(self, prompt: str) -> tuple[dict[str, float] | None, int]:
+        """Label log-probabilities from top candidates; None when some label is not among them."""
+        tables: dict[str, dict[str, float]] = {}
+        used = 0
+        scores: dict[str, float] = {}
+        for label in LABELS:
+            done, total = "", 0.0
+            while done != label and len(done) < len(label) and len(tables) <= 2 * len(LABELS):
+                if done not in tables:
+                    tables[done], tokens = self._top(prompt + done)
+                    used += tokens
+                rest = label[len(done):]
+                pieces = [piece for piece in tables[done] if piece and rest.startswith(piece)]
+                if not pieces:
+                    return None, used
+                piece = max(pieces, key=len)
+                total += tables[done][piece]
+                done += piece
+            if done != label:
+                return None, used
+            scores[label] = total
+        return scores, used
+
+    def _score_echo(self, prompt: str) -> tuple[dict[str, float], int]:
+        prompts = [prompt + label for label in LABELS]
+        choices, used = self._choices(prompts)
+        return {label: label_logprob(choice.logprobs, choice.text or "", full, label)
+                for label, full, choice in zip(LABELS, prompts, choices)}, used
+
+    def rate_texts(self, pairs: Sequence[tuple[str, str]]) -> list[Rating]:
+        """Rate raw (code, review) pairs."""
+        ratings: list[Rating] = []
+        for code, review in pairs:
+            parts = render(code, review, self.template)
+            scores, used = self._score_top(parts.text) if self.mode == "top" else (None, 0)
+            if scores is None:
+                scores, more = self._score_echo(parts.text)
+                used += more
+            ratings.append(make_rating(scores, model_id=self.model_id, truncated=parts.truncated, tokens=used))
+        return ratings
+
+    def rate(self, findings: Sequence[Finding]) -> list[Rating]:
+        """One rating per finding, in order."""
+        return self.rate_texts([(finding.code, finding.review) for finding in findings])
+
+    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
+        """Greedy continuation after the chosen label; "" when the endpoint fails or says nothing usable."""
+        if max_tokens <= 0:
+            return ""
+        prompt = render_explanation_request(render(finding.code, finding.review, self.template), rating.severity)
+        try:
+            response = call_with_retries(lambda: self._client.completions.create(
+                model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0,
+                stop=["<|im_end|>", "<end_of_turn>"]), self.retry, self._where)
+            return clean_explanation(response.choices[0].text or "") if response.choices else ""
+        except EndpointError as exc:
+            log.info("explanation skipped: %s", exc)
+            return ""
