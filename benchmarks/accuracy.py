@@ -1,0 +1,130 @@
+"""Severity accuracy on the shared dev split, every contender in one run.
+
+    .venv/bin/python -m benchmarks.accuracy [--out DIR] [--limit N] [--skip-gemma] [--skip-llm]
+
+Contenders: majority class; TF-IDF + logistic regression (review only; code + review) trained on the train
+split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with contextual calibration
+(divide out the label prior measured on content-free inputs); zero-shot Gemma 3 270M (base, "plain"
+template), raw and calibrated; the fine-tuned student ``models/default`` when present. Prints one table
+(accuracy, band accuracy, macro-F1, seconds) and per-source rows; writes confusion-matrix PNGs and a JSON
+file with every figure into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.errors import SieveError
+from bot.models import resolve_model
+from training.baselines import ContextualCalibration, MajorityBaseline, TfidfBaseline, TfidfConfig
+from training.evaluate import Report, evaluate, save_pngs
+from training.examples import Example, load_jsonl, severity_split
+from training.loop import llamacpp_rater
+
+
+def _baselines(train: list[Example], dev: list[Example]) -> dict[str, Callable[[], list]]:
+    return {
+        "majority class": lambda: MajorityBaseline().fit(train).predict_proba(dev),
+        "TF-IDF+LR review": lambda: TfidfBaseline(TfidfConfig(fields="review")).fit(train).predict_proba(dev),
+        "TF-IDF+LR code+review": lambda: TfidfBaseline(TfidfConfig(fields="code+review")).fit(train).predict_proba(dev),
+    }
+
+
+def _zero_shot(name: str, model_name: str, dev: list[Example]) -> list[tuple[str, list, float]]:
+    """Raw and contextually calibrated ratings of one model; the calibration costs 4 extra ratings."""
+    began = time.monotonic()
+    rater = llamacpp_rater(resolve_model(model_name))
+    ratings = rater.rate_texts([(e.code, e.review) for e in dev])
+    raw_seconds = time.monotonic() - began
+    calibration = ContextualCalibration.measure(rater)
+    rater.close()
+    prior = ", ".join(f"{k} {v:.2f}" for k, v in calibration.prior.items())
+    print(f"  {name}: content-free prior {prior}")
+    calibrated = [calibration.apply_rating(r) for r in ratings]
+    return [(f"{name} raw", ratings, raw_seconds), (f"{name} calibrated", calibrated, time.monotonic() - began)]
+
+
+def run(args: argparse.Namespace) -> dict[str, Report]:
+    train, dev = load_jsonl(severity_split("train")), load_jsonl(severity_split("dev"))
+    dev = dev[: args.limit] if args.limit else dev
+    out = Path(args.out)
+    reports: dict[str, Report] = {}
+    seconds: dict[str, float] = {}
+    for name, predict in _baselines(train, dev).items():
+        began = time.monotonic()
+        predictions = predict()
+        seconds[name] = time.monotonic() - began
+        reports[name] = _record(name, predictions, dev, out)
+    models = [] if args.skip_llm else [("zero-shot SmolLM2-135M", "base")]
+    if not args.skip_llm and not args.skip_gemma:
+        models.append(("zero-shot Gemma-3-270M", "gemma3-270m"))
+    for name, model_name in models:
+        print(f"rating {len(dev)} dev items with {name} …", flush=True)
+        for label, predictions, secs in _zero_shot(name, model_name, dev):
+            seconds[label] = secs
+            reports[label] = _record(label, predictions, dev, out)
+    if not args.skip_llm:
+        try:
+            student = resolve_model("default")
+        except SieveError as exc:
+            print(f"  no fine-tuned student: {exc}")
+        else:
+            began = time.monotonic()
+            rater = llamacpp_rater(student)
+            predictions = rater.rate_texts([(e.code, e.review) for e in dev])
+            rater.close()
+            label = f"student {student.model_id}"
+            seconds[label] = time.monotonic() - began
+            reports[label] = _record(label, predictions, dev, out)
+    _print(reports, seconds)
+    payload = {name: {**r.to_dict(), "seconds": round(seconds[name], 1)} for name, r in reports.items()}
+    (out / "accuracy.json").write_text(json.dumps({"n_dev": len(dev), "results": payload}, indent=1))
+    return reports
+
+
+def _record(name: str, predictions: list, dev: list[Example], out: Path) -> Report:
+    report = evaluate(predictions, dev, model_id=name)
+    probs = [p.probabilities if hasattr(p, "probabilities") else p for p in predictions]
+    stem = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    save_pngs(report, out, gold=[e.label for e in dev], probs=probs, stem=stem)
+    return report
+
+
+def _print(reports: dict[str, Report], seconds: dict[str, float]) -> None:
+    n = next(iter(reports.values())).n
+    print(f"\nSeverity on dev ({n} items): accuracy / band accuracy / macro-F1")
+    print(f"{'model':<42}{'acc':>7}{'band':>7}{'mF1':>7}{'ECE':>7}{'sec':>8}")
+    for name, r in reports.items():
+        ece = f"{r.ece:.3f}" if r.ece is not None else "-"
+        print(f"{name:<42}{r.accuracy:>7.3f}{r.band_accuracy:>7.3f}{r.macro_f1:>7.3f}{ece:>7}{seconds[name]:>8.1f}")
+    groups = sorted({g for r in reports.values() for g in r.per_source})
+    print("\nper source: accuracy / macro-F1 (n)")
+    sizes = next(iter(reports.values())).per_source
+    print(f"{'model':<42}" + "".join(f"{g + ' (' + str(int(sizes[g]['n'])) + ')':>22}" for g in groups))
+    for name, r in reports.items():
+        cells = "".join(f"{r.per_source[g]['accuracy']:>13.3f} / {r.per_source[g]['macro_f1']:.3f}"
+                        if g in r.per_source else f"{'-':>22}" for g in groups)
+        print(f"{name:<42}{cells}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="runs/accuracy", help="folder for PNGs and accuracy.json")
+    parser.add_argument("--limit", type=int, help="only the first N dev items (say so when reporting)")
+    parser.add_argument("--skip-gemma", action="store_true", help="leave out Gemma 3 270M")
+    parser.add_argument("--skip-llm", action="store_true", help="baselines only (no language model)")
+    args = parser.parse_args(argv)
+    if not severity_split("dev").is_file():
+        print(f"shared data not found at {severity_split('dev')}; set SIEVE_SHARED")
+        return 2
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,74 @@
+"""The teacher–student loop end to end: real fine-tune (2 steps), real GGUF export, the real llama.cpp rater."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.models import resolve_model
+from tests.fake_openai import ScriptedOpenAIServer, chat_reply
+from training.exam import item_key, split_heldout, stratified_sample
+from training.examples import load_jsonl, severity_split
+from training.loop import LoopConfig, llamacpp_rater, run_loop
+from training.registry import PromotionRule
+from training.teacher import DatasetTeacher, DatasetTeacherConfig, OpenAITeacher, OpenAITeacherConfig
+
+
+@pytest.fixture(scope="module")
+def small():
+    if not severity_split("train").is_file():
+        pytest.skip("shared severity data (../shared/data/severity) is not present")
+    pool = stratified_sample(load_jsonl(severity_split("train")), 24, seed=5)
+    return split_heldout(pool, 8, seed=0)
+
+
+@pytest.mark.slow
+def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> None:
+    pytest.importorskip("peft")
+    from training.finetune import FinetuneConfig
+
+    heldout, rest = small
+    teacher = DatasetTeacher(rest, DatasetTeacherConfig(seed=0), exclude=heldout.item_keys())
+    config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=1, exam_size=4, examples_per_round=8,
+                        start_from="base", model_name="default", models_root=str(tmp_path / "models"),
+                        promotion=PromotionRule(min_gain=-1.0),  # promote whatever comes out: tests the path
+                        finetune=FinetuneConfig(max_steps=2, grad_accum=2, lr=2e-3, checkpoint_every=0))
+    lines: list[str] = []
+    result = run_loop(config, teacher, heldout, log=lines.append)
+
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["round"] for entry in log] == [0, 1]
+    entry = log[1]
+    assert entry["finetune"]["steps"] == 2 and entry["heldout"]["n"] == 8 and entry["exam"]["n"] == 4
+    assert set(entry["proficiency"]) >= {"overall"} and entry["promoted"] is True
+    assert result.promoted == [1] and result.stop_reason == "1 rounds done"
+    assert lines[0].startswith("round 0: smollm2-base held-out") and "promoted" in lines[1]
+    curriculum = load_jsonl(tmp_path / "run" / "round-01" / "curriculum.jsonl")
+    assert curriculum and not {item_key(e) for e in curriculum} & heldout.item_keys()
+
+    model = resolve_model("default", tmp_path / "models")  # sha256 verified
+    assert model.adapter_path is not None and model.manifest["metrics"]["exam"] == entry["heldout"]
+    assert model.manifest["parent"] is None or model.manifest["parent"].startswith("smollm2")
+    student, base = llamacpp_rater(model), llamacpp_rater(resolve_model("base"))
+    pair = [(heldout.items[0].code, heldout.items[0].review)]
+    tuned, plain = student.rate_texts(pair)[0], base.rate_texts(pair)[0]
+    student.close()
+    base.close()
+    assert tuned.model_id == model.model_id
+    assert max(abs(tuned.probabilities[k] - plain.probabilities[k]) for k in plain.probabilities) > 1e-4
+
+
+@pytest.mark.slow
+def test_a_spent_teacher_budget_ends_the_run_cleanly(tmp_path, small) -> None:
+    heldout, _ = small
+    with ScriptedOpenAIServer() as server:
+        server.push(chat_reply(json.dumps({"items": []}), prompt_tokens=60, completion_tokens=60))
+        teacher = OpenAITeacher(OpenAITeacherConfig(base_url=server.url, max_tokens=100, backoff_s=0.0, batch=4),
+                                exclude=heldout.item_keys())
+        config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=3, exam_size=4, start_from="base",
+                            models_root=str(tmp_path / "models"))
+        result = run_loop(config, teacher, heldout, log=lambda _: None)
+    assert result.rounds == [] and result.promoted == []
+    assert result.stop_reason.startswith("teacher token budget spent (120 of 100 tokens)")
+    assert not (tmp_path / "models" / "default").exists()
