@@ -118,3 +118,28 @@ def test_tfidf_beats_majority_on_dev_and_soft_labels_are_out_of_fold(shared) -> 
     assert all(sum(p.values()) == pytest.approx(1.0) for p in soft)
     # out-of-fold: the model never saw the item, so it is not (near) certain of every gold label
     assert sum(p[e.label] > 0.99 for p, e in zip(soft, subset)) < len(subset) // 2
+
+
+@pytest.mark.slow
+def test_cli_evaluate_through_the_serving_rater(shared, capsys, tmp_path) -> None:
+    from training.cli import main
+
+    assert main(["evaluate", "--data", "dev", "--model", "base", "--limit", "6", "--format", "json",
+                 "--png", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["n"] == 6 and data["model_id"] == "smollm2-base" and len(data["confusion"]) == 4
+    assert 0.0 <= data["accuracy"] <= data["band_accuracy"] <= 1.0 and data["ece"] is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base-confusion.png", "base-reliability.png"]
+
+
+def test_cli_exam_writes_a_balanced_heldout_exam(shared, capsys, tmp_path) -> None:
+    from training.cli import main
+    from training.exam import Exam
+
+    assert main(["exam", "--data", "dev", "--n", "20", "--heldout", "--out", str(tmp_path / "h.json")]) == 0
+    exam = Exam.load(tmp_path / "h.json")
+    assert exam.kind == "heldout" and len(exam) == 20
+    assert main(["exam", "--data", "dev", "--n", "20", "--exclude", str(tmp_path / "h.json"),
+                 "--out", str(tmp_path / "p.json")]) == 0
+    assert not Exam.load(tmp_path / "p.json").item_keys() & exam.item_keys()
+    assert "wrote heldout exam of 20 items" in capsys.readouterr().out

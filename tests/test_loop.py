@@ -19,8 +19,8 @@ from training.teacher import DatasetTeacher, DatasetTeacherConfig, OpenAITeacher
 def small():
     if not severity_split("train").is_file():
         pytest.skip("shared severity data (../shared/data/severity) is not present")
-    pool = stratified_sample(load_jsonl(severity_split("train")), 24, seed=5)
-    return split_heldout(pool, 8, seed=0)
+    pool = stratified_sample(load_jsonl(severity_split("train")), 20, seed=5)
+    return split_heldout(pool, 6, seed=0)
 
 
 @pytest.mark.slow
@@ -40,7 +40,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [entry["round"] for entry in log] == [0, 1]
     entry = log[1]
-    assert entry["finetune"]["steps"] == 2 and entry["heldout"]["n"] == 8 and entry["exam"]["n"] == 4
+    assert entry["finetune"]["steps"] == 2 and entry["heldout"]["n"] == 6 and entry["exam"]["n"] == 4
     assert set(entry["proficiency"]) >= {"overall"} and entry["promoted"] is True
     assert result.promoted == [1] and result.stop_reason == "1 rounds done"
     assert lines[0].startswith("round 0: smollm2-base held-out") and "promoted" in lines[1]
