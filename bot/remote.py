@@ -47,7 +47,7 @@ def detect_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targe
         return Target(gh.ref_from_actions_env(environ), environ.get("GITHUB_API_URL", ""))
     if environ.get("CI_MERGE_REQUEST_IID"):
         gl = importlib.import_module("bot.hosts.gitlab")
-        return Target(gl.ref_from_ci_env(environ), "")
+        return Target(gl.ref_from_ci_env(environ), gl.url_from_ci_env(environ))
     return None
 
 
@@ -57,7 +57,7 @@ def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: st
         return gh.GitHubHost(_token(environ, GITHUB_TOKEN_VARS), base_url=url or config.github_url,
                              timeout=config.timeout)
     gl = importlib.import_module("bot.hosts.gitlab")
-    gitlab_url = url or environ.get("CI_SERVER_URL") or config.gitlab_url
+    gitlab_url = url or config.gitlab_url
     return gl.GitLabHost(_token(environ, GITLAB_TOKEN_VARS), url=gitlab_url, timeout=config.timeout)
 
 
