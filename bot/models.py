@@ -83,7 +83,7 @@ def _base_from_manifest(manifest: dict[str, Any], folder: Path) -> tuple[Path, s
     base = manifest.get("base") or {}
     if isinstance(base, str):
         base = {"name": base}
-    key = base.get("name") or _BASE_FILES.get(Path(str(base.get("file", ""))).name)
+    key = base.get("name") or base.get("key") or _BASE_FILES.get(Path(str(base.get("file", ""))).name)
     if key in PACKAGED_BASES:
         return packaged_base(key), key
     file = base.get("file")
