@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.errors import SieveError, TrainingError
 from bot.models import resolve_model
-from training.examples import Example, load_jsonl, severity_split
+from training.examples import Example, data_hash, load_jsonl, severity_split
 
 
 def _examples(path: str, limit: int | None = None) -> list[Example]:
@@ -103,8 +103,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote GGUF adapter {out}")
     if args.manifest:
         data = load_jsonl(args.data) if args.data else []
-        from training.examples import data_hash
-
         write_manifest(out.parent, name=args.name or out.parent.name, base=args.base,
                        base_path=base_gguf_path(args.base), adapter_file=out.name,
                        data_hash=data_hash(data) if data else "", command="sieve train " + " ".join(sys.argv[1:]))

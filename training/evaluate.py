@@ -112,7 +112,7 @@ def predict(rater_or_predictions: TextRater | Sequence[Prediction],
     return predictions
 
 
-def _label_and_probs(prediction: Prediction) -> tuple[str, dict[str, float] | None]:
+def label_and_probs(prediction: Prediction) -> tuple[str, dict[str, float] | None]:
     if isinstance(prediction, Rating):
         return prediction.severity, prediction.probabilities
     if isinstance(prediction, dict):
@@ -129,7 +129,7 @@ def evaluate(rater_or_predictions: TextRater | Sequence[Prediction], examples: S
     if not examples:
         raise TrainingError("nothing to evaluate: no examples", hint="check the data file and --limit")
     predictions = predict(rater_or_predictions, examples)
-    pairs = [_label_and_probs(p) for p in predictions]
+    pairs = [label_and_probs(p) for p in predictions]
     predicted = [label for label, _ in pairs]
     gold = [e.label for e in examples]
     report = _score(gold, predicted, examples)

@@ -27,7 +27,7 @@ from bot.prompt import render_input
 from bot.registry import Registry
 from bot.severity import LABELS, MEANINGS
 from training.curriculum import areas_of, weighted_sample
-from training.evaluate import Prediction, Report, evaluate
+from training.evaluate import Prediction, Report, evaluate, label_and_probs
 from training.exam import item_key, stratified_sample
 from training.examples import Example, load_jsonl
 
@@ -83,8 +83,7 @@ def score_areas(exam: Sequence[Example], answers: Sequence[Prediction], *, min_i
     fewer than ``min_items`` items are not judged (too little evidence).
     """
     report = evaluate(list(answers), list(exam))
-    predicted = [a.severity if hasattr(a, "severity") else
-                 (max(a, key=a.get) if isinstance(a, dict) else str(a)) for a in answers]
+    predicted = [label_and_probs(a)[0] for a in answers]
     hits: dict[str, list[bool]] = defaultdict(list)
     for example, label in zip(exam, predicted):
         for area in areas_of(example):
@@ -141,8 +140,7 @@ class DatasetTeacher:
 
     def grade(self, exam: Sequence[Example], answers: Sequence[Prediction]) -> Evaluation:
         report, proficiency, weak = score_areas(exam, answers, weak_below=self.config.weak_below)
-        labels = [a.severity if hasattr(a, "severity") else a for a in answers]
-        self._wrong = [e for e, a in zip(exam, labels) if a != e.label]
+        self._wrong = [e for e, a in zip(exam, answers) if label_and_probs(a)[0] != e.label]
         return Evaluation(proficiency=proficiency, feedback=describe(proficiency, weak), weak_areas=weak,
                           report=report)
 
@@ -426,8 +424,8 @@ class OpenAITeacher:
         report, local, local_weak = score_areas(exam, answers)
         lines = []
         for i, (example, answer) in enumerate(zip(exam, answers)):
-            label = getattr(answer, "severity", answer)
-            confidence = getattr(answer, "probabilities", {}).get(label) if hasattr(answer, "probabilities") else None
+            label, probs = label_and_probs(answer)
+            confidence = probs.get(label) if probs else None
             block, _ = render_input(example.code, example.review)
             conf = f" (confidence {confidence:.2f})" if confidence is not None else ""
             lines.append(f"[{i}] {block}\ncorrect: {example.label}; student: {label}{conf}")
