@@ -1,6 +1,6 @@
 """The product loop, simulated: review → 👍/👎 → feedback export → one training round → review again.
 
-    .venv/bin/python -m benchmarks.flywheel [--rounds 3] [--per-round 48] [--dev-limit 80] [--noise 0.1]
+    .venv/bin/python -m benchmarks.flywheel [--rounds 3] [--per-round 40] [--dev-limit 60] [--noise 0.1]
 
 Each round the current student rates a fresh slice of the train split (the "stream of findings"); findings
 it would post (P(severity ≥ threshold) ≥ 0.5) get a maintainer reaction decided by the gold label: 👍 when
@@ -60,15 +60,15 @@ def dev_score(model_name: str, root: Path, dev: list[Example]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--per-round", type=int, default=48, help="findings reviewed per round")
-    parser.add_argument("--dev-limit", type=int, default=80, help="dev items scored after each round")
+    parser.add_argument("--per-round", type=int, default=40, help="findings reviewed per round")
+    parser.add_argument("--dev-limit", type=int, default=60, help="dev items scored after each round")
     parser.add_argument("--noise", type=float, default=0.1, help="probability a reaction is flipped")
     parser.add_argument("--corrections", type=float, default=0.3, help="share of 👎 that carry a correction")
     parser.add_argument("--threshold", default="minor", help="post findings at or above this level")
-    parser.add_argument("--max-steps", type=int, default=8, help="optimizer steps per round")
+    parser.add_argument("--max-steps", type=int, default=6, help="optimizer steps per round")
     parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--teacher-examples", type=int, default=16, help="dataset-teacher items per round")
-    parser.add_argument("--heldout", type=int, default=32, help="held-out exam size (from train)")
+    parser.add_argument("--heldout", type=int, default=24, help="held-out exam size (from train)")
     parser.add_argument("--start-from", default="base")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/flywheel")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
         feedback_files.append(str(path))
         teacher = DatasetTeacher(teacher_pool, DatasetTeacherConfig(seed=args.seed + k), exclude=heldout.item_keys())
-        config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=16,
+        config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files),
                             finetune=FinetuneConfig(max_steps=args.max_steps, grad_accum=args.grad_accum,

@@ -33,7 +33,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=1, exam_size=4, examples_per_round=8,
                         start_from="base", model_name="default", models_root=str(tmp_path / "models"),
                         promotion=PromotionRule(min_gain=-1.0),  # promote whatever comes out: tests the path
-                        finetune=FinetuneConfig(max_steps=2, grad_accum=2, lr=2e-3, checkpoint_every=0))
+                        finetune=FinetuneConfig(max_steps=2, grad_accum=1, lr=2e-3, checkpoint_every=0))
     lines: list[str] = []
     result = run_loop(config, teacher, heldout, log=lines.append)
 
