@@ -242,6 +242,26 @@ class LlamaCppRater:
         """One rating per finding, in order."""
         return self.rate_texts([(finding.code, finding.review) for finding in findings])
 
+    @property
+    def llama(self):  # -> llama_cpp.Llama
+        """The underlying llama_cpp.Llama (benchmarks compare against its plain generation path)."""
+        return self._llm
+
+    def prompt_tokens(self, code: str, review: str) -> tuple[list[int], bool]:
+        """The exact token ids the model reads for one input (after any cut), and whether it was cut."""
+        _, tokens, truncated = self._fit(code, review)
+        return tokens, truncated
+
+    def special_token_ids(self) -> set[int]:
+        """Ids of the chat-control tokens of the template in use (what untrusted text must never produce)."""
+        markers = [part.split("{")[0] for part in TEMPLATES[self.template].values()] + ["<|endoftext|>"]
+        ids: set[int] = set()
+        for marker in markers:
+            for token in self._tokenize(marker, False):
+                if self._llm.detokenize([token], special=False) == b"":
+                    ids.add(token)
+        return ids
+
     def reset_cache(self) -> None:
         """Forget the KV cache, so the next rating is a cold run (used to check prefix reuse)."""
         self._llm.n_tokens = 0

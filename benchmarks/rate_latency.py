@@ -1,0 +1,133 @@
+"""Latency and throughput of the student rater vs the naive generate-and-parse path, same process.
+
+    .venv/bin/python -m benchmarks.rate_latency [--n 200] [--naive-n 60] [--weight-format auto|as-is|f16|both]
+
+Findings are (code, review) pairs from ``../shared/data/severity/dev.jsonl`` (cycled to reach ``--n``).
+For the rater: ms per finding (p50/p95), findings/s, evaluated tokens/s, peak RSS. Baselines, measured
+on the same loaded model: (1) NAIVE — ``create_completion`` on the full prompt, cache reset before each
+finding (no prefix reuse), the model writing the JSON answer itself, which is then parsed (failures
+counted); (2) raw llama.cpp prefill tokens/s on a 512-token sequence. Goals: rater ≥ 3× naive
+findings/s, p50 ≤ 700 ms, rater tokens/s ≥ 80% of raw prefill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import time
+from pathlib import Path
+
+from bot.prompt import TEMPLATES, render
+from bot.rater.llamacpp import LlamaCppRater
+from bot.severity import LABELS
+
+SHARED = Path(os.environ.get("SIEVE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
+ANSWER = re.compile(r'\{\s*"issue_type"\s*:\s*"([a-z]+)"')
+
+
+def load_pairs(n: int) -> list[tuple[str, str]]:
+    path = SHARED / "data" / "severity" / "dev.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"shared data not found at {path}; set SIEVE_SHARED")
+    with path.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [(rows[i % len(rows)]["code"], rows[i % len(rows)]["review"]) for i in range(n)]
+
+
+def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int = 512) -> float:
+    """Tokens/s of one plain llama.cpp eval of a long real token sequence (best of 3)."""
+    tokens: list[int] = []
+    for code, review in pairs:
+        tokens += rater.prompt_tokens(code, review)[0]
+        if len(tokens) >= length:
+            break
+    tokens = tokens[:length]
+    llm, best = rater.llama, 0.0
+    for _ in range(3):
+        llm.reset()
+        started = time.perf_counter()
+        llm.eval(tokens)
+        best = max(best, len(tokens) / (time.perf_counter() - started))
+    rater.reset_cache()
+    return best
+
+
+def bench_rater(rater: LlamaCppRater, pairs: list[tuple[str, str]]) -> dict[str, float]:
+    rater.reset_cache()
+    times, tokens, labels = [], 0, []
+    for pair in pairs:
+        started = time.perf_counter()
+        rating = rater.rate_texts([pair])[0]
+        times.append(time.perf_counter() - started)
+        tokens += rating.tokens
+        labels.append(rating.severity)
+    total = sum(times)
+    return {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * statistics.quantiles(times, n=20)[18],
+            "findings_per_s": len(pairs) / total, "tokens_per_s": tokens / total, "labels": labels}
+
+
+def bench_naive(rater: LlamaCppRater, pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Free generation of the JSON answer on the full prompt, no prefix reuse, then parsing."""
+    llm = rater.llama
+    opener = TEMPLATES[rater.template]["assistant_open"]
+    times, failures, labels = [], 0, []
+    for code, review in pairs:
+        parts = render(code, review, rater.template)
+        prompt = parts.prefix + parts.body + opener
+        llm.reset()
+        started = time.perf_counter()
+        out = llm.create_completion(prompt, max_tokens=16, temperature=0.0, stop=["}", "\n"])
+        times.append(time.perf_counter() - started)
+        match = ANSWER.search(out["choices"][0]["text"] + "}")
+        label = match.group(1) if match else None
+        failures += label not in LABELS
+        labels.append(label)
+    rater.reset_cache()
+    total = sum(times)
+    return {"p50_ms": 1000 * statistics.median(times), "findings_per_s": len(pairs) / total,
+            "parse_failures": failures, "labels": labels}
+
+
+def run(weight_format: str, n: int, naive_n: int) -> None:
+    pairs = load_pairs(n)
+    started = time.perf_counter()
+    rater = LlamaCppRater(weight_format=weight_format)  # type: ignore[arg-type]
+    load_s = time.perf_counter() - started
+    print(f"\n== weight format {weight_format}: {rater.weights_path.name} ({rater.n_threads} threads, "
+          f"load {load_s:.1f}s)")
+    prefill = raw_prefill(rater, pairs)
+    scored = bench_rater(rater, pairs)
+    naive = bench_naive(rater, pairs[:naive_n])
+    agree = sum(a == b for a, b in zip(scored["labels"], naive["labels"])) / max(1, naive_n)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    speedup = scored["findings_per_s"] / naive["findings_per_s"]
+    share = scored["tokens_per_s"] / prefill
+    print(f"rater  ({n} findings): p50 {scored['p50_ms']:.0f} ms  p95 {scored['p95_ms']:.0f} ms  "
+          f"{scored['findings_per_s']:.2f} findings/s  {scored['tokens_per_s']:.0f} evaluated tok/s")
+    print(f"naive  (first {naive_n} findings only, to save time): p50 {naive['p50_ms']:.0f} ms  "
+          f"{naive['findings_per_s']:.2f} findings/s  parse failures {naive['parse_failures']}/{naive_n}  "
+          f"argmax agreement with rater {agree:.0%}")
+    print(f"raw llama.cpp prefill (512 tokens, best of 3): {prefill:.0f} tok/s")
+    print(f"ratio rater/naive findings/s: {speedup:.2f}x (goal >= 3x)  "
+          f"rater tok/s as % of raw prefill: {share:.0%} (goal >= 80%)  "
+          f"p50 goal <= 700 ms: {'met' if scored['p50_ms'] <= 700 else 'missed'}")
+    print(f"peak RSS so far: {rss_mb:.0f} MB")
+    rater.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="findings for the rater (>= 200 for the report)")
+    parser.add_argument("--naive-n", type=int, default=60, help="findings for the naive baseline")
+    parser.add_argument("--weight-format", default="auto", choices=["auto", "as-is", "f16", "both"])
+    args = parser.parse_args()
+    for fmt in (["f16", "as-is"] if args.weight_format == "both" else [args.weight_format]):
+        run(fmt, args.n, min(args.naive_n, args.n))
+
+
+if __name__ == "__main__":
+    main()
