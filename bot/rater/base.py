@@ -9,7 +9,8 @@ from configuration and tests register fakes the same way.
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from bot.findings import Finding, Rating
 from bot.prompt import PROMPT_VERSION

