@@ -9,7 +9,14 @@ import pytest
 
 from bot.errors import TrainingError
 from bot.severity import LABELS
-from training.curriculum import CurriculumConfig, build_curriculum, feedback_example, load_feedback, weighted_sample
+from training.curriculum import (
+    CurriculumConfig,
+    build_curriculum,
+    feedback_example,
+    load_feedback,
+    load_labeled,
+    weighted_sample,
+)
 from training.exam import Exam, assert_no_leak, exclude, item_key, split_heldout, stratified_sample
 from training.examples import Example
 
@@ -108,6 +115,8 @@ def test_feedback_records_confirmations_rejections_and_trust(tmp_path) -> None:
     assert untrusted is not None and untrusted.weight < confirmed.weight
     with pytest.raises(TrainingError, match="no feedback export"):
         load_feedback(tmp_path / "missing.jsonl")
+    # as a teacher's labeled data: a bare rejection cannot grade an answer, so only the confirmation is kept
+    assert [e.id for e in load_labeled(path)] == ["feedback-1"]
 
 
 def test_weighted_sample_prefers_heavy_items() -> None:

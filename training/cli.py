@@ -19,10 +19,11 @@ from training.examples import Example, data_hash, load_jsonl, severity_split
 
 def _examples(path: str, limit: int | None = None) -> list[Example]:
     """Examples from a JSONL file or an exam JSON (``sieve train exam`` output); 'train'/'dev' name shared splits."""
+    from training.curriculum import load_labeled
     from training.exam import Exam
 
     target = severity_split(path) if path in ("train", "dev") else Path(path)
-    items = Exam.load(target).items if target.suffix == ".json" else load_jsonl(target)
+    items = Exam.load(target).items if target.suffix == ".json" else load_labeled(target)
     return items[:limit] if limit else items
 
 

@@ -26,7 +26,7 @@ from bot.errors import TrainingError
 from bot.severity import LABELS
 from training.evaluate import source_group
 from training.exam import Exam, assert_no_leak, item_key
-from training.examples import Example, dump_jsonl, from_record
+from training.examples import Example, dump_jsonl, from_record, load_jsonl
 
 
 @dataclass
@@ -97,6 +97,26 @@ def load_feedback(path: str | Path, config: CurriculumConfig | None = None) -> l
             example = feedback_example(record, config, f"{path}:{number}")
             if example is not None:
                 out.append(example)
+    return out
+
+
+def load_labeled(path: str | Path, config: CurriculumConfig | None = None) -> list[Example]:
+    """Gold-labeled items from a dataset file or a feedback export, for a teacher to examine with.
+
+    Feedback records (they carry ``vote``) go through :func:`feedback_example`; a bare rejection says only
+    "not that level", which cannot grade an answer, so it is left out here (curricula still use it).
+    """
+    config = config or CurriculumConfig()
+    out = []
+    for example in load_jsonl(path):
+        if "vote" in example.meta:
+            record = {**example.meta, "code": example.code, "review": example.review, "label": example.label,
+                      "acceptable": list(example.acceptable), "source": example.source, "id": example.id,
+                      "lang": example.lang}
+            example = feedback_example(record, config)
+            if example is None or example.meta.get("negative"):
+                continue
+        out.append(example)
     return out
 
 

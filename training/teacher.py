@@ -26,10 +26,10 @@ from bot.errors import EndpointError, TrainingError
 from bot.prompt import render_input
 from bot.registry import Registry
 from bot.severity import LABELS, MEANINGS
-from training.curriculum import areas_of, weighted_sample
+from training.curriculum import areas_of, load_labeled, weighted_sample
 from training.evaluate import Prediction, Report, evaluate, label_and_probs
 from training.exam import item_key, stratified_sample
-from training.examples import Example, load_jsonl
+from training.examples import Example
 
 
 @dataclass
@@ -127,7 +127,7 @@ class DatasetTeacher:
                  *, exclude: set[str] | None = None) -> None:
         self.config = config or DatasetTeacherConfig()
         if examples is None:
-            examples = load_jsonl(Path(self.config.path))
+            examples = load_labeled(Path(self.config.path))
         blocked = exclude or set()
         self.pool = [e for e in examples if item_key(e) not in blocked]
         self._round = 0
