@@ -211,3 +211,21 @@ def balance_weights(examples: list[Example]) -> list[Example]:
     counts = Counter(e.label for e in examples)
     raw = {label: len(examples) / (len(counts) * n) for label, n in counts.items()}
     return [replace(e, weight=e.weight * raw[e.label]) for e in examples]
+
+
+def dedupe_reviews(examples: list[Example], keep: int = 1) -> list[Example]:
+    """At most ``keep`` examples per identical review text (first ones kept, order preserved).
+
+    Why: analyser fixtures and CVE items repeat one review text (a rule title, a CWE name) over many code
+    excerpts with the same label; the copies cost training time and teach almost nothing new.
+    """
+    from collections import Counter  # noqa: PLC0415
+
+    seen: Counter[str] = Counter()
+    out = []
+    for example in examples:
+        key = " ".join(example.review.split()).lower()
+        if seen[key] < keep:
+            out.append(example)
+        seen[key] += 1
+    return out

@@ -154,3 +154,81 @@ def _arch_enum(arch: str):
             return member
     raise TrainingError(f"base architecture {arch!r} is unknown to the installed gguf package",
                         hint="upgrade gguf or use a supported base")
+
+
+# ----------------------------------------------------------------------------- verification of what ships
+
+
+def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = None,
+                       weight_format: str = "auto") -> list[dict[str, float]]:
+    """Label probabilities from the serving rater (llama.cpp, base GGUF + adapter GGUF): what ships."""
+    from bot.rater.llamacpp import LlamaCppRater  # noqa: PLC0415
+
+    rater = LlamaCppRater(model_path=base_gguf_path(base), adapter_path=adapter, weight_format=weight_format)
+    try:
+        return [dict(r.probabilities) for r in rater.rate_texts([(e.code, e.review) for e in examples])]
+    finally:
+        rater.close()
+
+
+def severity_metrics(examples, probabilities: list[dict[str, float]]) -> dict:
+    """Exact accuracy, band accuracy (label in the lenient band), macro-F1 and per-level P/R/F1."""
+    from bot.severity import LABELS  # noqa: PLC0415
+
+    preds = [max(LABELS, key=lambda label, p=p: p.get(label, 0.0)) for p in probabilities]
+    gold = [e.label for e in examples]
+    n = max(1, len(gold))
+    per_level, f1s = {}, []
+    for label in LABELS:
+        tp = sum(1 for g, p in zip(gold, preds) if g == p == label)
+        predicted, actual = preds.count(label), gold.count(label)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_level[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                            "support": actual, "predicted": predicted}
+        f1s.append(f1)
+    band = sum(1 for e, p in zip(examples, preds) if p == e.label or p in e.acceptable)
+    return {"n": len(gold), "accuracy": round(sum(g == p for g, p in zip(gold, preds)) / n, 4),
+            "band_accuracy": round(band / n, 4), "macro_f1": round(sum(f1s) / len(f1s), 4), "per_level": per_level}
+
+
+def calibrate_threshold(examples, probabilities: list[dict[str, float]], level: str = "major",
+                        min_precision: float = 0.8) -> dict:
+    """The lowest cut on P(severity ≥ level) whose precision on ``examples`` is ≥ ``min_precision``.
+
+    Why the lowest: it keeps as many real major/critical findings as possible at the promised precision.
+    Returns the cut with its precision and recall (cut 1.0 and recall 0 when no cut reaches the precision).
+    """
+    from bot.severity import mass_at_least, parse_severity  # noqa: PLC0415
+
+    threshold = parse_severity(level)
+    mass = [mass_at_least(p, threshold) for p in probabilities]
+    positive = [parse_severity(e.label) >= threshold for e in examples]
+    best = {"level": level, "min_precision": min_precision, "cut": 1.0, "precision": None, "recall": 0.0}
+    for cut in sorted(set(round(m, 4) for m in mass)):
+        chosen = [pos for m, pos in zip(mass, positive) if m >= cut]
+        if not chosen:
+            continue
+        precision = sum(chosen) / len(chosen)
+        if precision >= min_precision:
+            recall = sum(chosen) / max(1, sum(positive))
+            return {**best, "cut": cut, "precision": round(precision, 4), "recall": round(recall, 4)}
+    return best
+
+
+def write_manifest(folder: Path, *, name: str | None = None, base: str = "smollm2", adapter_file: str = "adapter.gguf",
+                   **fields) -> Path:
+    """``manifest.json`` for a student folder, through the registry's writer (one manifest format), plus
+    any extra keys this training run knows about (data selection, training cost)."""
+    from training.registry import write_manifest as registry_write  # noqa: PLC0415
+
+    folder = Path(folder)
+    known = ("data_hash", "hyperparameters", "metrics", "threshold_calibration", "parent", "command", "template")
+    path = registry_write(folder, name=name or folder.name, base=base, base_path=base_gguf_path(base),
+                          adapter_file=adapter_file, **{k: fields.pop(k) for k in known if k in fields})
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["adapter"]["bytes"] = (folder / adapter_file).stat().st_size
+    manifest.update(fields)
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,109 @@
+"""What LoRA saves over full fine-tuning of the student, measured on the same examples in one process.
+
+For each mode a few optimizer steps run on real severity items with the real SmolLM2 base; it prints
+trainable parameters (and their share), seconds per step, peak resident memory growth, and the size of
+what would be shipped (LoRA: the GGUF adapter; full: an f16 copy of every weight), then LoRA/full ratios.
+The frozen-bottom variant (``freeze_layers``, as in the shipped recipe) is measured as a third mode.
+
+    python benchmarks/train_cost.py [--steps 3] [--grad-accum 2]
+
+Memory is the growth of this process's peak RSS during the mode (modes run in order, so later modes
+only show memory beyond earlier peaks; full fine-tuning runs last for that reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.examples import load_jsonl, severity_split  # noqa: E402
+from training.finetune import (FinetuneConfig, LabelPlan, add_lora, encode, example_loss,  # noqa: E402
+                               forward_scores, load_base, precompute_hidden, prefix_cache, prefix_ids, top_layers)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_steps(model, params, encoded, plan, context, steps: int, grad_accum: int, freeze: int) -> float:
+    """Seconds per optimizer step (AdamW, micro-batch 1), after one warm-up step."""
+    import torch
+
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    config = FinetuneConfig(distill_alpha=0.0)
+    times = []
+    for step in range(steps + 1):
+        began = time.perf_counter()
+        with top_layers(model, freeze):
+            cache = prefix_cache(model, context, "cpu")
+            for i in range(grad_accum):
+                enc = encoded[(step * grad_accum + i) % len(encoded)]
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = example_loss(forward_scores(model, enc, cache, plan, "cpu"), enc, config)
+                loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - began)
+    return sum(times[1:]) / steps
+
+
+def measure(mode: str, items, steps: int, grad_accum: int) -> dict:
+    import torch
+
+    before = peak_mb()
+    model, tokenizer = load_base("smollm2")
+    freeze = 20 if mode == "lora-top10" else 0
+    if mode.startswith("lora"):
+        model = add_lora(model, FinetuneConfig(dropout=0.0, freeze_layers=freeze))
+    params = [p for p in model.parameters() if p.requires_grad]
+    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
+    encoded = [encode(e, tokenizer, plan, prefix, 384) for e in items]
+    model.train()
+    context = precompute_hidden(model, encoded, prefix, freeze, "cpu") if freeze else prefix
+    seconds = run_steps(model, params, encoded, plan, context, steps, grad_accum, freeze)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in params)
+    with tempfile.TemporaryDirectory() as tmp:
+        if mode.startswith("lora"):
+            from training.export import export_adapter
+
+            model.save_pretrained(Path(tmp) / "peft")
+            shipped = export_adapter(Path(tmp) / "peft", Path(tmp) / "a.gguf").stat().st_size
+        else:
+            shipped = sum(p.numel() for p in model.parameters()) * 2  # f16 copy of every weight
+    del model
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {"mode": mode, "trainable": trainable, "share": trainable / total, "s_per_step": seconds,
+            "peak_growth_mb": peak_mb() - before, "shipped_mb": shipped / 1e6}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--grad-accum", type=int, default=2)
+    args = parser.parse_args()
+    path = severity_split("train")
+    if not path.is_file():
+        print(f"shared data not found at {path}; set SIEVE_SHARED", file=sys.stderr)
+        return 2
+    items = load_jsonl(path)[: args.steps * args.grad_accum + args.grad_accum]
+    rows = [measure(mode, items, args.steps, args.grad_accum) for mode in ("lora-top10", "lora-all", "full")]
+    print(f"{'mode':<11} {'trainable':>12} {'share':>8} {'s/step':>8} {'peak+MB':>8} {'shipped MB':>10}")
+    for r in rows:
+        print(f"{r['mode']:<11} {r['trainable']:>12,} {r['share']:>8.2%} {r['s_per_step']:>8.2f} "
+              f"{r['peak_growth_mb']:>8.0f} {r['shipped_mb']:>10.1f}")
+    full = rows[-1]
+    for r in rows[:-1]:
+        print(f"{r['mode']} / full: params {r['trainable'] / full['trainable']:.4f}, "
+              f"s/step {r['s_per_step'] / full['s_per_step']:.2f}, shipped {r['shipped_mb'] / full['shipped_mb']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
