@@ -155,6 +155,9 @@ def dispatch(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # llama.cpp's OpenMP workers spin while idle; on a shared CI runner sleeping is several times faster.
+    # Must be set before llama_cpp is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
     try:
         return dispatch(argv)
