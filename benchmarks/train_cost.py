@@ -22,9 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.examples import load_jsonl, severity_split  # noqa: E402
-from training.finetune import (FinetuneConfig, LabelPlan, add_lora, encode, example_loss,  # noqa: E402
-                               forward_scores, load_base, precompute_hidden, prefix_cache, prefix_ids, top_layers)
+from training.examples import load_jsonl, severity_split
+from training.finetune import (
+    FinetuneConfig,
+    LabelPlan,
+    add_lora,
+    encode,
+    example_loss,
+    forward_scores,
+    load_base,
+    precompute_hidden,
+    prefix_cache,
+    prefix_ids,
+    top_layers,
+)
 
 
 def peak_mb() -> float:
@@ -32,7 +43,7 @@ def peak_mb() -> float:
 
 
 def run_steps(model, params, encoded, plan, context, steps: int, grad_accum: int, freeze: int) -> float:
-    """Seconds per optimizer step (AdamW, micro-batch 1), after one warm-up step."""
+    """Seconds per optimizer step (AdamW, micro-batch 1, fp32), after one warm-up step."""
     import torch
 
     optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -44,8 +55,7 @@ def run_steps(model, params, encoded, plan, context, steps: int, grad_accum: int
             cache = prefix_cache(model, context, "cpu")
             for i in range(grad_accum):
                 enc = encoded[(step * grad_accum + i) % len(encoded)]
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    loss = example_loss(forward_scores(model, enc, cache, plan, "cpu"), enc, config)
+                loss = example_loss(forward_scores(model, enc, cache, plan, "cpu"), enc, config)  # fp32
                 loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -149,7 +149,7 @@ def split_exam(examples: list[Example], fraction: float = 0.15, seed: int = 0) -
     Why grouped: near-duplicates (same rule, same commit) on both sides would make the exam an echo of
     training and overstate accuracy.
     """
-    from sklearn.model_selection import StratifiedGroupKFold  # noqa: PLC0415
+    from sklearn.model_selection import StratifiedGroupKFold
 
     folds = max(2, round(1 / fraction))
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -166,9 +166,9 @@ def teacher_text(example: Example, code_chars: int = 0) -> str:
 
 def tfidf_teacher(train: list[Example]):
     """A TF-IDF + logistic-regression classifier fitted on ``train`` (a 'dataset teacher')."""
-    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: PLC0415
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline, make_union  # noqa: PLC0415
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
 
     features = make_union(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                           TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True))
@@ -190,9 +190,9 @@ def with_teacher_soft_labels(train: list[Example], folds: int = 5, seed: int = 0
     Why out-of-fold: a teacher scoring its own training items is over-confident and would only echo the
     gold label; out-of-fold probabilities carry its real uncertainty, which is what distillation transfers.
     """
-    from dataclasses import replace  # noqa: PLC0415
+    from dataclasses import replace
 
-    from sklearn.model_selection import StratifiedGroupKFold  # noqa: PLC0415
+    from sklearn.model_selection import StratifiedGroupKFold
 
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     soft: list[dict[str, float] | None] = [None] * len(train)
@@ -205,8 +205,8 @@ def with_teacher_soft_labels(train: list[Example], folds: int = 5, seed: int = 0
 
 def balance_weights(examples: list[Example]) -> list[Example]:
     """Copies with ``weight`` multiplied by inverse label frequency (mean weight stays 1), for macro-F1."""
-    from collections import Counter  # noqa: PLC0415
-    from dataclasses import replace  # noqa: PLC0415
+    from collections import Counter
+    from dataclasses import replace
 
     counts = Counter(e.label for e in examples)
     raw = {label: len(examples) / (len(counts) * n) for label, n in counts.items()}
@@ -219,7 +219,7 @@ def dedupe_reviews(examples: list[Example], keep: int = 1) -> list[Example]:
     Why: analyser fixtures and CVE items repeat one review text (a rule title, a CWE name) over many code
     excerpts with the same label; the copies cost training time and teach almost nothing new.
     """
-    from collections import Counter  # noqa: PLC0415
+    from collections import Counter
 
     seen: Counter[str] = Counter()
     out = []

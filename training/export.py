@@ -162,7 +162,7 @@ def _arch_enum(arch: str):
 def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = None,
                        weight_format: str = "auto") -> list[dict[str, float]]:
     """Label probabilities from the serving rater (llama.cpp, base GGUF + adapter GGUF): what ships."""
-    from bot.rater.llamacpp import LlamaCppRater  # noqa: PLC0415
+    from bot.rater.llamacpp import LlamaCppRater
 
     rater = LlamaCppRater(model_path=base_gguf_path(base), adapter_path=adapter, weight_format=weight_format)
     try:
@@ -173,7 +173,7 @@ def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = N
 
 def severity_metrics(examples, probabilities: list[dict[str, float]]) -> dict:
     """Exact accuracy, band accuracy (label in the lenient band), macro-F1 and per-level P/R/F1."""
-    from bot.severity import LABELS  # noqa: PLC0415
+    from bot.severity import LABELS
 
     preds = [max(LABELS, key=lambda label, p=p: p.get(label, 0.0)) for p in probabilities]
     gold = [e.label for e in examples]
@@ -200,13 +200,13 @@ def calibrate_threshold(examples, probabilities: list[dict[str, float]], level: 
     Why the lowest: it keeps as many real major/critical findings as possible at the promised precision.
     Returns the cut with its precision and recall (cut 1.0 and recall 0 when no cut reaches the precision).
     """
-    from bot.severity import mass_at_least, parse_severity  # noqa: PLC0415
+    from bot.severity import mass_at_least, parse_severity
 
     threshold = parse_severity(level)
     mass = [mass_at_least(p, threshold) for p in probabilities]
     positive = [parse_severity(e.label) >= threshold for e in examples]
     best = {"level": level, "min_precision": min_precision, "cut": 1.0, "precision": None, "recall": 0.0}
-    for cut in sorted(set(round(m, 4) for m in mass)):
+    for cut in sorted({round(m, 4) for m in mass}):
         chosen = [pos for m, pos in zip(mass, positive) if m >= cut]
         if not chosen:
             continue
@@ -221,7 +221,7 @@ def write_manifest(folder: Path, *, name: str | None = None, base: str = "smollm
                    **fields) -> Path:
     """``manifest.json`` for a student folder, through the registry's writer (one manifest format), plus
     any extra keys this training run knows about (data selection, training cost)."""
-    from training.registry import write_manifest as registry_write  # noqa: PLC0415
+    from training.registry import write_manifest as registry_write
 
     folder = Path(folder)
     known = ("data_hash", "hyperparameters", "metrics", "threshold_calibration", "parent", "command", "template")
