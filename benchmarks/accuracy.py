@@ -1,6 +1,6 @@
 """Severity accuracy on the shared dev split, every contender in one run.
 
-    .venv/bin/python -m benchmarks.accuracy [--out DIR] [--limit N] [--skip-gemma] [--skip-llm]
+    .venv/bin/python -m benchmarks.accuracy [--out DIR] [--limit N] [--skip-gemma] [--skip-zero-shot] [--skip-llm]
 
 Contenders: majority class; TF-IDF + logistic regression (review only; code + review) trained on the train
 split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with contextual calibration
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
         predictions = predict()
         seconds[name] = time.monotonic() - began
         reports[name] = _record(name, predictions, dev, out)
-    models = [] if args.skip_llm else [("zero-shot SmolLM2-135M", "base")]
-    if not args.skip_llm and not args.skip_gemma:
+    models = [] if args.skip_llm or args.skip_zero_shot else [("zero-shot SmolLM2-135M", "base")]
+    if models and not args.skip_gemma:
         models.append(("zero-shot Gemma-3-270M", "gemma3-270m"))
     for name, model_name in models:
         print(f"rating {len(dev)} dev items with {name} …", flush=True)
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N dev items (say so when reporting)")
     parser.add_argument("--skip-gemma", action="store_true", help="leave out Gemma 3 270M")
     parser.add_argument("--skip-llm", action="store_true", help="baselines only (no language model)")
+    parser.add_argument("--skip-zero-shot", action="store_true", help="baselines and the fine-tuned student only")
     args = parser.parse_args(argv)
     if not severity_split("dev").is_file():
         print(f"shared data not found at {severity_split('dev')}; set SIEVE_SHARED")
