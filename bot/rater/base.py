@@ -8,6 +8,8 @@ from configuration and tests register fakes the same way.
 
 from __future__ import annotations
 
+import re
+
 import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -68,4 +70,13 @@ def clean_explanation(text: str) -> str:
     line = line.strip().strip('"').strip()
     if not any(ch.isalnum() for ch in line):
         return ""
-    return line
+    return first_sentence(line)
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """Small models ramble and repeat: keep the first sentence, at most ``limit`` characters."""
+    match = re.search(r"(?<=[.!?])\s", text)
+    sentence = text[: match.start()] if match else text
+    if len(sentence) > limit:
+        sentence = sentence[: limit - 1].rsplit(" ", 1)[0] + "…"
+    return sentence.strip()
