@@ -165,12 +165,18 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
         explanations = {}
         for i, d in enumerate(planning.select(findings, ratings, pconf, tuple(existing))):
             if d.posted:
-                explanations[i] = rater.explain(findings[i], ratings[i])
+                text = rater.explain(findings[i], ratings[i])
+                if text and _normal(text) != _normal(findings[i].review):  # an echo of the review says nothing
+                    explanations[i] = text
         ratings = planning.with_explanations(ratings, explanations)
     result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips))
     return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".")
 
 
 def fail_on_hit(outcome: Outcome, config: Config) -> bool:

@@ -70,7 +70,9 @@ def clean_explanation(text: str) -> str:
     line = line.strip().strip('"').strip()
     if not any(ch.isalnum() for ch in line):
         return ""
-    return first_sentence(line)
+    sentence = first_sentence(line)
+    letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
+    return sentence if letters >= 0.7 * len(sentence) else ""  # dates, numbers, punctuation runs: not prose
 
 
 def first_sentence(text: str, limit: int = 200) -> str:
