@@ -11,7 +11,7 @@ from typing import Callable
 
 from bot import plan as planning
 from bot.config import Config
-from bot.errors import ConfigError, DiffError, ModelError, SieveError
+from bot.errors import ConfigError, DiffError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
 from bot.outcome import Outcome
 from bot.prompt import PROMPT_VERSION
@@ -149,10 +149,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
     model_id = "-"
     ratings: list[Rating] = []
     if findings:
-        try:
-            rater = rater or make_rater(config)
-        except ModelError:
-            raise
+        rater = rater or make_rater(config)
         model_id = rater.model_id
         ratings, error = rate_all(rater, findings)
         if error:
