@@ -8,7 +8,8 @@ the predicted level is inside the gold band, 👎 otherwise, flipped with probab
 ``--corrections`` of 👎 also carry a ``/sieve severity <gold>`` correction. The reactions are exported in
 the shape of ``sieve feedback export`` (label = predicted level, vote ±1, acceptable band, trust) and one
 loop round runs on all feedback so far (dataset teacher on another slice of train, small ``--max-steps``).
-Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (a subset: said so).
+Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round.
+Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev).
 Everything is written under ``--out`` with its own model registry; ``models/`` is not touched.
 """
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=40, help="findings reviewed per round")
-    parser.add_argument("--dev-limit", type=int, default=60, help="dev items scored after each round")
+    parser.add_argument("--dev-limit", type=int, default=60, help="dev items scored after each round (0: all)")
     parser.add_argument("--noise", type=float, default=0.1, help="probability a reaction is flipped")
     parser.add_argument("--corrections", type=float, default=0.3, help="share of 👎 that carry a correction")
     parser.add_argument("--threshold", default="minor", help="post findings at or above this level")
@@ -74,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/flywheel")
     args = parser.parse_args(argv)
     from training.finetune import FinetuneConfig
+    from training.recipe import RECIPES
 
     rng = random.Random(args.seed)
     out = Path(args.out)
     root = out / "models"
     train = load_jsonl(severity_split("train"))
-    dev = load_jsonl(severity_split("dev"))[: args.dev_limit]
+    dev = load_jsonl(severity_split("dev"))[: args.dev_limit or None]
     rng.shuffle(train)
     heldout = Exam(items=stratified_sample(train[: args.heldout * 3], args.heldout, args.seed), kind="heldout")
     rest = [e for e in train if e.id not in heldout.ids()]
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files),
-                            finetune=FinetuneConfig(max_steps=args.max_steps, grad_accum=args.grad_accum,
-                                                    seed=args.seed + k, checkpoint_every=0))
+                            finetune=FinetuneConfig(**{**RECIPES["default"], "max_steps": args.max_steps,
+                                                       "grad_accum": args.grad_accum, "seed": args.seed + k,
+                                                       "checkpoint_every": 0}))
         result = run_loop(config, teacher, heldout, log=lambda line: print("   ", line, flush=True))
         if result.promoted:
             current = "default"

@@ -44,6 +44,28 @@ class ModelInfo:
     def prompt_version(self) -> str:
         return str(self.manifest.get("prompt_version", PROMPT_VERSION))
 
+    @property
+    def label_bias(self) -> dict[str, float] | None:
+        """Per-label log-score offsets fitted on the held-out exam (``manifest.label_bias``), if any."""
+        return parse_label_bias(self.manifest.get("label_bias"), self.name)
+
+
+def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
+    """Validate a ``label_bias`` entry: absent, or one finite number per severity label."""
+    import math
+
+    from bot.severity import LABELS
+
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and "values" in raw:
+        raw = raw["values"]
+    if not isinstance(raw, dict) or set(raw) != set(LABELS) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw.values()):
+        raise ModelError(f"{where}: label_bias must map each of {', '.join(LABELS)} to a finite number",
+                         hint="re-write the manifest with `python -m training.recipe` or remove label_bias")
+    return {label: float(raw[label]) for label in LABELS}
+
 
 def default_root() -> Path:
     """The repository's ``models/`` folder, found next to the ``bot`` package."""

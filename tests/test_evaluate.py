@@ -143,3 +143,27 @@ def test_cli_exam_writes_a_balanced_heldout_exam(shared, capsys, tmp_path) -> No
                  "--out", str(tmp_path / "p.json")]) == 0
     assert not Exam.load(tmp_path / "p.json").item_keys() & exam.item_keys()
     assert "wrote heldout exam of 20 items" in capsys.readouterr().out
+
+
+def test_label_bias_fit_repairs_a_skewed_prior_and_apply_matches_softmax() -> None:
+    import math
+
+    from training.export import apply_label_bias, fit_label_bias, severity_metrics
+
+    # a rater that knows the answer but over-weights "minor": every item gets +1.2 on minor's log score
+    gold = ["critical", "major", "minor", "trivial"] * 10
+    examples = [Example(code="x", review=f"r{i}", label=g) for i, g in enumerate(gold)]
+    probs = []
+    for g in gold:
+        logits = {label: (1.0 if label == g else 0.0) + (1.2 if label == "minor" else 0.0)
+                  for label in ("critical", "major", "minor", "trivial")}
+        z = math.fsum(math.exp(v) for v in logits.values())
+        probs.append({label: math.exp(v) / z for label, v in logits.items()})
+    assert severity_metrics(examples, probs)["accuracy"] == 0.25  # everything is "minor"
+    bias = fit_label_bias(examples, probs)
+    assert bias["critical"] == 0.0 and bias["minor"] < -0.2  # the reference label never moves
+    fixed = severity_metrics(examples, apply_label_bias(probs, bias))
+    assert fixed["accuracy"] == 1.0 and fixed["macro_f1"] == 1.0
+    moved = apply_label_bias(probs[:1], {"critical": 0.0, "major": 0.0, "minor": math.log(2), "trivial": 0.0})[0]
+    assert moved["minor"] / moved["trivial"] == pytest.approx(2 * probs[0]["minor"] / probs[0]["trivial"])
+    assert math.fsum(moved.values()) == pytest.approx(1.0)

@@ -159,3 +159,18 @@ def test_unknown_options_are_config_or_model_errors(tmp_path: Path) -> None:
 
 def test_registry_names_the_builtin_raters() -> None:
     assert {"llamacpp", "openai"} <= set(RATERS.names())
+
+
+def test_label_bias_shifts_scores_by_exactly_the_offsets(cache: Path, ratings) -> None:
+    bias = {"critical": -1.0, "major": 0.5, "minor": 0.0, "trivial": 2.0}
+    biased = llamacpp.LlamaCppRater(cache_dir=cache, label_bias=bias)
+    try:
+        shifted = biased.rate([_finding(code, review) for code, review in EXAMPLES])
+    finally:
+        biased.close()
+    for plain, moved in zip(ratings, shifted):
+        # softmax(log p + b): every log-ratio between two labels moves by the difference of their offsets
+        for a in LABELS:
+            for b in LABELS:
+                expected = math.log(plain.probabilities[a] / plain.probabilities[b]) + bias[a] - bias[b]
+                assert math.log(moved.probabilities[a] / moved.probabilities[b]) == pytest.approx(expected, abs=1e-6)

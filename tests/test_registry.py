@@ -101,3 +101,18 @@ def test_models_list_table_and_json(tmp_path, capsys) -> None:
     assert models_list_main(["--root", str(tmp_path / "reg"), "--format", "json"]) == 0
     (entry,) = json.loads(capsys.readouterr().out)
     assert entry["name"] == "default" and entry["metrics"]["dev"]["accuracy"] == 0.612
+
+
+def test_label_bias_from_the_manifest_is_validated(tmp_path) -> None:
+    folder = candidate(tmp_path / "m", b"w")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert resolve_model(folder).label_bias is None
+    manifest["label_bias"] = {"values": {"critical": 0, "major": 0.25, "minor": -0.5, "trivial": 1}, "fitted_on": "x"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert resolve_model(folder).label_bias == {"critical": 0.0, "major": 0.25, "minor": -0.5, "trivial": 1.0}
+    for bad in ({"critical": 1}, {"critical": 0, "major": 0, "minor": 0, "trivial": float("inf")},
+                {"critical": 0, "major": "0", "minor": 0, "trivial": 0}, [0, 0, 0, 0]):
+        manifest["label_bias"] = bad
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelError, match="label_bias must map"):
+            resolve_model(folder).label_bias  # noqa: B018

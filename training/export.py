@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from bot.errors import ModelError, TrainingError
@@ -199,6 +200,46 @@ def calibrate_threshold(examples, probabilities: list[dict[str, float]], level: 
             recall = sum(chosen) / max(1, sum(positive))
             return {**best, "cut": cut, "precision": round(precision, 4), "recall": round(recall, 4)}
     return best
+
+
+def apply_label_bias(probabilities: list[dict[str, float]], bias: dict[str, float]) -> list[dict[str, float]]:
+    """``softmax(log p + b)``: what the serving rater returns when its manifest carries ``label_bias``."""
+    out = []
+    for p in probabilities:
+        w = {label: p[label] * math.exp(bias.get(label, 0.0)) for label in p}
+        total = math.fsum(w.values()) or 1.0
+        out.append({label: v / total for label, v in w.items()})
+    return out
+
+
+def fit_label_bias(examples, probabilities: list[dict[str, float]], *, span: float = 2.0, step: float = 0.25,
+                   passes: int = 3) -> dict[str, float]:
+    """Per-label log offsets maximising macro-F1 + accuracy on ``examples`` (coordinate ascent on a grid).
+
+    Why: a student trained with class-balanced weights on one label mix and served on another predicts
+    some levels too often; a prior correction fitted on the held-out exam (never on dev) fixes the mix
+    without touching the adapter. Coarse grid and few passes: four numbers, little room to over-fit.
+    """
+    from bot.severity import LABELS
+
+    def score(bias: dict[str, float]) -> tuple[float, float]:
+        m = severity_metrics(examples, apply_label_bias(probabilities, bias))
+        return (m["macro_f1"] + m["accuracy"], m["macro_f1"])
+
+    grid = [round(-span + i * step, 4) for i in range(int(2 * span / step) + 1)]
+    bias = {label: 0.0 for label in LABELS}
+    best = score(bias)
+    for _ in range(passes):
+        moved = False
+        for label in LABELS[1:]:  # the first label is the reference (offsets are relative)
+            for value in grid:
+                trial = {**bias, label: value}
+                got = score(trial)
+                if got > best:
+                    best, bias, moved = got, trial, True
+        if not moved:
+            break
+    return bias
 
 
 def write_manifest(folder: Path, *, name: str | None = None, base: str = "smollm2", adapter_file: str = "adapter.gguf",

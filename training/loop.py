@@ -69,7 +69,8 @@ def llamacpp_rater(model: ModelInfo) -> Any:
     """The serving rater on a model's base + adapter GGUF (what the bot itself uses)."""
     from bot.rater.llamacpp import LlamaCppRater
 
-    return LlamaCppRater(model.base_path, model.adapter_path, template=model.template, model_id=model.model_id)
+    return LlamaCppRater(model.base_path, model.adapter_path, template=model.template, model_id=model.model_id,
+                         label_bias=model.label_bias)
 
 
 def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_factory: RaterFactory = llamacpp_rater,

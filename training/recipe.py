@@ -38,7 +38,7 @@ def build_default(args) -> dict:
         split_exam,
         with_teacher_soft_labels,
     )
-    from training.export import calibrate_threshold, export_adapter, rate_with_llamacpp, severity_metrics
+    from training.export import export_adapter
 
     overrides = {**({"epochs": args.epochs} if args.epochs else {}), **_parse_sets(args.set)}
     config = FinetuneConfig(**{**RECIPES[args.recipe], **overrides, "seed": args.seed})
@@ -53,24 +53,66 @@ def build_default(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
-    exam_eval, dev_eval = exam[: args.eval_limit or None], dev[: args.eval_limit or None]
-    exam_probs = rate_with_llamacpp(exam_eval, config.base, adapter)
-    dev_probs = rate_with_llamacpp(dev_eval, config.base, adapter)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
-        "data": {"train": len(train), "exam": len(exam_eval), "dev": len(dev_eval),
+        **examine(adapter, config.base, exam, dev, args.eval_limit),
+        "data": {"train": len(train), "exam": len(exam[: args.eval_limit or None]),
+                 "dev": len(dev[: args.eval_limit or None]),
                  "selection": "train split minus the exam (15%, stratified, grouped by repo/commit/rule), "
-                              "one item per distinct review text; dev never used for training",
+                              f"at most {args.per_review} item(s) per distinct review text; dev never used for "
+                              "training or for any choice",
                  "teacher": "TF-IDF+LR on the review, 5-fold cross-fitted (out-of-fold) probabilities"},
-        "metrics": {"exam": severity_metrics(exam_eval, exam_probs), "dev": severity_metrics(dev_eval, dev_probs)},
-        "threshold_calibration": {
-            "exam": calibrate_threshold(exam_eval, exam_probs, "major", 0.8),
-            "note": "lowest P(severity >= major) cut with precision >= 0.8 on the held-out exam"},
         "training": {"steps": result.steps, "seconds": round(result.seconds, 1),
                      "seconds_per_step": round(result.seconds_per_step, 2),
                      "peak_rss_mb": round(result.peak_rss_mb), "trainable_params": result.trainable_params,
                      "total_params": result.total_params, "final_loss": round(result.final_loss, 4)},
     }
+
+
+def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0) -> dict:
+    """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
+
+    Returns the manifest's ``metrics`` (with the correction, as served), ``metrics_uncorrected``,
+    ``label_bias`` and ``threshold_calibration``. The exam figures with the correction are in-sample for
+    those four numbers; the dev figures are not (dev is never used to fit or choose anything).
+    """
+    from training.export import (
+        apply_label_bias,
+        calibrate_threshold,
+        fit_label_bias,
+        rate_with_llamacpp,
+        severity_metrics,
+    )
+
+    exam, dev = exam[: limit or None], dev[: limit or None]
+    exam_raw = rate_with_llamacpp(exam, base, adapter)
+    dev_raw = rate_with_llamacpp(dev, base, adapter)
+    bias = fit_label_bias(exam, exam_raw)
+    exam_probs, dev_probs = apply_label_bias(exam_raw, bias), apply_label_bias(dev_raw, bias)
+    return {
+        "metrics": {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, dev_probs)},
+        "metrics_uncorrected": {"exam": severity_metrics(exam, exam_raw), "dev": severity_metrics(dev, dev_raw)},
+        "label_bias": {"values": {k: round(v, 4) for k, v in bias.items()},
+                       "fitted_on": f"held-out exam ({len(exam)} items): max macro-F1 + accuracy, grid 0.25"},
+        "threshold_calibration": {
+            "exam": calibrate_threshold(exam, exam_probs, "major", 0.8),
+            "note": "lowest P(severity >= major) cut with precision >= 0.8 on the held-out exam"},
+    }
+
+
+def recalibrate(args) -> dict:
+    """Re-examine an exported student in ``--out`` (no training): new metrics, label bias, threshold."""
+    from training.examples import load_jsonl, severity_split, split_exam
+
+    folder = Path(args.out)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    base = (manifest.get("hyperparameters") or {}).get("base", "smollm2")
+    _, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
+    dev = load_jsonl(severity_split("dev"))
+    fields = {k: v for k, v in manifest.items() if k in ("hyperparameters", "data_hash", "data", "training")}
+    fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit))
+    fields["command"] = manifest.get("command", "")
+    return fields
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -106,10 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-review", type=int, default=1, help="training items kept per distinct review text")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one FinetuneConfig field of the recipe (repeatable)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="no training: re-examine the student in --out and refit its label bias")
     args = parser.parse_args(argv)
-    fields = build_default(args)
-    (Path(args.work) / "manifest_fields.json").write_text(json.dumps(fields, indent=1))  # kept if writing fails
     command = "python -m training.recipe " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.recalibrate:
+        fields = recalibrate(args)
+        command = fields.pop("command") or command
+    else:
+        fields = build_default(args)
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        (Path(args.work) / "manifest_fields.json").write_text(json.dumps(fields, indent=1))  # kept if writing fails
     path = write_manifest(Path(args.out), command=command.strip(), **fields)
     print(json.dumps({k: fields["metrics"][k] for k in ("exam", "dev")}, indent=1))
     print(f"wrote {path}", file=sys.stderr)

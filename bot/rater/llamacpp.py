@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: Tighter caps tried, in order, when a prompt does not fit the context window (code first: the
 #: commented line is at the end of the excerpt and survives every cut).
-_CODE_CUTS = (MAX_CODE_CHARS, 480, 320, 200, 120, 0)
+_CODE_CUTS = (MAX_CODE_CHARS, 60, 0)
 _REVIEW_CUTS = (MAX_REVIEW_CHARS, 300, 150, 60)
 
 
@@ -84,14 +84,17 @@ class LlamaCppRater:
     already carrying the adapter's alpha/r): 1.0 is the adapter as trained, 0.0 the bare base model.
     ``weight_format``: "auto"/"f16" load a cached f16 copy (≈2× faster prefill on AVX-512 CPUs than
     Q4_1), "as-is" the file itself. ``passive_threads`` (default on) stops idle worker threads from
-    spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`).
+    spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`). ``label_bias``
+    adds a fixed offset per label to the scores before the softmax: a model's prior correction, fitted on
+    its held-out exam and recorded in its manifest.
     """
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None,
                  adapter_path: str | os.PathLike[str] | None = None, *, n_ctx: int = 2048,
                  n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
                  weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
-                 cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True) -> None:
+                 cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
+                 label_bias: Mapping[str, float] | None = None) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
         if template not in TEMPLATES:
@@ -103,6 +106,7 @@ class LlamaCppRater:
         self.weights_path = resolve_weights(self.source_path, weight_format, cache=cache_dir,
                                             n_threads=self.n_threads)
         self.model_id = model_id or self.source_path.stem + (f"+{self.adapter_path.stem}" if self.adapter_path else "")
+        self.label_bias = dict(label_bias) if label_bias else None
         self._llm = self._load(n_ctx, lora_scale)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
@@ -260,6 +264,8 @@ class LlamaCppRater:
             except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
                 raise ModelError(f"llama.cpp could not evaluate a prompt of {len(tokens)} tokens: {exc}",
                                  hint="lower the input size or raise n_ctx") from None
+            if self.label_bias:
+                scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
             ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated))
         return ratings
 
