@@ -5,7 +5,8 @@
 Contenders: majority class; TF-IDF + logistic regression (review only; code + review) trained on the train
 split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with contextual calibration
 (divide out the label prior measured on content-free inputs); zero-shot Gemma 3 270M (base, "plain"
-template), raw and calibrated; the fine-tuned student ``models/default`` when present. Prints one table
+template), raw and calibrated; the fine-tuned student ``models/default`` when present (as served, and
+without its manifest's label prior correction). Prints one table
 (accuracy, band accuracy, macro-F1, seconds) and per-source rows; writes confusion-matrix PNGs and a JSON
 file with every figure into ``--out``.
 """
@@ -80,6 +81,13 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
             label = f"student {student.model_id}"
             seconds[label] = time.monotonic() - began
             reports[label] = _record(label, predictions, dev, out)
+            if student.label_bias:  # the same ratings without the manifest's prior correction
+                from training.export import apply_label_bias
+
+                undo = {k: -v for k, v in student.label_bias.items()}
+                plain = apply_label_bias([dict(r.probabilities) for r in predictions], undo)
+                seconds[label + " uncorrected"] = 0.0
+                reports[label + " uncorrected"] = _record(label + " uncorrected", plain, dev, out)
     _print(reports, seconds)
     payload = {name: {**r.to_dict(), "seconds": round(seconds[name], 1)} for name, r in reports.items()}
     (out / "accuracy.json").write_text(json.dumps({"n_dev": len(dev), "results": payload}, indent=1))

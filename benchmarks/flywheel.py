@@ -8,7 +8,8 @@ the predicted level is inside the gold band, 👎 otherwise, flipped with probab
 ``--corrections`` of 👎 also carry a ``/sieve severity <gold>`` correction. The reactions are exported in
 the shape of ``sieve feedback export`` (label = predicted level, vote ±1, acceptable band, trust) and one
 loop round runs on all feedback so far (dataset teacher on another slice of train, small ``--max-steps``).
-Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round.
+Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round, or
+``--epochs`` passes over the round's curriculum (which grows as feedback accumulates).
 Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev).
 Everything is written under ``--out`` with its own model registry; ``models/`` is not touched.
 """
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corrections", type=float, default=0.3, help="share of 👎 that carry a correction")
     parser.add_argument("--threshold", default="minor", help="post findings at or above this level")
     parser.add_argument("--max-steps", type=int, default=6, help="optimizer steps per round")
+    parser.add_argument("--epochs", type=float, default=0.0,
+                        help="passes over each round's curriculum instead of --max-steps (steps grow with feedback)")
     parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--teacher-examples", type=int, default=16, help="dataset-teacher items per round")
     parser.add_argument("--heldout", type=int, default=24, help="held-out exam size (from train)")
@@ -107,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files),
-                            finetune=FinetuneConfig(**{**RECIPES["default"], "max_steps": args.max_steps,
+                            finetune=FinetuneConfig(**{**RECIPES["default"],
+                                                       "max_steps": None if args.epochs else args.max_steps,
+                                                       "epochs": args.epochs or 1.0,
                                                        "grad_accum": args.grad_accum, "seed": args.seed + k,
                                                        "checkpoint_every": 0}))
         result = run_loop(config, teacher, heldout, log=lambda line: print("   ", line, flush=True))
