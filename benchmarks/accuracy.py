@@ -28,10 +28,17 @@ from training.loop import llamacpp_rater
 
 
 def _baselines(train: list[Example], dev: list[Example]) -> dict[str, Callable[[], list]]:
+    """The issue's baselines (fitted on all of train) plus TF-IDF on exactly the student's training items
+    (train minus the held-out exam), which is the like-for-like comparison."""
+    from training.examples import split_exam
+
+    student_items, _ = split_exam(train, fraction=0.15, seed=0)
     return {
         "majority class": lambda: MajorityBaseline().fit(train).predict_proba(dev),
         "TF-IDF+LR review": lambda: TfidfBaseline(TfidfConfig(fields="review")).fit(train).predict_proba(dev),
         "TF-IDF+LR code+review": lambda: TfidfBaseline(TfidfConfig(fields="code+review")).fit(train).predict_proba(dev),
+        "TF-IDF+LR review, train minus exam": lambda: TfidfBaseline(TfidfConfig(fields="review")).fit(
+            student_items).predict_proba(dev),
     }
 
 

@@ -31,11 +31,10 @@ from training.finetune import (
     example_loss,
     forward_scores,
     load_base,
-    precompute_hidden,
     prefix_cache,
     prefix_ids,
-    top_layers,
 )
+from training.frozen import precompute_hidden, top_layers
 
 
 def peak_mb() -> float:
