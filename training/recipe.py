@@ -76,14 +76,16 @@ def build_default(args) -> dict:
 def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0) -> dict:
     """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
 
-    Returns the manifest's ``metrics`` (with the correction, as served), ``metrics_uncorrected``,
-    ``label_bias`` and ``threshold_calibration``. The exam figures with the correction are in-sample for
-    those four numbers; the dev figures are not (dev is never used to fit or choose anything).
+    The correction is applied only if, fitted on one half of the exam, it raises macro-F1 on the other half
+    in all six halvings (:func:`~training.export.label_bias_is_stable`); otherwise it is recorded under
+    ``label_bias_rejected`` with the figures it would have given. Returns the manifest's ``metrics`` (as
+    served), ``label_bias`` + ``metrics_uncorrected`` or ``label_bias_rejected``, and the threshold.
     """
     from training.export import (
         apply_label_bias,
         calibrate_threshold,
         fit_label_bias,
+        label_bias_is_stable,
         rate_with_llamacpp,
         severity_metrics,
     )
@@ -92,12 +94,20 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0) -> 
     exam_raw = rate_with_llamacpp(exam, base, adapter)
     dev_raw = rate_with_llamacpp(dev, base, adapter)
     bias = fit_label_bias(exam, exam_raw)
+    check = label_bias_is_stable(exam, exam_raw)
+    fitted = {"values": {k: round(v, 4) for k, v in bias.items()},
+              "fitted_on": f"held-out exam ({len(exam)} items): max macro-F1 + accuracy, grid 0.25",
+              "halves_check": check}
+    if not check["stable"]:
+        bias = {k: 0.0 for k in bias}
     exam_probs, dev_probs = apply_label_bias(exam_raw, bias), apply_label_bias(dev_raw, bias)
+    uncorrected = {"exam": severity_metrics(exam, exam_raw), "dev": severity_metrics(dev, dev_raw)}
+    corrected = {"exam": severity_metrics(exam, apply_label_bias(exam_raw, fitted["values"])),
+                 "dev": severity_metrics(dev, apply_label_bias(dev_raw, fitted["values"]))}
     return {
         "metrics": {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, dev_probs)},
-        "metrics_uncorrected": {"exam": severity_metrics(exam, exam_raw), "dev": severity_metrics(dev, dev_raw)},
-        "label_bias": {"values": {k: round(v, 4) for k, v in bias.items()},
-                       "fitted_on": f"held-out exam ({len(exam)} items): max macro-F1 + accuracy, grid 0.25"},
+        **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if check["stable"] else
+           {"label_bias_rejected": {**fitted, "metrics_if_applied": corrected}}),
         "threshold_calibration": {
             "exam": calibrate_threshold(exam, exam_probs, "major", 0.8),
             "note": "lowest P(severity >= major) cut with precision >= 0.8 on the held-out exam"},
