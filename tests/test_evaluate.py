@@ -148,7 +148,7 @@ def test_cli_exam_writes_a_balanced_heldout_exam(shared, capsys, tmp_path) -> No
 def test_label_bias_fit_repairs_a_skewed_prior_and_apply_matches_softmax() -> None:
     import math
 
-    from training.export import apply_label_bias, fit_label_bias, severity_metrics
+    from training.export import apply_label_bias, fit_label_bias, label_bias_is_stable, severity_metrics
 
     # a rater that knows the answer but over-weights "minor": every item gets +1.2 on minor's log score
     gold = ["critical", "major", "minor", "trivial"] * 10
@@ -164,6 +164,11 @@ def test_label_bias_fit_repairs_a_skewed_prior_and_apply_matches_softmax() -> No
     assert bias["critical"] == 0.0 and bias["minor"] < -0.2  # the reference label never moves
     fixed = severity_metrics(examples, apply_label_bias(probs, bias))
     assert fixed["accuracy"] == 1.0 and fixed["macro_f1"] == 1.0
+    check = label_bias_is_stable(examples, probs)  # a real, systematic skew: every halving confirms it
+    assert check["stable"] and len(check["checks"]) == 6
+    noise = [dict(zip(("critical", "major", "minor", "trivial"), p)) for p in
+             ([0.25, 0.25, 0.25, 0.25],) * len(gold)]  # nothing to correct: no half can gain
+    assert not label_bias_is_stable(examples, noise)["stable"]
     moved = apply_label_bias(probs[:1], {"critical": 0.0, "major": 0.0, "minor": math.log(2), "trivial": 0.0})[0]
     assert moved["minor"] / moved["trivial"] == pytest.approx(2 * probs[0]["minor"] / probs[0]["trivial"])
     assert math.fsum(moved.values()) == pytest.approx(1.0)
