@@ -36,6 +36,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rater-model", dest="rater_model")
     p.add_argument("--llm-base-url", dest="llm_base_url", help="OpenAI-compatible endpoint for the llm reviewer")
     p.add_argument("--llm-model", dest="llm_model")
+    p.add_argument("--explain", dest="explain", action="store_const", const=True,
+                   help="add the student's one-sentence reason under each comment (weak with a 135M student)")
     p.add_argument("--no-explain", dest="explain", action="store_const", const=False)
     p.add_argument("--dry-run", action="store_true", help="with --github/--gitlab: plan and print, post nothing")
     p.add_argument("--config", help="path to .sieve.toml")

@@ -45,3 +45,9 @@ def test_config_is_frozen():
     c = cfg.Config()
     with pytest.raises(Exception):
         c.threshold = Severity.MAJOR  # type: ignore[misc]
+
+
+def test_explanations_are_opt_in(tmp_path):
+    assert cfg.build({}, environ={}, cwd=tmp_path).explain is False
+    assert cfg.build({}, environ={"SIEVE_EXPLAIN": "true"}, cwd=tmp_path).explain is True
+    assert cfg.build({"explain": True}, environ={"SIEVE_EXPLAIN": "false"}, cwd=tmp_path).explain is True
