@@ -65,7 +65,7 @@ def build_default(args) -> dict:
                  "selection": "train split minus the exam (15% of each source, stratified, grouped by "
                               "repo/commit/rule), "
                               + (f"at most {args.per_review} item(s) per distinct review text" if args.per_review
-                                 else "every item") + "; dev never used for training or for any choice",
+                                 else "every item") + "; dev never used for training",
                  "teacher": "TF-IDF+LR on the review, 5-fold cross-fitted (out-of-fold) probabilities"},
         "training": {"steps": result.steps, "seconds": round(result.seconds, 1),
                      "seconds_per_step": round(result.seconds_per_step, 2),
@@ -79,7 +79,8 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
 
     The correction is applied only on request (``--label-bias``: it carries the exam's label mix into
     serving, which is right only when the exam was drawn like the traffic, e.g. from a team's own feedback)
-    and only if, fitted on one half of the exam, it raises macro-F1 on the other half in all six halvings (:func:`~training.export.label_bias_is_stable`); otherwise it is recorded under
+    and only if, fitted on one half of the exam, it raises macro-F1 on the other half in all six halvings
+    (:func:`~training.export.label_bias_is_stable`); otherwise it is recorded under
     ``label_bias_rejected`` with the figures it would have given. Returns the manifest's ``metrics`` (as
     served), ``label_bias`` + ``metrics_uncorrected`` or ``label_bias_rejected``, and the threshold.
     """
@@ -108,8 +109,8 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
                  "dev": severity_metrics(dev, apply_label_bias(dev_raw, fitted["values"]))}
     return {
         "metrics": {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, dev_probs)},
-        **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if check["stable"] else
-           {"label_bias_rejected": {**fitted, "metrics_if_applied": corrected}}),
+        **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if apply_bias and check["stable"]
+           else {"label_bias_rejected": {**fitted, "metrics_if_applied": corrected}}),
         "threshold_calibration": {
             "exam": calibrate_threshold(exam, exam_probs, "major", 0.8),
             "note": "lowest P(severity >= major) cut with precision >= 0.8 on the held-out exam"},
