@@ -101,15 +101,14 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
     fitted = {"values": {k: round(v, 4) for k, v in bias.items()},
               "fitted_on": f"held-out exam ({len(exam)} items): max macro-F1 + accuracy, grid 0.25",
               "halves_check": check}
-    if not (apply_bias and check["stable"]):
-        bias = {k: 0.0 for k in bias}
-    exam_probs, dev_probs = apply_label_bias(exam_raw, bias), apply_label_bias(dev_raw, bias)
+    applied = apply_bias and check["stable"]
     uncorrected = {"exam": severity_metrics(exam, exam_raw), "dev": severity_metrics(dev, dev_raw)}
-    corrected = {"exam": severity_metrics(exam, apply_label_bias(exam_raw, fitted["values"])),
-                 "dev": severity_metrics(dev, apply_label_bias(dev_raw, fitted["values"]))}
+    exam_fixed, dev_fixed = apply_label_bias(exam_raw, fitted["values"]), apply_label_bias(dev_raw, fitted["values"])
+    corrected = {"exam": severity_metrics(exam, exam_fixed), "dev": severity_metrics(dev, dev_fixed)}
+    exam_probs = exam_fixed if applied else exam_raw
     return {
-        "metrics": {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, dev_probs)},
-        **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if apply_bias and check["stable"]
+        "metrics": corrected if applied else uncorrected,
+        **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if applied
            else {"label_bias_rejected": {**fitted, "metrics_if_applied": corrected}}),
         "threshold_calibration": {
             "exam": calibrate_threshold(exam, exam_probs, "major", 0.8),
