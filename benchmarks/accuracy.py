@@ -1,12 +1,13 @@
 """Severity accuracy on the shared dev split, every contender in one run.
 
     .venv/bin/python -m benchmarks.accuracy [--out DIR] [--limit N] [--skip-gemma] [--skip-zero-shot] [--skip-llm]
+                                            [--students default,gemma3-student]
 
 Contenders: majority class; TF-IDF + logistic regression (review only; code + review) trained on the train
 split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with contextual calibration
 (divide out the label prior measured on content-free inputs); zero-shot Gemma 3 270M (base, "plain"
-template), raw and calibrated; the fine-tuned student ``models/default`` when present (as served, and
-without its manifest's label prior correction). Prints one table
+template), raw and calibrated; the fine-tuned students named by ``--students`` (``models/default`` unless
+told otherwise) when present, as served and without their manifest's label prior correction. Prints one table
 (accuracy, band accuracy, macro-F1, seconds) and per-source rows; writes confusion-matrix PNGs and a JSON
 file with every figure into ``--out``.
 """
@@ -75,30 +76,35 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
         for label, predictions, secs in _zero_shot(name, model_name, dev):
             seconds[label] = secs
             reports[label] = _record(label, predictions, dev, out)
-    if not args.skip_llm:
-        try:
-            student = resolve_model("default")
-        except SieveError as exc:
-            print(f"  no fine-tuned student: {exc}")
-        else:
-            began = time.monotonic()
-            rater = llamacpp_rater(student)
-            predictions = rater.rate_texts([(e.code, e.review) for e in dev])
-            rater.close()
-            label = f"student {student.model_id}"
-            seconds[label] = time.monotonic() - began
-            reports[label] = _record(label, predictions, dev, out)
-            if student.label_bias:  # the same ratings without the manifest's prior correction
-                from training.export import apply_label_bias
-
-                undo = {k: -v for k, v in student.label_bias.items()}
-                plain = apply_label_bias([dict(r.probabilities) for r in predictions], undo)
-                seconds[label + " uncorrected"] = 0.0
-                reports[label + " uncorrected"] = _record(label + " uncorrected", plain, dev, out)
+    for student_name in ([] if args.skip_llm else [n for n in args.students.split(",") if n]):
+        _student(student_name, dev, out, reports, seconds)
     _print(reports, seconds)
     payload = {name: {**r.to_dict(), "seconds": round(seconds[name], 1)} for name, r in reports.items()}
     (out / "accuracy.json").write_text(json.dumps({"n_dev": len(dev), "results": payload}, indent=1))
     return reports
+
+
+def _student(name: str, dev: list[Example], out: Path, reports: dict, seconds: dict) -> None:
+    """One fine-tuned student from ``models/`` as served, and without its label prior correction if any."""
+    try:
+        student = resolve_model(name)
+    except SieveError as exc:
+        print(f"  no fine-tuned student {name!r}: {exc}")
+        return
+    began = time.monotonic()
+    rater = llamacpp_rater(student)
+    predictions = rater.rate_texts([(e.code, e.review) for e in dev])
+    rater.close()
+    label = f"student {name} ({student.model_id})"
+    seconds[label] = time.monotonic() - began
+    reports[label] = _record(label, predictions, dev, out)
+    if student.label_bias:  # the same ratings without the manifest's prior correction
+        from training.export import apply_label_bias
+
+        undo = {k: -v for k, v in student.label_bias.items()}
+        plain = apply_label_bias([dict(r.probabilities) for r in predictions], undo)
+        seconds[label + " uncorrected"] = 0.0
+        reports[label + " uncorrected"] = _record(label + " uncorrected", plain, dev, out)
 
 
 def _record(name: str, predictions: list, dev: list[Example], out: Path) -> Report:
@@ -133,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-gemma", action="store_true", help="leave out Gemma 3 270M")
     parser.add_argument("--skip-llm", action="store_true", help="baselines only (no language model)")
     parser.add_argument("--skip-zero-shot", action="store_true", help="baselines and the fine-tuned student only")
+    parser.add_argument("--students", default="default",
+                        help="comma-separated fine-tuned students from models/ (default: %(default)s)")
     args = parser.parse_args(argv)
     if not severity_split("dev").is_file():
         print(f"shared data not found at {severity_split('dev')}; set SIEVE_SHARED")

@@ -1,13 +1,16 @@
 """Latency and throughput of the student rater vs the naive generate-and-parse path, same process.
 
     .venv/bin/python -m benchmarks.rate_latency [--n 200] [--naive-n 60] [--weight-format auto|as-is|f16|both]
+                                                [--models base,default,gemma3-student]
 
 Findings are (code, review) pairs from ``../shared/data/severity/dev.jsonl`` (cycled to reach ``--n``).
 For the rater: ms per finding (p50/p95), findings/s, evaluated tokens/s, peak RSS. Baselines, measured
 on the same loaded model: (1) NAIVE — ``create_completion`` on the full prompt, cache reset before each
 finding (no prefix reuse), the model writing the JSON answer itself, which is then parsed (failures
 counted); (2) raw llama.cpp prefill tokens/s on a 512-token sequence. Goals: rater ≥ 3× naive
-findings/s, p50 ≤ 700 ms, rater tokens/s ≥ 80% of raw prefill.
+findings/s, p50 ≤ 700 ms, rater tokens/s ≥ 80% of raw prefill. With several ``--models`` (names from
+``models/``, e.g. the SmolLM2 and the Gemma student), each is measured in turn and the last lines give every
+model's findings/s as a ratio of the first's.
 """
 
 from __future__ import annotations
@@ -92,12 +95,17 @@ def bench_naive(rater: LlamaCppRater, pairs: list[tuple[str, str]]) -> dict[str,
             "parse_failures": failures, "labels": labels}
 
 
-def run(weight_format: str, n: int, naive_n: int) -> None:
+def run(weight_format: str, n: int, naive_n: int, model: str = "base") -> dict[str, float]:
+    from bot.models import resolve_model
+
     pairs = load_pairs(n)
+    info = resolve_model(model)
     started = time.perf_counter()
-    rater = LlamaCppRater(weight_format=weight_format)  # type: ignore[arg-type]
+    rater = LlamaCppRater(info.base_path, info.adapter_path, template=info.template,
+                          weight_format=weight_format)  # type: ignore[arg-type]
     load_s = time.perf_counter() - started
-    print(f"\n== weight format {weight_format}: {rater.weights_path.name} ({rater.n_threads} threads, "
+    print(f"\n== {model}, weight format {weight_format}: {rater.weights_path.name}"
+          f"{' + ' + info.adapter_path.name if info.adapter_path else ''} ({rater.n_threads} threads, "
           f"load {load_s:.1f}s)")
     prefill = raw_prefill(rater, pairs)
     scored = bench_rater(rater, pairs)
@@ -117,6 +125,7 @@ def run(weight_format: str, n: int, naive_n: int) -> None:
           f"p50 goal <= 700 ms: {'met' if scored['p50_ms'] <= 700 else 'missed'}")
     print(f"peak RSS so far: {rss_mb:.0f} MB")
     rater.close()
+    return scored
 
 
 def main() -> None:
@@ -124,9 +133,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="findings for the rater (>= 200 for the report)")
     parser.add_argument("--naive-n", type=int, default=60, help="findings for the naive baseline")
     parser.add_argument("--weight-format", default="auto", choices=["auto", "as-is", "f16", "both"])
+    parser.add_argument("--models", default="base", help="comma-separated models (names from models/, 'base')")
     args = parser.parse_args()
-    for fmt in (["f16", "as-is"] if args.weight_format == "both" else [args.weight_format]):
-        run(fmt, args.n, min(args.naive_n, args.n))
+    results = {}
+    for model in [m for m in args.models.split(",") if m]:
+        for fmt in (["f16", "as-is"] if args.weight_format == "both" else [args.weight_format]):
+            results[f"{model} ({fmt})"] = run(fmt, args.n, min(args.naive_n, args.n), model)
+    if len(results) > 1:
+        first, reference = next(iter(results.items()))
+        for name, scored in results.items():
+            print(f"{name}: p50 {scored['p50_ms']:.0f} ms, {scored['findings_per_s']:.2f} findings/s = "
+                  f"{scored['findings_per_s'] / reference['findings_per_s']:.2f}x {first}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,9 @@ from pathlib import Path
 from bot.errors import TrainingError
 from bot.prompt import PROMPT_VERSION, render
 from bot.severity import LABELS
-from training.checkpoints import Progress, load_checkpoint as _load_checkpoint, save_checkpoint as _save_checkpoint
+from training.checkpoints import Progress
+from training.checkpoints import load_checkpoint as _load_checkpoint
+from training.checkpoints import save_checkpoint as _save_checkpoint
 from training.examples import Example
 from training.frozen import precompute_hidden, top_layers
 
@@ -71,6 +73,11 @@ class FinetuneConfig:
     max_prompt_tokens: int = _opt(384, "cap on prompt tokens; longer bodies lose their start (code head)")
     freeze_layers: int = _opt(0, "bottom decoder layers left without LoRA; their outputs are computed once per "
                                  "example and reused every epoch (training then runs only the layers above)")
+    template: str = _opt("", "prompt template (bot.prompt.TEMPLATES); empty: the base's own (chatml for SmolLM2, "
+                             "plain for the Gemma 3 270M base model)")
+
+    def prompt_template(self) -> str:
+        return self.template or template_for(self.base)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -92,6 +99,14 @@ class FinetuneResult:
 
 
 # ----------------------------------------------------------------------------- base model
+
+
+def template_for(base: str) -> str:
+    """The prompt template a base model is served with: its packaged default, else chatml."""
+    from bot.models import PACKAGED_BASES
+    from training.export import ALIASES
+
+    return PACKAGED_BASES.get(ALIASES.get(str(base).lower(), ""), "chatml")
 
 
 def cache_dir() -> Path:
@@ -158,8 +173,8 @@ class LabelPlan:
     extension: list[int]
 
     @classmethod
-    def build(cls, tokenizer) -> LabelPlan:
-        probe = render("", "").text
+    def build(cls, tokenizer, template: str = "chatml") -> LabelPlan:
+        probe = render("", "", template).text
         probe_ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
         tokens = {}
         for label in LABELS:
@@ -186,14 +201,16 @@ class Encoded:
     embeds: object = None  # hidden states entering the first trained layer (with freeze_layers)
 
 
-def prefix_ids(tokenizer) -> list[int]:
-    return tokenizer(render("", "").prefix, add_special_tokens=False)["input_ids"]
+def prefix_ids(tokenizer, template: str = "chatml") -> list[int]:
+    """The shared prompt prefix, with the BOS token when the tokenizer adds one (Gemma; llama.cpp does too)."""
+    return tokenizer(render("", "", template).prefix, add_special_tokens=True)["input_ids"]
 
 
-def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_tokens: int) -> Encoded:
+def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_tokens: int,
+           template: str = "chatml") -> Encoded:
     """Tokenise one example the way serving does: the whole rendered prompt, split after the prefix."""
-    parts = render(example.code, example.review)
-    ids = tokenizer(parts.text, add_special_tokens=False)["input_ids"]
+    parts = render(example.code, example.review, template)
+    ids = tokenizer(parts.text, add_special_tokens=True)["input_ids"]
     if ids[: len(prefix)] != prefix:
         raise TrainingError("the prompt prefix tokenises differently inside a full prompt",
                             hint="the prompt template must end its prefix on a token boundary")
@@ -284,18 +301,19 @@ def forward_scores(model, enc: Encoded, cache, plan: LabelPlan, device):
     return label_scores(out.logits[0], enc, plan)
 
 
-def label_probabilities(model, tokenizer, examples: list[Example], max_tokens: int = 4096) -> list[dict[str, float]]:
+def label_probabilities(model, tokenizer, examples: list[Example], max_tokens: int = 4096,
+                        template: str = "chatml") -> list[dict[str, float]]:
     """Probability per label for each example (transformers side; used by the export parity check)."""
     import torch
 
-    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
+    plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
     device = next(model.parameters()).device
     model.eval()
     cache = prefix_cache(model, prefix, device)
     out = []
     with torch.no_grad():
         for example in examples:
-            enc = encode(example, tokenizer, plan, prefix, max_tokens)
+            enc = encode(example, tokenizer, plan, prefix, max_tokens, template)
             probs = torch.softmax(forward_scores(model, enc, cache, plan, device), dim=-1).tolist()
             out.append(dict(zip(LABELS, probs)))
     return out
@@ -364,8 +382,9 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     accelerator = _accelerator(config)
     model, tokenizer = load_base(config.base)
     model = add_lora(model, config)
-    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
-    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens) for e in examples]
+    template = config.prompt_template()
+    plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
+    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template) for e in examples]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -400,7 +419,7 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(peft_dir)
         (peft_dir / "sieve_finetune.json").write_text(json.dumps(
-            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "steps": steps}, indent=2))
+            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "template": template, "steps": steps}, indent=2))
     _save_checkpoint(accelerator, model, optimizer, out_dir, steps, losses)
     total = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
     return FinetuneResult(peft_dir=peft_dir, steps=steps, seconds=seconds,

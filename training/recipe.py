@@ -28,6 +28,9 @@ RECIPES = {
                 "distill_alpha": 1.0, "temperature": 1.0, "label_smoothing": 0.1, "freeze_layers": 8,
                 "checkpoint_every": 10, "max_prompt_tokens": 384, "bf16": False},
 }
+#: The same recipe on the 2x larger Gemma 3 270M base (plain template, BOS first; 18 layers, the bottom 4
+#: frozen: its layers are ~1.6x SmolLM2's, so a step costs about the same as the default's).
+RECIPES["gemma"] = {**RECIPES["default"], "base": "gemma3-270m", "freeze_layers": 4}
 
 
 def build_default(args) -> dict:
@@ -59,7 +62,8 @@ def build_default(args) -> dict:
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
-        **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias),
+        **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias, config.prompt_template()),
+        "template": config.prompt_template(),
         "data": {"train": len(train), "exam": len(exam[: args.eval_limit or None]),
                  "dev": len(dev[: args.eval_limit or None]),
                  "selection": "train split minus the exam (15% of each source, stratified, grouped by "
@@ -74,7 +78,8 @@ def build_default(args) -> dict:
     }
 
 
-def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, apply_bias: bool = False) -> dict:
+def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, apply_bias: bool = False,
+            template: str = "chatml") -> dict:
     """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
 
     The correction is applied only on request (``--label-bias``: it carries the exam's label mix into
@@ -94,8 +99,8 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
     )
 
     exam, dev = exam[: limit or None], dev[: limit or None]
-    exam_raw = rate_with_llamacpp(exam, base, adapter)
-    dev_raw = rate_with_llamacpp(dev, base, adapter)
+    exam_raw = rate_with_llamacpp(exam, base, adapter, template=template)
+    dev_raw = rate_with_llamacpp(dev, base, adapter, template=template)
     bias = fit_label_bias(exam, exam_raw)
     check = label_bias_is_stable(exam, exam_raw)
     fitted = {"values": {k: round(v, 4) for k, v in bias.items()},
@@ -125,8 +130,10 @@ def recalibrate(args) -> dict:
     base = (manifest.get("hyperparameters") or {}).get("base", "smollm2")
     _, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
     dev = load_jsonl(severity_split("dev"))
-    fields = {k: v for k, v in manifest.items() if k in ("hyperparameters", "data_hash", "data", "training")}
-    fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias))
+    fields = {k: v for k, v in manifest.items()
+              if k in ("hyperparameters", "data_hash", "data", "training", "template")}
+    fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias,
+                          manifest.get("template", "chatml")))
     fields["command"] = manifest.get("command", "")
     return fields
 
@@ -142,7 +149,7 @@ def _parse_sets(items: list[str]) -> dict:
                                 hint=f"use one of: {', '.join(k for k in types if k not in ('targets', 'base'))}")
         kind = str(types[key])
         out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind
-                    else float(value) if "float" in kind else int(value))
+                    else float(value) if "float" in kind else value if key == "template" else int(value))
     return out
 
 
@@ -178,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         fields = build_default(args)
         Path(args.work).mkdir(parents=True, exist_ok=True)
         (Path(args.work) / "manifest_fields.json").write_text(json.dumps(fields, indent=1))  # kept if writing fails
-    path = write_manifest(Path(args.out), command=command.strip(), **fields)
+    base = (fields.get("hyperparameters") or {}).get("base", "smollm2")
+    path = write_manifest(Path(args.out), base=base, command=command.strip(), **fields)
     print(json.dumps({k: fields["metrics"][k] for k in ("exam", "dev")}, indent=1))
     print(f"wrote {path}", file=sys.stderr)
     return 0
