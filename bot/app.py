@@ -117,7 +117,7 @@ def make_rater(config: Config):
     return RATERS.create("llamacpp", model_path=str(info.base_path),
                          adapter_path=str(info.adapter_path) if info.adapter_path else None,
                          model_id=info.model_id, weight_format=config.weight_format, template=info.template,
-                         label_bias=info.label_bias)
+                         label_bias=info.label_bias, code_chars=info.code_chars)
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:

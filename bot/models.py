@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ModelError
-from bot.prompt import PROMPT_VERSION
+from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path
 
 MANIFEST = "manifest.json"
@@ -48,6 +48,15 @@ class ModelInfo:
     def label_bias(self) -> dict[str, float] | None:
         """Per-label log-score offsets fitted on the held-out exam (``manifest.label_bias``), if any."""
         return parse_label_bias(self.manifest.get("label_bias"), self.name)
+
+    @property
+    def code_chars(self) -> int:
+        """Characters of code the model was trained to see (``manifest.code_chars``; absent: the prompt's own)."""
+        raw = self.manifest.get("code_chars", MAX_CODE_CHARS)
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+            raise ModelError(f"{self.name}: code_chars must be a whole number >= 0, not {raw!r}",
+                             hint="re-write the manifest with `python -m training.recipe` or remove code_chars")
+        return raw
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:

@@ -174,3 +174,18 @@ def test_label_bias_shifts_scores_by_exactly_the_offsets(cache: Path, ratings) -
             for b in LABELS:
                 expected = math.log(plain.probabilities[a] / plain.probabilities[b]) + bias[a] - bias[b]
                 assert math.log(moved.probabilities[a] / moved.probabilities[b]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_code_chars_zero_rates_on_the_review_alone(cache: Path) -> None:
+    """A model trained without code (manifest ``code_chars: 0``) reads exactly the code-free prompt."""
+    code, review = EXAMPLES[0]
+    assert code, "the example needs code for this test to mean anything"
+    blind = llamacpp.LlamaCppRater(cache_dir=cache, code_chars=0)
+    try:
+        assert blind.prompt_tokens(code, review)[0] == blind.prompt_tokens("", review)[0]
+        assert blind.rate([_finding(code, review)])[0].probabilities == blind.rate([_finding("", review)])[0].probabilities
+    finally:
+        blind.close()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="code_chars"):
+            llamacpp.LlamaCppRater(cache_dir=cache, code_chars=bad)  # type: ignore[arg-type]

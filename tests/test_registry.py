@@ -116,3 +116,19 @@ def test_label_bias_from_the_manifest_is_validated(tmp_path) -> None:
         (folder / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ModelError, match="label_bias must map"):
             resolve_model(folder).label_bias  # noqa: B018
+
+
+def test_code_chars_from_the_manifest_is_validated(tmp_path) -> None:
+    from bot.prompt import MAX_CODE_CHARS
+
+    folder = candidate(tmp_path / "m", b"w")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert resolve_model(folder).code_chars == MAX_CODE_CHARS
+    manifest["code_chars"] = 0
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert resolve_model(folder).code_chars == 0
+    for bad in (-5, "0", 2.5, None):
+        manifest["code_chars"] = bad
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelError, match="code_chars"):
+            resolve_model(folder).code_chars  # noqa: B018

@@ -145,12 +145,13 @@ def _arch_enum(arch: str):
 
 
 def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = None,
-                       weight_format: str = "auto", template: str = "chatml") -> list[dict[str, float]]:
+                       weight_format: str = "auto", template: str = "chatml",
+                       code_chars: int | None = None) -> list[dict[str, float]]:
     """Label probabilities from the serving rater (llama.cpp, base GGUF + adapter GGUF): what ships."""
     from bot.rater.llamacpp import LlamaCppRater
 
     rater = LlamaCppRater(model_path=base_gguf_path(base), adapter_path=adapter, weight_format=weight_format,
-                          template=template)
+                          template=template, **({} if code_chars is None else {"code_chars": code_chars}))
     try:
         return [dict(r.probabilities) for r in rater.rate_texts([(e.code, e.review) for e in examples])]
     finally:

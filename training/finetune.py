@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bot.errors import TrainingError
-from bot.prompt import PROMPT_VERSION, render
+from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, render, truncate_code
 from bot.severity import LABELS
 from training.checkpoints import Progress
 from training.checkpoints import load_checkpoint as _load_checkpoint
@@ -73,6 +73,9 @@ class FinetuneConfig:
     max_prompt_tokens: int = _opt(384, "cap on prompt tokens; longer bodies lose their start (code head)")
     freeze_layers: int = _opt(0, "bottom decoder layers left without LoRA; their outputs are computed once per "
                                  "example and reused every epoch (training then runs only the layers above)")
+    code_chars: int = _opt(MAX_CODE_CHARS, "characters of code kept in the prompt (the tail: the commented line); "
+                                           "0 rates on the review text alone. Recorded in the manifest: the "
+                                           "rater keeps the same")
     template: str = _opt("", "prompt template (bot.prompt.TEMPLATES); empty: the base's own (chatml for SmolLM2, "
                              "plain for the Gemma 3 270M base model)")
 
@@ -207,9 +210,10 @@ def prefix_ids(tokenizer, template: str = "chatml") -> list[int]:
 
 
 def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_tokens: int,
-           template: str = "chatml") -> Encoded:
+           template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> Encoded:
     """Tokenise one example the way serving does: the whole rendered prompt, split after the prefix."""
-    parts = render(example.code, example.review, template)
+    code = truncate_code(example.code, code_chars)[0] if code_chars else ""
+    parts = render(code, example.review, template)
     ids = tokenizer(parts.text, add_special_tokens=True)["input_ids"]
     if ids[: len(prefix)] != prefix:
         raise TrainingError("the prompt prefix tokenises differently inside a full prompt",
@@ -302,7 +306,7 @@ def forward_scores(model, enc: Encoded, cache, plan: LabelPlan, device):
 
 
 def label_probabilities(model, tokenizer, examples: list[Example], max_tokens: int = 4096,
-                        template: str = "chatml") -> list[dict[str, float]]:
+                        template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> list[dict[str, float]]:
     """Probability per label for each example (transformers side; used by the export parity check)."""
     import torch
 
@@ -313,7 +317,7 @@ def label_probabilities(model, tokenizer, examples: list[Example], max_tokens: i
     out = []
     with torch.no_grad():
         for example in examples:
-            enc = encode(example, tokenizer, plan, prefix, max_tokens, template)
+            enc = encode(example, tokenizer, plan, prefix, max_tokens, template, code_chars)
             probs = torch.softmax(forward_scores(model, enc, cache, plan, device), dim=-1).tolist()
             out.append(dict(zip(LABELS, probs)))
     return out
@@ -384,7 +388,8 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     model = add_lora(model, config)
     template = config.prompt_template()
     plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
-    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template) for e in examples]
+    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template, config.code_chars)
+               for e in examples]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     model, optimizer = accelerator.prepare(model, optimizer)

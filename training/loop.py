@@ -70,7 +70,7 @@ def llamacpp_rater(model: ModelInfo) -> Any:
     from bot.rater.llamacpp import LlamaCppRater
 
     return LlamaCppRater(model.base_path, model.adapter_path, template=model.template, model_id=model.model_id,
-                         label_bias=model.label_bias)
+                         label_bias=model.label_bias, code_chars=model.code_chars)
 
 
 def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_factory: RaterFactory = llamacpp_rater,
@@ -167,7 +167,8 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
     write_manifest(folder, name=f"{config.model_name}-{round_dir.name}", base=ft_config.base,
                    base_path=base_gguf_path(ft_config.base), adapter_file="adapter.gguf",
                    data_hash=data_hash(examples), hyperparameters=ft_config.to_json(),
-                   parent=parent.model_id, command=shlex.join(sys.argv))
+                   parent=parent.model_id, command=shlex.join(sys.argv),
+                   template=ft_config.prompt_template(), code_chars=ft_config.code_chars)
     return resolve_model(folder), result
 
 

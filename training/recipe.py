@@ -62,8 +62,9 @@ def build_default(args) -> dict:
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
-        **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias, config.prompt_template()),
-        "template": config.prompt_template(),
+        **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias, config.prompt_template(),
+                  config.code_chars),
+        "template": config.prompt_template(), "code_chars": config.code_chars,
         "data": {"train": len(train), "exam": len(exam[: args.eval_limit or None]),
                  "dev": len(dev[: args.eval_limit or None]),
                  "selection": "train split minus the exam (15% of each source, stratified, grouped by "
@@ -79,7 +80,7 @@ def build_default(args) -> dict:
 
 
 def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, apply_bias: bool = False,
-            template: str = "chatml") -> dict:
+            template: str = "chatml", code_chars: int | None = None) -> dict:
     """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
 
     The correction is applied only on request (``--label-bias``: it carries the exam's label mix into
@@ -99,8 +100,8 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
     )
 
     exam, dev = exam[: limit or None], dev[: limit or None]
-    exam_raw = rate_with_llamacpp(exam, base, adapter, template=template)
-    dev_raw = rate_with_llamacpp(dev, base, adapter, template=template)
+    exam_raw = rate_with_llamacpp(exam, base, adapter, template=template, code_chars=code_chars)
+    dev_raw = rate_with_llamacpp(dev, base, adapter, template=template, code_chars=code_chars)
     bias = fit_label_bias(exam, exam_raw)
     check = label_bias_is_stable(exam, exam_raw)
     fitted = {"values": {k: round(v, 4) for k, v in bias.items()},
@@ -131,9 +132,9 @@ def recalibrate(args) -> dict:
     _, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
     dev = load_jsonl(severity_split("dev"))
     fields = {k: v for k, v in manifest.items()
-              if k in ("hyperparameters", "data_hash", "data", "training", "template")}
+              if k in ("hyperparameters", "data_hash", "data", "training", "template", "code_chars")}
     fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias,
-                          manifest.get("template", "chatml")))
+                          manifest.get("template", "chatml"), manifest.get("code_chars")))
     fields["command"] = manifest.get("command", "")
     return fields
 

@@ -48,7 +48,8 @@ def library_versions() -> dict[str, str]:
 def write_manifest(folder: Path, *, name: str, base: str, base_path: Path, adapter_file: str | None,
                    data_hash: str = "", hyperparameters: dict[str, Any] | None = None,
                    metrics: dict[str, Any] | None = None, threshold_calibration: dict[str, Any] | None = None,
-                   parent: str | None = None, command: str = "", template: str | None = None) -> Path:
+                   parent: str | None = None, command: str = "", template: str | None = None,
+                   code_chars: int | None = None) -> Path:
     """Write ``folder/manifest.json`` for an adapter already placed in ``folder``."""
     folder = Path(folder)
     manifest: dict[str, Any] = {
@@ -58,6 +59,7 @@ def write_manifest(folder: Path, *, name: str, base: str, base_path: Path, adapt
         "adapter": ({"file": adapter_file, "sha256": file_sha256(folder / adapter_file)} if adapter_file else None),
         "template": template or PACKAGED_BASES.get(base, "chatml"),
         "prompt_version": PROMPT_VERSION,
+        **({} if code_chars is None else {"code_chars": code_chars}),
         "data_hash": data_hash,
         "hyperparameters": hyperparameters or {},
         "metrics": metrics or {},

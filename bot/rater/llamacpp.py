@@ -94,12 +94,17 @@ class LlamaCppRater:
                  n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
                  weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
-                 label_bias: Mapping[str, float] | None = None) -> None:
+                 label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
         if template not in TEMPLATES:
             raise ConfigError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
         self.template = template
+        if not isinstance(code_chars, int) or isinstance(code_chars, bool) or code_chars < 0:
+            raise ConfigError(f"code_chars must be a whole number >= 0, not {code_chars!r}",
+                              hint="0 rates on the review text alone; the packaged prompt keeps 100")
+        # the model's own code cap first, then the shorter fallbacks when a prompt does not fit the context
+        self._code_cuts = tuple(sorted({code_chars, *(c for c in _CODE_CUTS if c < code_chars)}, reverse=True))
         self.source_path = check_gguf(Path(model_path), "model file") if model_path else packaged_model_path()
         self.adapter_path = check_gguf(Path(adapter_path), "LoRA adapter") if adapter_path else None
         self.n_threads = n_threads or physical_cores()
@@ -172,7 +177,7 @@ class LlamaCppRater:
         """Render and tokenize; cut code, then review, further until the prompt fits ``n_ctx``."""
         budget = self.n_ctx - self._label_room
         for review_cap in _REVIEW_CUTS:
-            for code_cap in _CODE_CUTS:
+            for code_cap in self._code_cuts:
                 cut_code, code_cut = truncate_code(code, code_cap) if code_cap else ("", bool(code))
                 cut_review, review_cut = truncate_review(review, review_cap)
                 parts = render(cut_code, cut_review, self.template)
