@@ -72,3 +72,30 @@ def test_a_spent_teacher_budget_ends_the_run_cleanly(tmp_path, small) -> None:
     assert result.rounds == [] and result.promoted == []
     assert result.stop_reason.startswith("teacher token budget spent (120 of 100 tokens)")
     assert not (tmp_path / "models" / "default").exists()
+
+
+@pytest.mark.slow
+def test_cli_finetune_and_export_carry_the_code_cap_into_the_manifest(tmp_path, small) -> None:
+    """`sieve train finetune --code-chars 0` then `export --manifest`: the rater reads the review alone."""
+    pytest.importorskip("peft")
+    from training.cli import main as train_main
+
+    _, pool = small
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"code": e.code, "review": e.review, "label": e.label}) + "\n"
+                            for e in pool[:4]), encoding="utf-8")
+    assert train_main(["finetune", "--data", str(data), "--out", str(tmp_path / "ft"), "--max-steps", "1",
+                       "--grad-accum", "2", "--code-chars", "0"]) == 0
+    trained = json.loads((tmp_path / "ft" / "adapter" / "sieve_finetune.json").read_text())
+    assert trained["config"]["code_chars"] == 0 and trained["template"] == "chatml"
+    out = tmp_path / "blind" / "adapter.gguf"
+    assert train_main(["export", "--peft", str(tmp_path / "ft" / "adapter"), "--out", str(out), "--manifest"]) == 0
+    model = resolve_model(out.parent)
+    assert model.code_chars == 0 and model.template == "chatml"
+    rater = llamacpp_rater(model)
+    try:
+        item = next(e for e in pool if e.code.strip())
+        code, review = item.code, item.review
+        assert rater.prompt_tokens(code, review)[0] == rater.prompt_tokens("", review)[0]
+    finally:
+        rater.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.errors import SieveError, TrainingError
 from bot.models import resolve_model
+from bot.prompt import MAX_CODE_CHARS
 from training.examples import Example, data_hash, load_jsonl, severity_split
 
 
@@ -88,7 +89,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.heldout:
         assert_no_leak(examples, Exam.load(args.heldout))
     config = FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs, rank=args.rank,
-                            lr=args.lr, grad_accum=args.grad_accum, seed=args.seed)
+                            lr=args.lr, grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars)
     result = finetune(examples, config, Path(args.out), resume=args.resume)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {result.final_loss:.4f}); "
           f"adapter at {result.peft_dir}")
@@ -104,9 +105,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote GGUF adapter {out}")
     if args.manifest:
         data = load_jsonl(args.data) if args.data else []
+        trained = Path(args.peft) / "sieve_finetune.json"  # the prompt the adapter was trained on
+        trained_with = json.loads(trained.read_text(encoding="utf-8")) if trained.is_file() else {}
+        config = trained_with.get("config", {})
         write_manifest(out.parent, name=args.name or out.parent.name, base=args.base,
                        base_path=base_gguf_path(args.base), adapter_file=out.name,
-                       data_hash=data_hash(data) if data else "", command="sieve train " + " ".join(sys.argv[1:]))
+                       data_hash=data_hash(data) if data else "", command="sieve train " + " ".join(sys.argv[1:]),
+                       template=trained_with.get("template"), code_chars=config.get("code_chars"))
         print(f"wrote {out.parent / 'manifest.json'}")
     return 0
 
@@ -129,7 +134,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
                         feedback=tuple(args.feedback),
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
-                                                seed=args.seed))
+                                                seed=args.seed, code_chars=args.code_chars))
     result = run_loop(config, teacher, heldout)
     print(f"stopped: {result.stop_reason}; promoted in rounds {result.promoted or 'none'}; "
           f"log at {Path(args.run_dir) / 'log.jsonl'}")
@@ -224,6 +229,8 @@ def _finetune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--code-chars", type=int, default=MAX_CODE_CHARS,
+                   help="code characters in the prompt (0: review text alone); recorded in the manifest")
 
 
 COMMANDS = {"exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,
