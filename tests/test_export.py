@@ -130,7 +130,7 @@ def gemma_adapter(tmp_path_factory):
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0.0, 0.05)
+                param.normal_(0.0, 0.12)
     tuned_probs = label_probabilities(peft_model, tokenizer, PROMPTS, template="plain")
     peft_model.save_pretrained(folder / "peft")
     return folder, base_probs, tuned_probs

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bot.errors import SieveError, TrainingError
-from bot.models import resolve_model
+from bot.models import default_root, resolve_model
 from bot.prompt import MAX_CODE_CHARS
 from training.examples import Example, data_hash, load_jsonl, severity_split
 
@@ -129,6 +129,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
     else:
         raise TrainingError("no held-out exam", hint="pass --heldout EXAM.json (from `sieve train exam --heldout`)")
     teacher = _teacher(args, teacher_data, heldout)
+    args.base, args.code_chars = _lineage(args)
     config = LoopConfig(run_dir=args.run_dir, rounds=args.rounds, max_seconds=args.max_seconds,
                         exam_size=args.exam_size, examples_per_round=args.examples, start_from=args.start_from,
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name for the manifest")
     p.add_argument("--data", help="training JSONL (for the manifest's data hash)")
     p = sub.add_parser("loop", help="K rounds of exam → grade → curriculum → finetune → export → promote")
-    _finetune_args(p)
+    _finetune_args(p, inherit=True)
     p.add_argument("--teacher", choices=("dataset", "openai"), default="dataset")
     p.add_argument("--data", help="labeled JSONL the dataset teacher draws from ('train' for the shared split)")
     p.add_argument("--heldout", help="held-out exam JSON; else --heldout-size items are split off --data")
@@ -224,13 +225,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _finetune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", default="smollm2", help="smollm2, gemma3-270m or a .gguf path")
+def _lineage(args: argparse.Namespace) -> tuple[str, int]:
+    """Base and code cap for the loop's candidates: as given, else those of the student it starts from
+    (so a Gemma review-only default is followed by Gemma review-only candidates)."""
+    from training.loop import _start_model
+
+    if args.base is not None and args.code_chars is not None:
+        return args.base, args.code_chars
+    root = Path(args.models_dir) if args.models_dir else default_root()
+    try:
+        current = _start_model(args.start_from, root, args.base or "smollm2")
+    except SieveError:  # no such student yet: the loop itself reports that clearly
+        current = None
+    recorded = (current.manifest.get("base") or {}) if current is not None else {}
+    known = recorded.get("name") or recorded.get("file")
+    code_chars = current.code_chars if current is not None else MAX_CODE_CHARS
+    return args.base or known or "smollm2", code_chars if args.code_chars is None else args.code_chars
+
+
+def _finetune_args(p: argparse.ArgumentParser, inherit: bool = False) -> None:
+    p.add_argument("--base", default=None if inherit else "smollm2",
+                   help="smollm2, gemma3-270m or a .gguf path" + (" (default: the --start-from student's)" if inherit
+                                                                 else ""))
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--code-chars", type=int, default=MAX_CODE_CHARS,
-                   help="code characters in the prompt (0: review text alone); recorded in the manifest")
+    p.add_argument("--code-chars", type=int, default=None if inherit else MAX_CODE_CHARS,
+                   help="code characters in the prompt (0: review text alone); recorded in the manifest"
+                        + (" (default: the --start-from student's)" if inherit else ""))
 
 
 COMMANDS = {"exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,
