@@ -34,7 +34,8 @@ RECIPES = {
 RECIPES["gemma"] = {**RECIPES["smollm2"], "base": "gemma3-270m", "freeze_layers": 4}
 #: ``models/default``: Gemma on the review text alone (``code_chars`` 0). The code excerpt cost exam accuracy
 #: on both bases (review-only: SmolLM2 0.552 -> 0.628, Gemma 0.581 -> 0.645), as it costs TF-IDF (0.691 ->
-#: 0.614 on dev). ≈22 min on two CPU cores.
+#: 0.614 on dev). ≈22 min on two CPU cores. Tried and not promoted: distillation weight 2.0 (exam 0.616 / 0.586,
+#: below this recipe's 0.645 / 0.609; dev 0.643 / 0.630, seen after the decision).
 RECIPES["default"] = {**RECIPES["gemma"], "code_chars": 0}
 
 
