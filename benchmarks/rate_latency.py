@@ -101,8 +101,7 @@ def run(weight_format: str, n: int, naive_n: int, model: str = "base") -> dict[s
     pairs = load_pairs(n)
     info = resolve_model(model)
     started = time.perf_counter()
-    rater = LlamaCppRater(info.base_path, info.adapter_path, template=info.template,
-                          weight_format=weight_format)  # type: ignore[arg-type]
+    rater = LlamaCppRater(weight_format=weight_format, **info.rater_options())  # type: ignore[arg-type]
     load_s = time.perf_counter() - started
     print(f"\n== {model}, weight format {weight_format}: {rater.weights_path.name}"
           f"{' + ' + info.adapter_path.name if info.adapter_path else ''} ({rater.n_threads} threads, "

@@ -114,10 +114,7 @@ def make_rater(config: Config):
         return RATERS.create("openai", base_url=config.rater_base_url, model=config.rater_model)
     importlib.import_module("bot.rater.llamacpp")
     info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
-    return RATERS.create("llamacpp", model_path=str(info.base_path),
-                         adapter_path=str(info.adapter_path) if info.adapter_path else None,
-                         model_id=info.model_id, weight_format=config.weight_format, template=info.template,
-                         label_bias=info.label_bias, code_chars=info.code_chars)
+    return RATERS.create("llamacpp", weight_format=config.weight_format, **info.rater_options())
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ModelError
-from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
+from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path
 
 MANIFEST = "manifest.json"
@@ -53,10 +53,17 @@ class ModelInfo:
     def code_chars(self) -> int:
         """Characters of code the model was trained to see (``manifest.code_chars``; absent: the prompt's own)."""
         raw = self.manifest.get("code_chars", MAX_CODE_CHARS)
-        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        if not valid_code_chars(raw):
             raise ModelError(f"{self.name}: code_chars must be a whole number >= 0, not {raw!r}",
                              hint="re-write the manifest with `python -m training.recipe` or remove code_chars")
         return raw
+
+    def rater_options(self) -> dict[str, Any]:
+        """Everything the llama.cpp rater needs to rate as this model was trained (one place for the app, the
+        training loop and the benchmarks)."""
+        return {"model_path": str(self.base_path), "adapter_path": str(self.adapter_path) if self.adapter_path else None,
+                "model_id": self.model_id, "template": self.template, "label_bias": self.label_bias,
+                "code_chars": self.code_chars}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:

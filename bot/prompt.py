@@ -92,6 +92,11 @@ def _clean(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
+def valid_code_chars(value: object) -> bool:
+    """A code cap is a whole number >= 0 (0: the review text alone); bools are not numbers here."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def truncate_code(code: str, limit: int = MAX_CODE_CHARS) -> tuple[str, bool]:
     """Keep the *end* of the excerpt (excerpts end at the commented line), then the hunk header if it fits.
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bot.errors import ModelError, TrainingError
 from bot.models import packaged_base
+from bot.prompt import MAX_CODE_CHARS
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2": "smollm2", "smollm2-135m": "smollm2", "gemma3-270m": "gemma3-270m", "gemma": "gemma3-270m"}
@@ -146,12 +147,12 @@ def _arch_enum(arch: str):
 
 def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = None,
                        weight_format: str = "auto", template: str = "chatml",
-                       code_chars: int | None = None) -> list[dict[str, float]]:
+                       code_chars: int = MAX_CODE_CHARS) -> list[dict[str, float]]:
     """Label probabilities from the serving rater (llama.cpp, base GGUF + adapter GGUF): what ships."""
     from bot.rater.llamacpp import LlamaCppRater
 
     rater = LlamaCppRater(model_path=base_gguf_path(base), adapter_path=adapter, weight_format=weight_format,
-                          template=template, **({} if code_chars is None else {"code_chars": code_chars}))
+                          template=template, code_chars=code_chars)
     try:
         return [dict(r.probabilities) for r in rater.rate_texts([(e.code, e.review) for e in examples])]
     finally:

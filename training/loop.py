@@ -69,8 +69,7 @@ def llamacpp_rater(model: ModelInfo) -> Any:
     """The serving rater on a model's base + adapter GGUF (what the bot itself uses)."""
     from bot.rater.llamacpp import LlamaCppRater
 
-    return LlamaCppRater(model.base_path, model.adapter_path, template=model.template, model_id=model.model_id,
-                         label_bias=model.label_bias, code_chars=model.code_chars)
+    return LlamaCppRater(**model.rater_options())
 
 
 def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_factory: RaterFactory = llamacpp_rater,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bot.errors import TrainingError
+from bot.prompt import MAX_CODE_CHARS
 from training.finetune import FinetuneConfig, cache_dir, finetune
 
 #: The recipe of ``models/smollm2-student`` (``--recipe smollm2``; the shipped default until Gemma's review-only
@@ -86,7 +87,7 @@ def build_default(args) -> dict:
 
 
 def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, apply_bias: bool = False,
-            template: str = "chatml", code_chars: int | None = None) -> dict:
+            template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> dict:
     """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
 
     The correction is applied only on request (``--label-bias``: it carries the exam's label mix into
@@ -140,7 +141,7 @@ def recalibrate(args) -> dict:
     fields = {k: v for k, v in manifest.items()
               if k in ("hyperparameters", "data_hash", "data", "training", "template", "code_chars")}
     fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias,
-                          manifest.get("template", "chatml"), manifest.get("code_chars")))
+                          manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS)))
     fields["command"] = manifest.get("command", "")
     return fields
 

@@ -33,6 +33,7 @@ from bot.prompt import (
     render_explanation_request,
     truncate_code,
     truncate_review,
+    valid_code_chars,
 )
 from bot.rater.base import clean_explanation, make_rating
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
@@ -100,7 +101,7 @@ class LlamaCppRater:
         if template not in TEMPLATES:
             raise ConfigError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
         self.template = template
-        if not isinstance(code_chars, int) or isinstance(code_chars, bool) or code_chars < 0:
+        if not valid_code_chars(code_chars):
             raise ConfigError(f"code_chars must be a whole number >= 0, not {code_chars!r}",
                               hint="0 rates on the review text alone; the packaged prompt keeps 100")
         # the model's own code cap first, then the shorter fallbacks when a prompt does not fit the context
