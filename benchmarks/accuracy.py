@@ -8,8 +8,10 @@ split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with c
 (divide out the label prior measured on content-free inputs); zero-shot Gemma 3 270M (base, "plain"
 template), raw and calibrated; the fine-tuned students named by ``--students`` (``models/default`` unless
 told otherwise) when present, as served and without their manifest's label prior correction. Prints one table
-(accuracy, band accuracy, macro-F1, seconds) and per-source rows; writes confusion-matrix PNGs and a JSON
-file with every figure into ``--out``.
+(accuracy, band accuracy, macro-F1, seconds), per-source rows, and each student minus the TF-IDF review
+baselines, paired on the same items with a 95% interval from a bootstrap over clusters (one analyser rule,
+one commit, one repository: their items share text and label); writes confusion-matrix PNGs and a JSON file
+with every figure into ``--out``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from bot.errors import SieveError
 from bot.models import resolve_model
 from training.baselines import ContextualCalibration, MajorityBaseline, TfidfBaseline, TfidfConfig
-from training.evaluate import Report, evaluate, save_pngs
+from training.evaluate import Report, evaluate, paired_difference, save_pngs
 from training.examples import Example, load_jsonl, severity_split
 from training.loop import llamacpp_rater
 
@@ -63,9 +65,10 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
     out = Path(args.out)
     reports: dict[str, Report] = {}
     seconds: dict[str, float] = {}
+    baseline_predictions: dict[str, list] = {}
     for name, predict in _baselines(train, dev).items():
         began = time.monotonic()
-        predictions = predict()
+        predictions = baseline_predictions[name] = predict()
         seconds[name] = time.monotonic() - began
         reports[name] = _record(name, predictions, dev, out)
     models = [] if args.skip_llm or args.skip_zero_shot else [("zero-shot SmolLM2-135M", "base")]
@@ -76,15 +79,41 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
         for label, predictions, secs in _zero_shot(name, model_name, dev):
             seconds[label] = secs
             reports[label] = _record(label, predictions, dev, out)
+    students: dict[str, list] = {}
     for student_name in ([] if args.skip_llm else [n for n in args.students.split(",") if n]):
-        _student(student_name, dev, out, reports, seconds)
+        _student(student_name, dev, out, reports, seconds, students)
     _print(reports, seconds)
+    paired = _paired(dev, students, baseline_predictions)
     payload = {name: {**r.to_dict(), "seconds": round(seconds[name], 1)} for name, r in reports.items()}
-    (out / "accuracy.json").write_text(json.dumps({"n_dev": len(dev), "results": payload}, indent=1))
+    (out / "accuracy.json").write_text(json.dumps({"n_dev": len(dev), "results": payload, "paired": paired},
+                                                  indent=1))
     return reports
 
 
-def _student(name: str, dev: list[Example], out: Path, reports: dict, seconds: dict) -> None:
+#: The baselines every student is compared with, pair by pair (the issue's bar, and the like-for-like one).
+PAIRED_AGAINST = ("TF-IDF+LR review", "TF-IDF+LR review, train minus exam")
+
+
+def _paired(dev: list[Example], students: dict[str, list], baselines: dict[str, list]) -> dict:
+    """Student minus baseline on the same dev items, with a 95% interval from a bootstrap over clusters."""
+    if not students:
+        return {}
+    print("\nstudent minus baseline on dev, paired; 95% interval from 2000 resamples of clusters (rule/commit/repo)")
+    print(f"{'student':<34}{'baseline':<36}{'d acc':>7}{'interval':>17}{'d mF1':>7}{'interval':>17}"
+          f"{'clusters +/-':>14}")
+    out = {}
+    for student, predictions in students.items():
+        for name in PAIRED_AGAINST:
+            d = paired_difference(dev, predictions, baselines[name])
+            out[f"{student} vs {name}"] = d
+            acc, f1 = d["accuracy_ci95"], d["macro_f1_ci95"]
+            print(f"{student:<34}{name:<36}{d['accuracy_delta']:>+7.3f}{f'[{acc[0]:+.3f}, {acc[1]:+.3f}]':>17}"
+                  f"{d['macro_f1_delta']:>+7.3f}{f'[{f1[0]:+.3f}, {f1[1]:+.3f}]':>17}"
+                  f"{str(d['clusters_model_better']) + '/' + str(d['clusters_baseline_better']):>14}")
+    return out
+
+
+def _student(name: str, dev: list[Example], out: Path, reports: dict, seconds: dict, kept: dict) -> None:
     """One fine-tuned student from ``models/`` as served, and without its label prior correction if any."""
     try:
         student = resolve_model(name)
@@ -98,6 +127,7 @@ def _student(name: str, dev: list[Example], out: Path, reports: dict, seconds: d
     label = f"student {name} ({student.model_id})"
     seconds[label] = time.monotonic() - began
     reports[label] = _record(label, predictions, dev, out)
+    kept[name] = predictions
     if student.label_bias:  # the same ratings without the manifest's prior correction
         from training.export import apply_label_bias
 

@@ -172,3 +172,35 @@ def test_label_bias_fit_repairs_a_skewed_prior_and_apply_matches_softmax() -> No
     moved = apply_label_bias(probs[:1], {"critical": 0.0, "major": 0.0, "minor": math.log(2), "trivial": 0.0})[0]
     assert moved["minor"] / moved["trivial"] == pytest.approx(2 * probs[0]["minor"] / probs[0]["trivial"])
     assert math.fsum(moved.values()) == pytest.approx(1.0)
+
+
+def test_paired_difference_resamples_clusters_together() -> None:
+    from training.evaluate import paired_difference
+
+    # 20 copies of one rule the model gets right and the baseline wrong, plus 20 single items both get right
+    examples = [ex("critical") for _ in range(20)] + [ex("trivial") for _ in range(20)]
+    model = ["critical"] * 20 + ["trivial"] * 20
+    baseline = ["minor"] * 20 + ["trivial"] * 20
+    clustered = paired_difference(examples, model, baseline, ["rule-a"] * 20 + [f"item-{i}" for i in range(20)])
+    assert clustered["accuracy_delta"] == pytest.approx(0.5)
+    assert clustered["clusters"] == 21
+    assert (clustered["clusters_model_better"], clustered["clusters_baseline_better"]) == (1, 0)
+    # one cluster is one piece of evidence: in many resamples it is not drawn at all, so 0 stays in the interval
+    assert clustered["accuracy_ci95"][0] == 0.0
+    assert 0.5 < clustered["p_model_ahead_accuracy"] < 0.8
+    # the same items counted one by one would look far surer
+    itemwise = paired_difference(examples, model, baseline, [f"x{i}" for i in range(40)])
+    assert itemwise["accuracy_ci95"][0] > 0.3
+    assert itemwise["p_model_ahead_accuracy"] == 1.0
+
+
+def test_paired_difference_of_equal_models_is_zero_and_bad_input_is_refused() -> None:
+    from training.evaluate import paired_difference
+
+    examples = [ex("critical"), ex("minor"), ex("trivial"), ex("major")]
+    same = paired_difference(examples, ["critical", "trivial", "trivial", "major"],
+                             ["critical", "trivial", "trivial", "major"], ["a", "b", "c", "d"], resamples=200)
+    assert same["accuracy_delta"] == 0.0 and same["accuracy_ci95"] == [0.0, 0.0]
+    assert same["macro_f1_ci95"] == [0.0, 0.0] and same["p_model_ahead_accuracy"] == 0.0
+    with pytest.raises(TrainingError, match="one prediction per example"):
+        paired_difference(examples, ["critical"], ["critical"] * 4)

@@ -54,7 +54,8 @@ def build_default(args) -> dict:
     from training.export import export_adapter
 
     overrides = {**({"epochs": args.epochs} if args.epochs else {}), **_parse_sets(args.set)}
-    config = FinetuneConfig(**{**RECIPES[args.recipe], **overrides, "seed": args.seed})
+    seed = args.seed if args.train_seed is None else args.train_seed
+    config = FinetuneConfig(**{**RECIPES[args.recipe], **overrides, "seed": seed})
     train, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
     dev = load_jsonl(severity_split("dev"))
     if args.per_review:
@@ -171,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="default")
     parser.add_argument("--out", default="models/default", help="student folder (adapter.gguf + manifest.json)")
     parser.add_argument("--work", default=str(cache_dir() / "runs" / "default"), help="checkpoints and peft adapter")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the exam split and the teacher's folds")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="seed of LoRA init and data order (default: --seed); the exam stays the same")
     parser.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
     parser.add_argument("--limit", type=int, default=0, help="train on a random subset (quick experiments)")
     parser.add_argument("--eval-limit", type=int, default=0, help="examine only the first N exam/dev items")
