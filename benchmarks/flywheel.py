@@ -10,7 +10,8 @@ the shape of ``sieve feedback export`` (label = predicted level, vote ±1, accep
 loop round runs on all feedback so far (dataset teacher on another slice of train, small ``--max-steps``).
 Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round, or
 ``--epochs`` passes over the round's curriculum (which grows as feedback accumulates).
-Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev).
+Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev), of
+the model in service and, when the held-out exam rejected the round's candidate, of that candidate too.
 Everything is written under ``--out`` with its own model registry; ``models/`` is not touched.
 """
 
@@ -73,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad-accum", type=int, default=4)
     parser.add_argument("--teacher-examples", type=int, default=16, help="dataset-teacher items per round")
     parser.add_argument("--heldout", type=int, default=24, help="held-out exam size (from train)")
-    parser.add_argument("--recipe", default="smollm2", help="training.recipe RECIPES entry each round trains with "
-                        "(the README's figures: smollm2, starting from the bare SmolLM2 base)")
+    parser.add_argument("--recipe", default="default", help="training.recipe RECIPES entry each round trains with "
+                        "(default: the shipped student's, from the bare Gemma 3 270M base; smollm2: the earlier one)")
     parser.add_argument("--start-from", default=None,
                         help="first model (default: the recipe's bare base, 'base' or 'gemma3-270m')")
     parser.add_argument("--seed", type=int, default=0)
@@ -128,15 +129,21 @@ def main(argv: list[str] | None = None) -> int:
                  "down": votes.count(-1), "corrections": sum(bool(r["correction"]) for r in records),
                  "promoted": bool(result.promoted), "heldout": result.current,
                  "dev": dev_score(current, root, dev), "seconds": round(time.monotonic() - began, 1)}
+        candidate = Path(config.run_dir) / "round-01" / "candidate"
+        if not result.promoted and (candidate / "manifest.json").is_file():  # was rejecting it right?
+            entry["rejected_candidate_dev"] = dev_score(str(candidate), root, dev)
         history.append(entry)
         print(f"round {k}: posted {entry['posted']}/{entry['reviewed']} (👍 {entry['up']} 👎 {entry['down']}, "
               f"{entry['corrections']} corrections), promoted={entry['promoted']}, dev[:{len(dev)}] {entry['dev']}, "
-              f"{entry['seconds']} s", flush=True)
+              f"{entry['seconds']} s" + (f"; the rejected candidate on dev: {entry['rejected_candidate_dev']}"
+                                          if "rejected_candidate_dev" in entry else ""), flush=True)
     (out / "flywheel.json").write_text(json.dumps(history, indent=1))
-    print("\nround  model-after   dev acc  dev macro-F1")
+    print("\nround  model-after   dev acc  dev macro-F1  rejected candidate's dev acc / macro-F1")
     for h in history:
+        rejected = h.get("rejected_candidate_dev")
         print(f"{h['round']:>5}  {'promoted' if h.get('promoted') else 'kept':<12}{h['dev']['accuracy']:>8.3f}"
-              f"{h['dev']['macro_f1']:>13.3f}")
+              f"{h['dev']['macro_f1']:>13.3f}"
+              + (f"  {rejected['accuracy']:.3f} / {rejected['macro_f1']:.3f}" if rejected else ""))
     return 0
 
 

@@ -140,3 +140,43 @@ def test_example_weights_count_and_are_normalised_per_batch(tmp_path):
     assert (t_even[key] - t_heavy[key]).abs().max() > 1e-6
     assert zero.losses[0] == pytest.approx(alone.losses[0], rel=1e-4)
     assert heavy.losses[0] != pytest.approx(even.losses[0], rel=1e-3)
+
+
+@needs_heavy
+def test_a_bare_rejection_trains_not_that_level_and_nothing_else():
+    """👎 without a correction: loss −log(1 − P(rejected)); the rejected level drops, the others keep their order."""
+    import torch
+
+    from training.curriculum import CurriculumConfig, feedback_example
+    from training.finetune import Encoded, example_loss
+
+    record = {"code": "x", "review": "nit", "label": "critical", "predicted": "critical", "vote": -1,
+              "probabilities": {"critical": 0.7, "major": 0.2, "minor": 0.06, "trivial": 0.04}}
+    rejected = feedback_example(record, CurriculumConfig())
+    assert rejected.meta["rejected"] == "critical" and rejected.label == "major"  # runner-up kept for bookkeeping
+    cfg = config(label_smoothing=0.1, distill_alpha=1.0)
+    enc = Encoded(ids=[], keep=1, target=1, soft=[0.0, 0.6, 0.3, 0.1], weight=1.0, allowed=[1, 2, 3])
+    scores = torch.tensor([2.0, 0.5, 0.0, -1.0], requires_grad=True)
+    loss = example_loss(scores, enc, cfg)
+    q = torch.softmax(scores.detach(), dim=-1)
+    assert loss.item() == pytest.approx(-torch.log(1 - q[0]).item(), rel=1e-6)
+    loss.backward()
+    stepped = torch.softmax(scores.detach() - 0.5 * scores.grad, dim=-1)
+    assert stepped[0] < q[0]  # the rejected level goes down
+    assert stepped[1:].argsort().tolist() == q[1:].argsort().tolist()  # the other three keep their order
+    # the same scores as a confirmed "major" would also be pulled towards major in particular
+    confirmed = Encoded(ids=[], keep=1, target=1, soft=None, weight=1.0)
+    scores.grad = None
+    example_loss(scores, confirmed, cfg).backward()
+    assert scores.grad[1] < 0 and scores.grad[2] > 0
+
+
+def test_curriculum_keeps_the_rejected_level_through_a_save(tmp_path):
+    from training.curriculum import CurriculumConfig, feedback_example
+
+    record = {"code": "x", "review": "nit", "label": "minor", "predicted": "minor", "vote": -1, "id": "f1",
+              "probabilities": {"critical": 0.1, "major": 0.1, "minor": 0.6, "trivial": 0.2}}
+    example = feedback_example(record, CurriculumConfig())
+    dump_jsonl([example], tmp_path / "c.jsonl")
+    again = load_jsonl(tmp_path / "c.jsonl")[0]
+    assert again.meta["rejected"] == "minor" and "minor" not in again.acceptable

@@ -78,6 +78,7 @@ def feedback_example(record: dict[str, Any], config: CurriculumConfig, where: st
         example.acceptable = tuple(others)
         example.weight *= config.negative_weight
         example.meta["negative"] = True
+        example.meta["rejected"] = rejected  # finetune trains "not this level" on it, not the runner-up
     return example
 
 

@@ -8,6 +8,10 @@ are softmax-normalised into the model's distribution over levels. The loss per e
 
     CE(gold, label smoothing ε) + distill_alpha · T² · KL(teacher soft ‖ student at temperature T)
 
+except for a bare rejection from feedback (👎 without a correction, ``meta["rejected"]``), which says only
+"not that level": its loss is the unlikelihood −log(1 − P(rejected)), which pushes the rejected level down
+and keeps the order of the other three (training it on the runner-up of the model that was rejected, as
+earlier versions did, taught that model's own bias back to it). Every example's loss is
 weighted by the example's curriculum weight, normalised by the weights of its accumulated batch (micro-batch
 1: a weighted mean inside one example would divide the weight back out).
 
@@ -202,6 +206,7 @@ class Encoded:
     soft: list[float] | None
     weight: float
     embeds: object = None  # hidden states entering the first trained layer (with freeze_layers)
+    allowed: list[int] | None = None  # a bare rejection: indices of the levels still possible
 
 
 def prefix_ids(tokenizer, template: str = "chatml") -> list[int]:
@@ -223,8 +228,10 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
     if len(body) > budget:
         body = body[-budget:]
     soft = [example.soft[label] for label in LABELS] if example.soft else None
+    rejected = example.meta.get("rejected")
+    allowed = [i for i, label in enumerate(LABELS) if label != rejected] if rejected in LABELS else None
     return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
-                   soft=soft, weight=float(example.weight))
+                   soft=None if allowed else soft, weight=float(example.weight), allowed=allowed)
 
 
 def label_scores(logits, enc: Encoded, plan: LabelPlan):
@@ -240,10 +247,13 @@ def label_scores(logits, enc: Encoded, plan: LabelPlan):
 
 
 def example_loss(scores, enc: Encoded, config: FinetuneConfig):
-    """Label-smoothed CE against gold plus the weighted KL towards the teacher (if the example has one)."""
+    """Label-smoothed CE against gold plus the weighted KL towards the teacher (if the example has one);
+    for a bare rejection, −log of the probability left on the levels it allows."""
     import torch
 
     logq = torch.log_softmax(scores, dim=-1)
+    if enc.allowed:
+        return -torch.logsumexp(logq[enc.allowed], dim=0)
     eps = config.label_smoothing
     target = torch.full_like(logq, eps / len(LABELS))
     target[enc.target] += 1.0 - eps
