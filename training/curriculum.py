@@ -77,8 +77,7 @@ def feedback_example(record: dict[str, Any], config: CurriculumConfig, where: st
         example.label = max(others, key=others.__getitem__)
         example.acceptable = tuple(others)
         example.weight *= config.negative_weight
-        example.meta["negative"] = True
-        example.meta["rejected"] = rejected  # finetune trains "not this level" on it, not the runner-up
+        example.meta["rejected"] = rejected  # a bare rejection: finetune trains "not this level", not the runner-up
     return example
 
 
@@ -115,7 +114,7 @@ def load_labeled(path: str | Path, config: CurriculumConfig | None = None) -> li
                       "acceptable": list(example.acceptable), "source": example.source, "id": example.id,
                       "lang": example.lang}
             example = feedback_example(record, config)
-            if example is None or example.meta.get("negative"):
+            if example is None or example.meta.get("rejected"):
                 continue
         out.append(example)
     return out
