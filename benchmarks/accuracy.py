@@ -7,7 +7,9 @@ Contenders: majority class; TF-IDF + logistic regression (review only; code + re
 split; zero-shot SmolLM2-135M-Instruct through the serving rater, raw and with contextual calibration
 (divide out the label prior measured on content-free inputs); zero-shot Gemma 3 270M (base, "plain"
 template), raw and calibrated; the fine-tuned students named by ``--students`` (``models/default`` unless
-told otherwise) when present, as served and without their manifest's label prior correction. Prints one table
+told otherwise) when present, as served, alone (without the lexical prior their manifest combines them with)
+and without their manifest's label prior correction; TF-IDF + LR on word and character n-grams of the review
+(the lexical prior's own classifier) alone. Prints one table
 (accuracy, band accuracy, macro-F1, seconds), per-source rows, and each student minus the TF-IDF review
 baselines, paired on the same items with a 95% interval from a bootstrap over clusters (one analyser rule,
 one commit, one repository: their items share text and label); writes confusion-matrix PNGs and a JSON file
@@ -20,6 +22,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bot.errors import SieveError
@@ -33,7 +36,8 @@ from training.loop import llamacpp_rater
 def _baselines(train: list[Example], dev: list[Example]) -> dict[str, Callable[[], list]]:
     """The issue's baselines (fitted on all of train) plus TF-IDF on exactly the student's training items
     (train minus the held-out exam), which is the like-for-like comparison."""
-    from training.examples import split_exam
+    from training.examples import split_exam, teacher_probabilities
+    from training.lexical import fit_prior
 
     student_items, _ = split_exam(train, fraction=0.15, seed=0)
     return {
@@ -42,6 +46,8 @@ def _baselines(train: list[Example], dev: list[Example]) -> dict[str, Callable[[
         "TF-IDF+LR code+review": lambda: TfidfBaseline(TfidfConfig(fields="code+review")).fit(train).predict_proba(dev),
         "TF-IDF+LR review, train minus exam": lambda: TfidfBaseline(TfidfConfig(fields="review")).fit(
             student_items).predict_proba(dev),
+        "TF-IDF+LR word+char review": lambda: teacher_probabilities(fit_prior(train), dev),
+        "TF-IDF+LR word+char review, train minus exam": lambda: teacher_probabilities(fit_prior(student_items), dev),
     }
 
 
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
 
 
 #: The baselines every student is compared with, pair by pair (the issue's bar, and the like-for-like one).
-PAIRED_AGAINST = ("TF-IDF+LR review", "TF-IDF+LR review, train minus exam")
+PAIRED_AGAINST = ("TF-IDF+LR review", "TF-IDF+LR review, train minus exam", "TF-IDF+LR word+char review",
+                  "TF-IDF+LR word+char review, train minus exam")
 
 
 def _paired(dev: list[Example], students: dict[str, list], baselines: dict[str, list]) -> dict:
@@ -99,7 +106,7 @@ def _paired(dev: list[Example], students: dict[str, list], baselines: dict[str, 
     if not students:
         return {}
     print("\nstudent minus baseline on dev, paired; 95% interval from 2000 resamples of clusters (rule/commit/repo)")
-    print(f"{'student':<34}{'baseline':<36}{'d acc':>7}{'interval':>17}{'d mF1':>7}{'interval':>17}"
+    print(f"{'student':<34}{'baseline':<46}{'d acc':>7}{'interval':>17}{'d mF1':>7}{'interval':>17}"
           f"{'clusters +/-':>14}")
     out = {}
     for student, predictions in students.items():
@@ -107,7 +114,7 @@ def _paired(dev: list[Example], students: dict[str, list], baselines: dict[str, 
             d = paired_difference(dev, predictions, baselines[name])
             out[f"{student} vs {name}"] = d
             acc, f1 = d["accuracy_ci95"], d["macro_f1_ci95"]
-            print(f"{student:<34}{name:<36}{d['accuracy_delta']:>+7.3f}{f'[{acc[0]:+.3f}, {acc[1]:+.3f}]':>17}"
+            print(f"{student:<34}{name:<46}{d['accuracy_delta']:>+7.3f}{f'[{acc[0]:+.3f}, {acc[1]:+.3f}]':>17}"
                   f"{d['macro_f1_delta']:>+7.3f}{f'[{f1[0]:+.3f}, {f1[1]:+.3f}]':>17}"
                   f"{str(d['clusters_model_better']) + '/' + str(d['clusters_baseline_better']):>14}")
     return out
@@ -128,6 +135,14 @@ def _student(name: str, dev: list[Example], out: Path, reports: dict, seconds: d
     seconds[label] = time.monotonic() - began
     reports[label] = _record(label, predictions, dev, out)
     kept[name] = predictions
+    if student.lexical:  # the student alone: the same rater without the lexical prior beside it
+        began = time.monotonic()
+        rater = llamacpp_rater(replace(student, manifest={**student.manifest, "lexical": None}))
+        alone = rater.rate_texts([(e.code, e.review) for e in dev])
+        rater.close()
+        seconds[label + " alone"] = time.monotonic() - began
+        reports[label + " alone"] = _record(label + " alone", alone, dev, out)
+        kept[name + " alone"] = alone
     if student.label_bias:  # the same ratings without the manifest's prior correction
         from training.export import apply_label_bias
 

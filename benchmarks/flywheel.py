@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the shipped student's, from the bare Gemma 3 270M base; smollm2: the earlier one)")
     parser.add_argument("--start-from", default=None,
                         help="first model (default: the recipe's bare base, 'base' or 'gemma3-270m')")
+    parser.add_argument("--lexical-weight", type=float, default=None,
+                        help="serve each candidate with a lexical prior fitted on its curriculum at this weight "
+                             "(default: as the model in service, i.e. none from a bare base)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/flywheel")
     args = parser.parse_args(argv)
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files), base=base,
+                            lexical_weight=args.lexical_weight,
                             finetune=FinetuneConfig(**{**recipe,
                                                        "max_steps": None if args.epochs else args.max_steps,
                                                        "epochs": args.epochs or 1.0,

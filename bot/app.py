@@ -114,7 +114,10 @@ def make_rater(config: Config):
         return RATERS.create("openai", base_url=config.rater_base_url, model=config.rater_model)
     importlib.import_module("bot.rater.llamacpp")
     info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
-    return RATERS.create("llamacpp", weight_format=config.weight_format, **info.rater_options())
+    options = info.rater_options()
+    if not config.lexical:
+        options.update(lexical_path=None, lexical_weight=0.0)
+    return RATERS.create("llamacpp", weight_format=config.weight_format, **options)
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:

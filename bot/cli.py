@@ -31,6 +31,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
     p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
     p.add_argument("--model", help="student model: a name in models/, a folder, or 'base'")
+    p.add_argument("--no-lexical", dest="lexical", action="store_const", const=False, default=None,
+                   help="rate with the student alone, without its model's lexical prior")
     p.add_argument("--rater", choices=("llamacpp", "openai"))
     p.add_argument("--rater-base-url", dest="rater_base_url")
     p.add_argument("--rater-model", dest="rater_model")
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _CONFIG_FLAGS = ("threshold", "threshold_mode", "fail_on", "max_comments", "reviewers", "model", "rater",
                  "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "gitlab_url", "github_url",
-                 "db", "models_dir")
+                 "db", "models_dir", "lexical")
 
 
 def make_config(args: argparse.Namespace):

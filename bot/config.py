@@ -40,6 +40,8 @@ class Config:
     rater_base_url: str = _help("base URL of the completions endpoint for the openai rater", "")
     rater_model: str = _help("model name at the completions endpoint", "")
     weight_format: str = _help("llamacpp weights: auto (fastest for this CPU), f16 or as-is", "auto")
+    lexical: bool = _help("combine the student with its model's lexical prior, when the model has one "
+                          "(false: the student alone)", True)
     # off by default: the packaged 135M student's sentences read as nonsense (it is trained on labels only)
     explain: bool = _help("generate a short explanation for each posted finding (--explain)", False)
     llm_base_url: str = _help("OpenAI-compatible chat endpoint for the llm reviewer", "")

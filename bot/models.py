@@ -58,12 +58,19 @@ class ModelInfo:
                              hint="re-write the manifest with `python -m training.recipe` or remove code_chars")
         return raw
 
+    @property
+    def lexical(self) -> tuple[Path, float] | None:
+        """(file, weight) of the lexical prior the rating is combined with (``manifest.lexical``), if any."""
+        return parse_lexical(self.manifest.get("lexical"), self.folder, self.name)
+
     def rater_options(self) -> dict[str, Any]:
         """Everything the llama.cpp rater needs to rate as this model was trained (one place for the app, the
         training loop and the benchmarks)."""
+        lexical = self.lexical
         return {"model_path": str(self.base_path), "adapter_path": str(self.adapter_path) if self.adapter_path else None,
                 "model_id": self.model_id, "template": self.template, "label_bias": self.label_bias,
-                "code_chars": self.code_chars}
+                "code_chars": self.code_chars, "lexical_path": str(lexical[0]) if lexical else None,
+                "lexical_weight": lexical[1] if lexical else 0.0}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
@@ -81,6 +88,19 @@ def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
         raise ModelError(f"{where}: label_bias must map each of {', '.join(LABELS)} to a finite number",
                          hint="re-write the manifest with `python -m training.recipe` or remove label_bias")
     return {label: float(raw[label]) for label in LABELS}
+
+
+def parse_lexical(raw: Any, folder: Path | None, where: str = "model") -> tuple[Path, float] | None:
+    """Validate a ``lexical`` entry: absent, or ``{"file": ..., "weight": w}`` with 0 <= w <= 1."""
+    if raw is None:
+        return None
+    hint = "re-write the manifest with `python -m training.recipe --attach-lexical` or remove lexical"
+    weight = raw.get("weight") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or not isinstance(raw.get("file"), str) or isinstance(weight, bool) \
+            or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise ModelError(f"{where}: lexical must be {{\"file\": name, \"weight\": a number in [0, 1]}}", hint=hint)
+    path = Path(raw["file"])
+    return (path if path.is_absolute() or folder is None else folder / path), float(weight)
 
 
 def default_root() -> Path:
@@ -161,6 +181,11 @@ def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
         else:
             digest = str(adapter.get("sha256", ""))
     model_id = f"{name}@{digest[:12]}" if digest else f"{name}:{base_key}"
+    lexical = parse_lexical(manifest.get("lexical"), folder, name)
+    if lexical:
+        expected = str((manifest.get("lexical") or {}).get("sha256") or "")
+        lex_digest = _verify(lexical[0], expected or None, "lexical prior") if verify else expected
+        model_id += f"+lexical@{lex_digest[:8]}" if lex_digest else "+lexical"
     return ModelInfo(name=name, base_path=base_path, adapter_path=adapter_path, model_id=model_id,
                      manifest=manifest, template=template, folder=folder)
 

@@ -130,10 +130,13 @@ def cmd_loop(args: argparse.Namespace) -> int:
         raise TrainingError("no held-out exam", hint="pass --heldout EXAM.json (from `sieve train exam --heldout`)")
     teacher = _teacher(args, teacher_data, heldout)
     args.base, args.code_chars = _lineage(args)
+    if args.lexical_weight is not None and not 0.0 <= args.lexical_weight <= 1.0:
+        raise TrainingError(f"--lexical-weight {args.lexical_weight} is outside [0, 1]",
+                            hint="0 serves the student alone, 1 the lexical prior alone")
     config = LoopConfig(run_dir=args.run_dir, rounds=args.rounds, max_seconds=args.max_seconds,
                         exam_size=args.exam_size, examples_per_round=args.examples, start_from=args.start_from,
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
-                        feedback=tuple(args.feedback),
+                        feedback=tuple(args.feedback), lexical_weight=args.lexical_weight,
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
                                                 seed=args.seed, code_chars=args.code_chars))
     result = run_loop(config, teacher, heldout)
@@ -213,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=200, help="teacher-written training items per round")
     p.add_argument("--feedback", nargs="*", default=[], help="`sieve feedback export` files to fold in")
     p.add_argument("--start-from", default="default", help="current student (name, folder or 'base')")
+    p.add_argument("--lexical-weight", type=float, default=None,
+                   help="weight of a lexical prior fitted on each candidate's curriculum, 0 to 1 (default: the "
+                        "--start-from student's; 0 serves the student alone)")
     p.add_argument("--model-name", default="default", help="registry name to promote to")
     p.add_argument("--models-dir", help="registry folder (default: the repository's models/)")
     p.add_argument("--run-dir", default="runs/loop")

@@ -279,7 +279,7 @@ def write_manifest(folder: Path, *, name: str | None = None, base: str = "smollm
                           adapter_file=adapter_file, **{k: fields.pop(k) for k in known if k in fields})
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["adapter"]["bytes"] = (folder / adapter_file).stat().st_size
-    for stale in ("label_bias", "label_bias_rejected", "metrics_uncorrected", "notes"):  # from a rewritten model
+    for stale in ("label_bias", "label_bias_rejected", "metrics_uncorrected", "notes", "lexical", "metrics_student"):  # from a rewritten model
         manifest.pop(stale, None)
     manifest.update(fields)
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

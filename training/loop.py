@@ -55,6 +55,9 @@ class LoopConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     promotion: PromotionRule = field(default_factory=PromotionRule)
     finetune: Any = None  # training.finetune.FinetuneConfig (built with defaults when None)
+    #: weight of a lexical prior fitted on each candidate's curriculum (bot.rater.lexical); None: the current
+    #: model's own weight (0 when it has no prior), so a candidate is served the way its parent is
+    lexical_weight: float | None = None
 
 
 @dataclass
@@ -167,8 +170,29 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
                    base_path=base_gguf_path(ft_config.base), adapter_file="adapter.gguf",
                    data_hash=data_hash(examples), hyperparameters=ft_config.to_json(),
                    parent=parent.model_id, command=shlex.join(sys.argv),
-                   template=ft_config.prompt_template(), code_chars=ft_config.code_chars)
+                   template=ft_config.prompt_template(), code_chars=ft_config.code_chars,
+                   **_candidate_prior(examples, folder, config, parent))
     return resolve_model(folder), result
+
+
+def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
+    """``{"lexical": ...}`` for the candidate's manifest (a prior fitted on its curriculum), or ``{}``."""
+    from training.export import sha256_file
+    from training.lexical import export_prior, fit_prior
+
+    weight = config.lexical_weight
+    if weight is None:
+        weight = parent.lexical[1] if parent.lexical else 0.0
+    if weight <= 0:
+        return {}
+    usable = {e.label for e in examples if not (e.meta or {}).get("rejected")}
+    if len(usable) < 4:  # a prior that cannot name a level would veto it in the product
+        print(f"    no lexical prior for this candidate: its curriculum has labels {sorted(usable)}, not all four")
+        return {}
+    path = export_prior(fit_prior(examples), folder / "lexical.json")
+    return {"lexical": {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                        "weight": weight, "fitted_on": f"this candidate's curriculum ({len(examples)} items); "
+                                                       "weight kept from the model it would replace"}}
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:

@@ -70,10 +70,11 @@ def build_default(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
+    lexical = None if args.no_lexical else _write_prior(train, out)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
         **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias, config.prompt_template(),
-                  config.code_chars),
+                  config.code_chars, lexical),
         "template": config.prompt_template(), "code_chars": config.code_chars,
         "data": {"train": len(train), "exam": len(exam[: args.eval_limit or None]),
                  "dev": len(dev[: args.eval_limit or None]),
@@ -90,15 +91,18 @@ def build_default(args) -> dict:
 
 
 def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, apply_bias: bool = False,
-            template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> dict:
+            template: str = "chatml", code_chars: int = MAX_CODE_CHARS, lexical: Path | None = None) -> dict:
     """Rate the held-out exam and dev through the serving rater; fit the label prior correction on the exam.
 
     The correction is applied only on request (``--label-bias``: it carries the exam's label mix into
     serving, which is right only when the exam was drawn like the traffic, e.g. from a team's own feedback)
     and only if, fitted on one half of the exam, it raises macro-F1 on the other half in all six halvings
     (:func:`~training.export.label_bias_is_stable`); otherwise it is recorded under
-    ``label_bias_rejected`` with the figures it would have given. Returns the manifest's ``metrics`` (as
-    served), ``label_bias`` + ``metrics_uncorrected`` or ``label_bias_rejected``, and the threshold.
+    ``label_bias_rejected`` with the figures it would have given. With ``lexical`` (a prior file fitted on
+    the training items), the product-of-experts weight is chosen on the exam
+    (:func:`training.lexical.choose_weight`) and ``metrics`` are the combined rating's, the student's own
+    under ``metrics_student``. Returns the manifest's ``metrics`` (as served), ``label_bias`` +
+    ``metrics_uncorrected`` or ``label_bias_rejected``, ``lexical`` when given, and the threshold.
     """
     from training.export import (
         apply_label_bias,
@@ -122,8 +126,29 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
     exam_fixed, dev_fixed = apply_label_bias(exam_raw, fitted["values"]), apply_label_bias(dev_raw, fitted["values"])
     corrected = {"exam": severity_metrics(exam, exam_fixed), "dev": severity_metrics(dev, dev_fixed)}
     exam_probs = exam_fixed if applied else exam_raw
+    metrics = corrected if applied else uncorrected
+    extra = {}
+    if lexical is not None:
+        from bot.rater.lexical import LexicalPrior
+        from training.export import sha256_file
+        from training.lexical import blend, choose_weight, prior_probabilities
+
+        prior = LexicalPrior.load(lexical)
+        exam_prior, dev_prior = prior_probabilities(prior, exam), prior_probabilities(prior, dev)
+        weight, grid = choose_weight(exam, exam_probs, exam_prior)
+        dev_probs = dev_fixed if applied else dev_raw
+        exam_probs = blend(exam_probs, exam_prior, weight)
+        extra = {"metrics_student": metrics,
+                 "lexical": {"file": lexical.name, "sha256": sha256_file(lexical), "bytes": lexical.stat().st_size,
+                             "weight": weight,
+                             "fitted_on": "the training items of the adapter (word 1-2-grams + char 2-5-grams of "
+                                          "the review, logistic regression); weight: best accuracy + macro-F1 "
+                                          f"on the held-out exam ({len(exam)} items) over {list(grid)}",
+                             "exam_by_weight": grid}}
+        metrics = {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, blend(dev_probs, dev_prior, weight))}
     return {
-        "metrics": corrected if applied else uncorrected,
+        "metrics": metrics,
+        **extra,
         **({"label_bias": fitted, "metrics_uncorrected": uncorrected} if applied
            else {"label_bias_rejected": {**fitted, "metrics_if_applied": corrected}}),
         "threshold_calibration": {
@@ -139,14 +164,22 @@ def recalibrate(args) -> dict:
     folder = Path(args.out)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     base = (manifest.get("hyperparameters") or {}).get("base", "smollm2")
-    _, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
+    train, exam = split_exam(load_jsonl(severity_split("train")), fraction=0.15, seed=args.seed)
     dev = load_jsonl(severity_split("dev"))
     fields = {k: v for k, v in manifest.items()
               if k in ("hyperparameters", "data_hash", "data", "training", "template", "code_chars")}
+    lexical = None if args.no_lexical else _write_prior(train, folder)
     fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias,
-                          manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS)))
+                          manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS), lexical))
     fields["command"] = manifest.get("command", "")
     return fields
+
+
+def _write_prior(train: list, folder: Path) -> Path:
+    """Fit the lexical prior on the adapter's own training items and write ``folder/lexical.json``."""
+    from training.lexical import export_prior, fit_prior
+
+    return export_prior(fit_prior(train), Path(folder) / "lexical.json")
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -188,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-bias", action="store_true",
                         help="apply the exam-fitted label prior correction (when it passes the halves check)")
     parser.add_argument("--recalibrate", action="store_true",
-                        help="no training: re-examine the student in --out and refit its label bias")
+                        help="no training: re-examine the student in --out, refit its label bias and lexical prior")
+    parser.add_argument("--no-lexical", action="store_true",
+                        help="serve the student alone: no lexical prior beside the adapter")
     args = parser.parse_args(argv)
     command = "python -m training.recipe " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.recalibrate:

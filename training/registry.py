@@ -111,7 +111,9 @@ def promote(candidate_dir: Path, name: str, metrics: dict[str, Any], current: di
     staging = root / f".{name}.incoming"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    files = [p for p in candidate_dir.iterdir() if p.is_file() and p.name != MANIFEST and p.suffix == ".gguf"]
+    lexical = str((manifest.get("lexical") or {}).get("file") or "")
+    files = [p for p in candidate_dir.iterdir()
+             if p.is_file() and p.name != MANIFEST and (p.suffix == ".gguf" or p.name == lexical)]
     for path in files:
         shutil.copy2(path, staging / path.name)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

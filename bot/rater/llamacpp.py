@@ -36,6 +36,7 @@ from bot.prompt import (
     valid_code_chars,
 )
 from bot.rater.base import clean_explanation, make_rating
+from bot.rater.lexical import LexicalPrior, combine
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
 from bot.severity import LABELS
 
@@ -87,7 +88,8 @@ class LlamaCppRater:
     Q4_1), "as-is" the file itself. ``passive_threads`` (default on) stops idle worker threads from
     spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`). ``label_bias``
     adds a fixed offset per label to the scores before the softmax: a model's prior correction, fitted on
-    its held-out exam and recorded in its manifest.
+    its held-out exam and recorded in its manifest. ``lexical_path`` + ``lexical_weight`` combine each rating
+    with a lexical prior over the review text (:mod:`bot.rater.lexical`; weight 0 leaves the student alone).
     """
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None,
@@ -95,7 +97,8 @@ class LlamaCppRater:
                  n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
                  weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
-                 label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS) -> None:
+                 label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
+                 lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
         if template not in TEMPLATES:
@@ -113,6 +116,11 @@ class LlamaCppRater:
                                             n_threads=self.n_threads)
         self.model_id = model_id or self.source_path.stem + (f"+{self.adapter_path.stem}" if self.adapter_path else "")
         self.label_bias = dict(label_bias) if label_bias else None
+        if not 0.0 <= lexical_weight <= 1.0:
+            raise ConfigError(f"lexical_weight must be within [0, 1], not {lexical_weight!r}",
+                              hint="0 rates with the student alone; the manifest records the fitted weight")
+        self.lexical_weight = float(lexical_weight) if lexical_path else 0.0
+        self.lexical = LexicalPrior.load(lexical_path) if lexical_path and self.lexical_weight > 0 else None
         self._llm = self._load(n_ctx, lora_scale)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
@@ -272,6 +280,8 @@ class LlamaCppRater:
                                  hint="lower the input size or raise n_ctx") from None
             if self.label_bias:
                 scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
+            if self.lexical is not None:
+                scores = combine(scores, self.lexical.probabilities(review), self.lexical_weight)
             ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated))
         return ratings
 

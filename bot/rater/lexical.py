@@ -1,0 +1,152 @@
+"""A lexical prior beside the student: TF-IDF over the review text + a linear classifier, in plain Python.
+
+Why: on the severity data the wording of a review carries most of the signal, and a bag of word and
+character n-grams generalises to unseen analyser rules ("... is insecure", "Add a type hint ...") better
+than a 270M model fine-tuned on a thousand items. The two make different mistakes, so the served rating
+is their weighted product of experts::
+
+    log P(label) = (1 - w) · log P_student(label) + w · log P_lexical(label) + const
+
+with ``w`` chosen on the model's held-out exam when the model is built (``training.lexical``), and recorded
+in its manifest next to the file. The prior is fitted on the same training items as the adapter.
+
+The file is JSON written by ``training.lexical.export_prior`` from a fitted scikit-learn pipeline; reading
+and scoring here needs no scikit-learn, and reproduces its ``predict_proba`` (tokenisation, sublinear tf,
+idf, l2 norm per feature block, multinomial logistic regression) to float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.errors import ModelError
+from bot.severity import LABELS
+
+FORMAT = "sieve-lexical-1"
+_WHITE_SPACES = re.compile(r"\s\s+")
+#: Longest review text the prior reads (longer text only adds cost; the student reads at most 600 characters).
+MAX_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One TF-IDF feature block (word or char_wb n-grams) and its slice of the classifier's weights."""
+
+    analyzer: str
+    ngram_range: tuple[int, int]
+    lowercase: bool
+    token_pattern: re.Pattern[str] | None
+    sublinear_tf: bool
+    terms: dict[str, tuple[float, tuple[float, ...]]]  # term -> (idf, one weight per class)
+
+    def analyze(self, text: str) -> list[str]:
+        if self.lowercase:
+            text = text.lower()
+        low, high = self.ngram_range
+        if self.analyzer == "word":
+            tokens = self.token_pattern.findall(text) if self.token_pattern else text.split()
+            grams = list(tokens) if low == 1 else []
+            for n in range(max(low, 2), min(high, len(tokens)) + 1):
+                grams.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+            return grams
+        grams = []
+        for word in _WHITE_SPACES.sub(" ", text).split():
+            padded = f" {word} "
+            for n in range(low, high + 1):
+                grams.extend(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
+                if len(padded) <= n:  # a word shorter than n counts once, as itself
+                    break
+        return grams
+
+    def logits(self, text: str, classes: int) -> list[float]:
+        """This block's contribution to each class's logit for one text."""
+        counts = Counter(g for g in self.analyze(text) if g in self.terms)
+        weights = {g: (1.0 + math.log(c) if self.sublinear_tf else float(c)) * self.terms[g][0]
+                   for g, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in weights.values()))
+        out = [0.0] * classes
+        if norm == 0.0:
+            return out
+        for g, value in weights.items():
+            coef = self.terms[g][1]
+            for k in range(classes):
+                out[k] += value / norm * coef[k]
+        return out
+
+
+class LexicalPrior:
+    """Label probabilities from the review text alone; see the module docstring."""
+
+    def __init__(self, classes: list[str], intercept: list[float], blocks: list[_Block], source: str = "") -> None:
+        self.classes = classes
+        self.intercept = intercept
+        self.blocks = blocks
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path) -> LexicalPrior:
+        """Read a prior written by ``training.lexical.export_prior``; a clear ModelError when it is not one."""
+        path = Path(path)
+        hint = "re-write it with `python -m training.recipe --attach-lexical` or remove `lexical` from the manifest"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(f"lexical prior {path} is missing", hint=hint) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"cannot read lexical prior {path}: {exc}", hint=hint) from None
+        try:
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
+            classes = [str(c) for c in data["classes"]]
+            if sorted(classes) != sorted(LABELS):
+                raise ValueError(f"classes {classes} are not the four severity labels")
+            intercept = [float(v) for v in data["intercept"]]
+            blocks = []
+            for raw in data["blocks"]:
+                if raw["analyzer"] not in ("word", "char_wb"):
+                    raise ValueError(f"unknown analyzer {raw['analyzer']!r}")
+                terms = {str(t): (float(v[0]), tuple(float(x) for x in v[1:])) for t, v in raw["terms"].items()}
+                if any(len(w) != len(classes) for _, w in terms.values()) or len(intercept) != len(classes):
+                    raise ValueError("a weight row does not have one value per class")
+                low, high = (int(n) for n in raw["ngram_range"])
+                pattern = raw.get("token_pattern")
+                blocks.append(_Block(analyzer=raw["analyzer"], ngram_range=(low, high),
+                                     lowercase=bool(raw.get("lowercase", True)),
+                                     token_pattern=re.compile(pattern) if pattern else None,
+                                     sublinear_tf=bool(raw.get("sublinear_tf", False)), terms=terms))
+        except (KeyError, TypeError, ValueError, IndexError, re.error, AttributeError) as exc:
+            raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
+        return cls(classes, intercept, blocks, source=str(path))
+
+    def probabilities(self, text: str) -> dict[str, float]:
+        """P(label | review text), one value per severity label."""
+        text = text[:MAX_CHARS]
+        logits = list(self.intercept)
+        for block in self.blocks:
+            for k, value in enumerate(block.logits(text, len(self.classes))):
+                logits[k] += value
+        top = max(logits)
+        exps = [math.exp(v - top) for v in logits]
+        total = sum(exps)
+        return {label: exps[self.classes.index(label)] / total for label in LABELS}
+
+
+def combine(student_scores: Mapping[str, float], prior: Mapping[str, float], weight: float) -> dict[str, float]:
+    """Weighted product of experts in log space: ``(1 - w) · log_softmax(student) + w · log(prior)``.
+
+    ``student_scores`` are unnormalised per-label log scores (the softmax is taken here); the result is
+    again a set of log scores, to be normalised by the caller. ``weight`` 0 returns the student's own
+    log-probabilities, 1 the prior's.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"lexical weight must be within [0, 1], not {weight}")
+    top = max(student_scores.values())
+    log_z = top + math.log(sum(math.exp(v - top) for v in student_scores.values()))
+    return {label: (1.0 - weight) * (student_scores[label] - log_z)
+            + weight * math.log(max(prior.get(label, 0.0), 1e-12)) for label in student_scores}

@@ -1,0 +1,199 @@
+"""The lexical prior: scikit-learn parity of the plain-Python scorer, the product of experts, the weight choice,
+bad files, the registry entry, the served rater and promotion."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from bot.errors import ModelError
+from bot.models import resolve_model
+from bot.rater.lexical import LexicalPrior, combine
+from bot.rater.locate import packaged_model_path
+from bot.severity import LABELS
+from training.examples import Example, teacher_probabilities
+from training.lexical import blend, choose_weight, export_prior, fit_prior
+from training.registry import promote, write_manifest
+
+WORDS = {
+    "critical": ["SQL injection through string formatting", "command injection via shell", "hard-coded password",
+                 "path traversal in upload handler", "unsafe deserialisation of user data", "remote code execution"],
+    "major": ["this loop never terminates", "off by one error in the index", "race condition on the counter",
+              "exception swallowed and lost", "wrong return value on error", "resource leak: file never closed"],
+    "minor": ["rename this variable for clarity", "missing docstring on public function", "this could be a constant",
+              "prefer pathlib over os.path", "duplicated branch could be merged", "magic number should be named"],
+    "trivial": ["typo in comment", "trailing whitespace", "extra blank line", "spelling: recieve",
+                "add a type hint to this parameter", "nit: line too long"],
+}
+
+
+def examples() -> list[Example]:
+    out = []
+    for label, texts in WORDS.items():
+        for i, text in enumerate(texts):
+            out += [Example(code="x = 1", review=text, label=label, id=f"{label}-{i}"),
+                    Example(code="y = 2", review=f"{text} here too", label=label, id=f"{label}-{i}b")]
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    model = fit_prior(examples())
+    path = export_prior(model, tmp_path_factory.mktemp("prior") / "lexical.json")
+    return model, path
+
+
+def test_the_plain_python_scorer_matches_scikit_learn(fitted) -> None:
+    model, path = fitted
+    prior = LexicalPrior.load(path)
+    texts = ["SQL  injection\tin the\n\nquery", "Typo", "a", "", "   ", "ÜBER-lange Zeile: trailing whitespace",
+             "off by one error; race condition on the counter!", "x" * 50, "日本語のコメント typo"]
+    reference = teacher_probabilities(model, [Example(code="", review=t, label="minor") for t in texts])
+    for text, want in zip(texts, reference):
+        got = prior.probabilities(text)
+        assert set(got) == set(LABELS) and math.isclose(sum(got.values()), 1.0, abs_tol=1e-9)
+        assert max(abs(got[label] - want[label]) for label in LABELS) < 1e-5, text
+
+
+def test_product_of_experts() -> None:
+    student = {"critical": 2.0, "major": 1.0, "minor": 0.0, "trivial": -1.0}  # unnormalised log scores
+    prior = {"critical": 0.1, "major": 0.2, "minor": 0.3, "trivial": 0.4}
+    z = math.log(sum(math.exp(v) for v in student.values()))
+    alone = combine(student, prior, 0.0)
+    assert all(math.isclose(alone[k], student[k] - z) for k in LABELS)
+    only = combine(student, prior, 1.0)
+    assert all(math.isclose(only[k], math.log(prior[k])) for k in LABELS)
+    half = combine(student, prior, 0.5)
+    assert all(math.isclose(half[k], 0.5 * (student[k] - z) + 0.5 * math.log(prior[k])) for k in LABELS)
+    (mixed,) = blend([{k: math.exp(v - z) for k, v in student.items()}], [prior], 0.5)
+    assert math.isclose(sum(mixed.values()), 1.0) and max(mixed, key=mixed.get) == "critical"
+    with pytest.raises(ValueError, match="within"):
+        combine(student, prior, 1.5)
+
+
+def test_weight_is_chosen_on_the_exam_and_ties_keep_the_student() -> None:
+    exam = [Example(code="", review="r", label=label) for label in ("critical", "major", "minor", "trivial")]
+    right = [{k: (0.7 if k == e.label else 0.1) for k in LABELS} for e in exam]
+    wrong_half = [right[0], right[1], {k: 0.25 for k in LABELS} | {"critical": 0.3}, right[3]]
+    weight, grid = choose_weight(exam, wrong_half, right)  # the prior fixes the student's one mistake
+    assert weight > 0 and grid["0"]["accuracy"] == 0.75 and grid[f"{weight:g}"]["accuracy"] == 1.0
+    weight, grid = choose_weight(exam, right, right)
+    assert weight == 0.0 and len(grid) == 5
+
+
+def test_bad_prior_files_are_clear_model_errors(fitted, tmp_path) -> None:
+    _, path = fitted
+    with pytest.raises(ModelError, match="is missing"):
+        LexicalPrior.load(tmp_path / "none.json")
+    (tmp_path / "broken.json").write_text('{"format": "sieve-lexical-1", "classes": [')
+    with pytest.raises(ModelError, match="cannot read"):
+        LexicalPrior.load(tmp_path / "broken.json")
+    data = json.loads(path.read_text())
+    for change in ({"format": "other"}, {"classes": ["a", "b", "c", "d"]}, {"intercept": [0.0]},
+                   {"blocks": [{**data["blocks"][0], "analyzer": "char"}]}):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))
+        with pytest.raises(ModelError, match="malformed"):
+            LexicalPrior.load(tmp_path / "bad.json")
+    with pytest.raises(Exception, match="at least two labels"):
+        fit_prior([Example(code="", review="only one", label="minor")] * 4)
+
+
+def _model_folder(folder, prior_path, weight=0.5):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter.gguf").write_bytes(b"GGUF-not-used")
+    shutil.copy(prior_path, folder / "lexical.json")
+    from training.export import sha256_file
+
+    write_manifest(folder, name=folder.name, base="smollm2", base_path=packaged_model_path(),
+                   adapter_file="adapter.gguf", data_hash="h", hyperparameters={}, metrics={}, command="test")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["lexical"] = {"file": "lexical.json", "sha256": sha256_file(folder / "lexical.json"), "weight": weight}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_registry_entry_is_verified_and_reaches_the_rater_options(fitted, tmp_path) -> None:
+    _, path = fitted
+    folder = _model_folder(tmp_path / "models" / "mine", path)
+    info = resolve_model(folder)
+    assert info.lexical == (folder / "lexical.json", 0.5) and "+lexical@" in info.model_id
+    options = info.rater_options()
+    assert options["lexical_path"] == str(folder / "lexical.json") and options["lexical_weight"] == 0.5
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for bad in ({"file": "lexical.json", "weight": 2}, {"file": "lexical.json", "weight": True}, {"weight": 0.5}):
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "lexical": bad}))
+        with pytest.raises(ModelError, match="lexical must be"):
+            resolve_model(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "lexical.json").write_text((folder / "lexical.json").read_text().replace("0", "1", 1))
+    with pytest.raises(ModelError, match="lexical prior .* sha256"):
+        resolve_model(folder)
+
+
+def test_promotion_carries_the_prior_file(fitted, tmp_path) -> None:
+    _, path = fitted
+    folder = _model_folder(tmp_path / "run" / "candidate", path)
+    assert promote(folder, "default", {"accuracy": 0.5, "macro_f1": 0.4}, None, root=tmp_path / "models")
+    installed = resolve_model("default", tmp_path / "models")
+    assert installed.lexical == (tmp_path / "models" / "default" / "lexical.json", 0.5)
+
+
+def test_the_served_rater_combines_the_student_with_the_prior(fitted) -> None:
+    from bot.rater.llamacpp import LlamaCppRater
+
+    _, path = fitted
+    pairs = [("cursor.execute('SELECT * FROM t WHERE id=%s' % uid)", "SQL injection through string formatting"),
+             ("def f( x ):", "trailing whitespace")]
+    alone = LlamaCppRater(weight_format="as-is")
+    try:
+        student = [dict(r.probabilities) for r in alone.rate_texts(pairs)]
+    finally:
+        alone.close()
+    served = LlamaCppRater(weight_format="as-is", lexical_path=path, lexical_weight=0.5)
+    try:
+        ratings = served.rate_texts(pairs)
+    finally:
+        served.close()
+    prior = LexicalPrior.load(path)
+    want = blend(student, [prior.probabilities(review) for _, review in pairs], 0.5)
+    for rating, expected in zip(ratings, want):
+        assert max(abs(rating.probabilities[k] - expected[k]) for k in LABELS) < 1e-4
+    # the bare base calls everything critical; the prior pulls the whitespace nit toward trivial
+    assert ratings[1].probabilities["trivial"] > 3 * student[1]["trivial"]
+    assert ratings[0].probabilities["critical"] > ratings[1].probabilities["critical"]
+
+
+def test_loop_candidates_are_served_the_way_their_parent_is(fitted, tmp_path) -> None:
+    from training.loop import LoopConfig, _candidate_prior
+
+    _, path = fitted
+    parent = resolve_model(_model_folder(tmp_path / "models" / "default", path, weight=0.25))
+    folder = tmp_path / "round-01" / "candidate"
+    folder.mkdir(parents=True)
+    entry = _candidate_prior(examples(), folder, LoopConfig(), parent)["lexical"]
+    assert entry["weight"] == 0.25 and (folder / "lexical.json").is_file()
+    assert LexicalPrior.load(folder / "lexical.json").probabilities("typo in comment")["trivial"] > 0.5
+    assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.0), parent) == {}
+    bare = resolve_model("base")
+    assert _candidate_prior(examples(), folder, LoopConfig(), bare) == {}
+    assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.5), bare)["lexical"]["weight"] == 0.5
+
+
+def test_the_prior_can_be_switched_off_by_config_and_flag() -> None:
+    from bot.cli import build_parser, make_config
+    from bot.config import from_mapping
+
+    assert from_mapping({}).lexical is True and from_mapping({"lexical": "false"}).lexical is False
+    args = build_parser().parse_args(["review", "--diff", "x.patch", "--no-lexical"])
+    assert make_config(args).lexical is False
+
+
+def test_a_curriculum_missing_a_level_gets_no_prior(fitted, tmp_path) -> None:
+    from training.loop import LoopConfig, _candidate_prior
+
+    three = [e for e in examples() if e.label != "critical"]
+    assert _candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("base")) == {}
+    assert not (tmp_path / "lexical.json").exists()

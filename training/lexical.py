@@ -1,0 +1,96 @@
+"""Fit, export and weigh the lexical prior that the served rating combines with the student.
+
+The prior is the dataset teacher's classifier (:func:`training.examples.tfidf_teacher`: word 1–2-grams and
+character 2–5-grams of the review, logistic regression) fitted on the same training items as the adapter.
+:func:`export_prior` writes it as the JSON that :class:`bot.rater.lexical.LexicalPrior` scores without
+scikit-learn; :func:`choose_weight` picks the product-of-experts weight on the held-out exam.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.errors import TrainingError
+from bot.rater.lexical import FORMAT, LexicalPrior, combine
+from bot.severity import LABELS
+
+#: Weights tried by :func:`choose_weight` (0: the student alone, 1: the prior alone).
+WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def fit_prior(train: Sequence):
+    """The scikit-learn pipeline of the prior, fitted on ``train`` (labels of bare rejections are skipped)."""
+    from training.examples import tfidf_teacher
+
+    usable = [e for e in train if not (e.meta or {}).get("rejected")]
+    if len({e.label for e in usable}) < 2:
+        raise TrainingError(f"the lexical prior needs at least two labels among {len(usable)} training items",
+                            hint="train without a lexical prior (--lexical-weight 0) or add labelled items")
+    return tfidf_teacher(usable)
+
+
+def export_prior(model, path: str | Path, digits: int = 7) -> Path:
+    """Write a fitted ``make_pipeline(make_union(TfidfVectorizer...), LogisticRegression)`` as prior JSON."""
+    union, classifier = model.steps[0][1], model.steps[-1][1]
+    vectorisers = [v for _, v in getattr(union, "transformer_list", [("only", union)])]
+    classes = [str(c) for c in classifier.classes_]
+    if sorted(classes) != sorted(LABELS):
+        raise TrainingError(f"the prior was fitted on labels {classes}, not all four severity levels",
+                            hint="fit it on data that has every level, or train without a lexical prior")
+    coef = classifier.coef_
+    blocks, offset = [], 0
+    for vec in vectorisers:
+        if vec.analyzer not in ("word", "char_wb") or vec.norm != "l2" or vec.strip_accents or vec.stop_words:
+            raise TrainingError(f"cannot export a TfidfVectorizer with analyzer={vec.analyzer!r}, norm={vec.norm!r}",
+                                hint="use word or char_wb analyzers, l2 norm, no accent stripping or stop words")
+        idf = vec.idf_
+        terms = {term: [round(float(idf[j]), digits)]
+                 + [round(float(coef[k, offset + j]), digits) for k in range(len(classes))]
+                 for term, j in vec.vocabulary_.items()}
+        blocks.append({"analyzer": vec.analyzer, "ngram_range": list(vec.ngram_range), "lowercase": vec.lowercase,
+                       "token_pattern": vec.token_pattern if vec.analyzer == "word" else None,
+                       "sublinear_tf": vec.sublinear_tf, "terms": dict(sorted(terms.items()))})
+        offset += len(vec.vocabulary_)
+    if offset != coef.shape[1]:
+        raise TrainingError(f"the classifier has {coef.shape[1]} features, the vectorisers {offset}",
+                            hint="export the pipeline exactly as fitted")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "classes": classes,
+            "intercept": [round(float(v), digits) for v in classifier.intercept_], "blocks": blocks}
+    path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    return path
+
+
+def prior_probabilities(prior: LexicalPrior, examples: Sequence) -> list[dict[str, float]]:
+    return [prior.probabilities(e.review) for e in examples]
+
+
+def blend(student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]], weight: float) -> list[dict[str, float]]:
+    """Normalised product-of-experts probabilities (what the served rater gives at ``weight``)."""
+    import math
+
+    out = []
+    for s, p in zip(student, prior, strict=True):
+        scores = combine({label: math.log(max(s[label], 1e-12)) for label in LABELS}, p, weight)
+        top = max(scores.values())
+        exps = {label: math.exp(v - top) for label, v in scores.items()}
+        total = sum(exps.values())
+        out.append({label: v / total for label, v in exps.items()})
+    return out
+
+
+def choose_weight(examples: Sequence, student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]],
+                  grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, dict[str, dict[str, float]]]:
+    """The grid weight with the best macro-F1 + accuracy on ``examples`` (ties: the smaller weight, i.e. more
+    student), and every weight's figures."""
+    from training.export import severity_metrics
+
+    figures = {}
+    for weight in grid:
+        m = severity_metrics(examples, blend(student, prior, weight))
+        figures[f"{weight:g}"] = {"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4)}
+    best = max(grid, key=lambda w: (figures[f"{w:g}"]["accuracy"] + figures[f"{w:g}"]["macro_f1"], -w))
+    return best, figures
