@@ -197,3 +197,19 @@ def test_a_curriculum_missing_a_level_gets_no_prior(fitted, tmp_path) -> None:
     three = [e for e in examples() if e.label != "critical"]
     assert _candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("base")) == {}
     assert not (tmp_path / "lexical.json").exists()
+
+
+def test_examine_chooses_the_weight_on_the_exam_and_reports_both(fitted) -> None:
+    from training.recipe import examine
+
+    _, path = fitted
+    items = examples()
+    exam, dev = items[::3], items[1::3]
+    fields = examine(None, "smollm2", exam, dev, template="chatml", code_chars=0, lexical=path)
+    entry = fields["lexical"]
+    assert entry["file"] == "lexical.json" and len(entry["sha256"]) == 64 and set(entry["exam_by_weight"]) == {
+        "0", "0.25", "0.5", "0.75", "1"}
+    # the bare base calls everything critical; the prior fitted on these very texts knows better
+    assert entry["weight"] > 0
+    assert fields["metrics"]["exam"]["accuracy"] > fields["metrics_student"]["exam"]["accuracy"]
+    assert fields["metrics"]["exam"]["accuracy"] == entry["exam_by_weight"][f"{entry['weight']:g}"]["accuracy"]
