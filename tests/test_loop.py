@@ -9,7 +9,7 @@ import pytest
 from bot.models import resolve_model
 from tests.fake_openai import ScriptedOpenAIServer, chat_reply
 from training.exam import item_key, split_heldout, stratified_sample
-from training.examples import load_jsonl, severity_split
+from training.examples import dump_jsonl, load_jsonl, severity_split
 from training.loop import LoopConfig, llamacpp_rater, run_loop
 from training.registry import PromotionRule
 from training.teacher import DatasetTeacher, DatasetTeacherConfig, OpenAITeacher, OpenAITeacherConfig
@@ -30,10 +30,15 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
 
     heldout, rest = small
     teacher = DatasetTeacher(rest, DatasetTeacherConfig(seed=0), exclude=heldout.item_keys())
+    # labelled items folded in as feedback: the teacher aims at the levels the base gets wrong (all but
+    # critical), and the candidate's lexical prior needs every level in its curriculum
+    dump_jsonl([e for e in rest if e.label == "critical"], tmp_path / "feedback.jsonl")
     config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=1, exam_size=4, examples_per_round=8,
+                        feedback=(str(tmp_path / "feedback.jsonl"),),
                         start_from="base", model_name="default", models_root=str(tmp_path / "models"),
                         promotion=PromotionRule(min_gain=-1.0),  # promote whatever comes out: tests the path
-                        finetune=FinetuneConfig(max_steps=2, grad_accum=1, lr=2e-3, checkpoint_every=0))
+                        finetune=FinetuneConfig(max_steps=2, grad_accum=1, lr=2e-3, checkpoint_every=0),
+                        lexical_weight=0.5)  # a lexical prior fitted on the curriculum goes with the candidate
     lines: list[str] = []
     result = run_loop(config, teacher, heldout, log=lines.append)
 
@@ -50,6 +55,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     model = resolve_model("default", tmp_path / "models")  # sha256 verified
     assert model.adapter_path is not None and model.manifest["metrics"]["exam"] == entry["heldout"]
     assert model.manifest["parent"] is None or model.manifest["parent"].startswith("smollm2")
+    assert model.lexical == (tmp_path / "models" / "default" / "lexical.json", 0.5) and "+lexical@" in model.model_id
     student, base = llamacpp_rater(model), llamacpp_rater(resolve_model("base"))
     pair = [(heldout.items[0].code, heldout.items[0].review)]
     tuned, plain = student.rate_texts(pair)[0], base.rate_texts(pair)[0]

@@ -170,8 +170,12 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
                    base_path=base_gguf_path(ft_config.base), adapter_file="adapter.gguf",
                    data_hash=data_hash(examples), hyperparameters=ft_config.to_json(),
                    parent=parent.model_id, command=shlex.join(sys.argv),
-                   template=ft_config.prompt_template(), code_chars=ft_config.code_chars,
-                   **_candidate_prior(examples, folder, config, parent))
+                   template=ft_config.prompt_template(), code_chars=ft_config.code_chars)
+    prior = _candidate_prior(examples, folder, config, parent)
+    if prior:
+        path = folder / "manifest.json"
+        path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **prior}, indent=2,
+                                   ensure_ascii=False) + "\n", encoding="utf-8")
     return resolve_model(folder), result
 
 
