@@ -94,7 +94,7 @@ def parse_lexical(raw: Any, folder: Path | None, where: str = "model") -> tuple[
     """Validate a ``lexical`` entry: absent, or ``{"file": ..., "weight": w}`` with 0 <= w <= 1."""
     if raw is None:
         return None
-    hint = "re-write the manifest with `python -m training.recipe --attach-lexical` or remove lexical"
+    hint = "re-write it with `python -m training.recipe --out MODEL_DIR --recalibrate` or remove lexical"
     weight = raw.get("weight") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or not isinstance(raw.get("file"), str) or isinstance(weight, bool) \
             or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:

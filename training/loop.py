@@ -184,9 +184,9 @@ def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, 
     from training.export import sha256_file
     from training.lexical import export_prior, fit_prior
 
-    weight = config.lexical_weight
+    weight, origin = config.lexical_weight, "set for the loop"
     if weight is None:
-        weight = parent.lexical[1] if parent.lexical else 0.0
+        weight, origin = (parent.lexical[1] if parent.lexical else 0.0), "kept from the model it would replace"
     if weight <= 0:
         return {}
     usable = {e.label for e in examples if not (e.meta or {}).get("rejected")}
@@ -196,7 +196,7 @@ def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, 
     path = export_prior(fit_prior(examples), folder / "lexical.json")
     return {"lexical": {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
                         "weight": weight, "fitted_on": f"this candidate's curriculum ({len(examples)} items); "
-                                                       "weight kept from the model it would replace"}}
+                                                       f"weight {origin}"}}
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:

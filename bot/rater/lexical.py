@@ -29,7 +29,6 @@ from bot.errors import ModelError
 from bot.severity import LABELS
 
 FORMAT = "sieve-lexical-1"
-_WHITE_SPACES = re.compile(r"\s\s+")
 #: Longest review text the prior reads (longer text only adds cost; the student reads at most 600 characters).
 MAX_CHARS = 4000
 
@@ -56,7 +55,7 @@ class _Block:
                 grams.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
             return grams
         grams = []
-        for word in _WHITE_SPACES.sub(" ", text).split():
+        for word in text.split():  # scikit-learn squeezes whitespace runs first; split() does the same
             padded = f" {word} "
             for n in range(low, high + 1):
                 grams.extend(padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
@@ -83,17 +82,16 @@ class _Block:
 class LexicalPrior:
     """Label probabilities from the review text alone; see the module docstring."""
 
-    def __init__(self, classes: list[str], intercept: list[float], blocks: list[_Block], source: str = "") -> None:
+    def __init__(self, classes: list[str], intercept: list[float], blocks: list[_Block]) -> None:
         self.classes = classes
         self.intercept = intercept
         self.blocks = blocks
-        self.source = source
 
     @classmethod
     def load(cls, path: str | Path) -> LexicalPrior:
         """Read a prior written by ``training.lexical.export_prior``; a clear ModelError when it is not one."""
         path = Path(path)
-        hint = "re-write it with `python -m training.recipe --attach-lexical` or remove `lexical` from the manifest"
+        hint = "re-write it with `python -m training.recipe --out MODEL_DIR --recalibrate` or remove `lexical` from the manifest"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -122,7 +120,7 @@ class LexicalPrior:
                                      sublinear_tf=bool(raw.get("sublinear_tf", False)), terms=terms))
         except (KeyError, TypeError, ValueError, IndexError, re.error, AttributeError) as exc:
             raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
-        return cls(classes, intercept, blocks, source=str(path))
+        return cls(classes, intercept, blocks)
 
     def probabilities(self, text: str) -> dict[str, float]:
         """P(label | review text), one value per severity label."""
