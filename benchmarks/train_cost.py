@@ -1,11 +1,13 @@
 """What LoRA saves over full fine-tuning of the student, measured on the same examples in one process.
 
-For each mode a few optimizer steps run on real severity items with the real SmolLM2 base; it prints
+For each mode a few optimizer steps run on real severity items with a real base (``--base``: SmolLM2, or
+the default student's Gemma 3 270M with its recipe's prompt template and code cap); it prints
 trainable parameters (and their share), seconds per step, peak resident memory growth, and the size of
 what would be shipped (LoRA: the GGUF adapter; full: an f16 copy of every weight), then LoRA/full ratios.
-The frozen-bottom variant (``freeze_layers``, as in the shipped recipe) is measured as a third mode.
+The frozen-bottom variant (``freeze_layers``: the bottom 20 of SmolLM2's 30 layers, or the bottom 4 of Gemma's
+18 as in the default recipe) is measured as a third mode.
 
-    python benchmarks/train_cost.py [--steps 3] [--grad-accum 2]
+    python benchmarks/train_cost.py [--steps 3] [--grad-accum 2] [--base smollm2|gemma3-270m]
 
 Memory is the growth of this process's peak RSS during the mode (modes run in order, so later modes
 only show memory beyond earlier peaks; full fine-tuning runs last for that reason).
@@ -62,17 +64,26 @@ def run_steps(model, params, encoded, plan, context, steps: int, grad_accum: int
     return sum(times[1:]) / steps
 
 
-def measure(mode: str, items, steps: int, grad_accum: int) -> dict:
+#: base -> (bottom layers the frozen-bottom mode freezes, recipe the prompt settings come from)
+BASES = {"smollm2": (20, "smollm2"), "gemma3-270m": (4, "default")}
+
+
+def measure(mode: str, items, steps: int, grad_accum: int, base: str = "smollm2") -> dict:
     import torch
 
+    from training.recipe import RECIPES
+
     before = peak_mb()
-    model, tokenizer = load_base("smollm2")
-    freeze = 20 if mode == "lora-top10" else 0
+    model, tokenizer = load_base(base)
+    frozen, recipe = BASES[base]
+    freeze = frozen if mode.startswith("lora-top") else 0
+    settings = FinetuneConfig(**{**RECIPES[recipe], "dropout": 0.0, "freeze_layers": freeze})
     if mode.startswith("lora"):
-        model = add_lora(model, FinetuneConfig(dropout=0.0, freeze_layers=freeze))
+        model = add_lora(model, settings)
     params = [p for p in model.parameters() if p.requires_grad]
-    plan, prefix = LabelPlan.build(tokenizer), prefix_ids(tokenizer)
-    encoded = [encode(e, tokenizer, plan, prefix, 384) for e in items]
+    template = settings.prompt_template()
+    plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
+    encoded = [encode(e, tokenizer, plan, prefix, 384, template, settings.code_chars) for e in items]
     model.train()
     context = precompute_hidden(model, encoded, prefix, freeze, "cpu") if freeze else prefix
     seconds = run_steps(model, params, encoded, plan, context, steps, grad_accum, freeze)
@@ -83,7 +94,7 @@ def measure(mode: str, items, steps: int, grad_accum: int) -> dict:
             from training.export import export_adapter
 
             model.save_pretrained(Path(tmp) / "peft")
-            shipped = export_adapter(Path(tmp) / "peft", Path(tmp) / "a.gguf").stat().st_size
+            shipped = export_adapter(Path(tmp) / "peft", Path(tmp) / "a.gguf", base=base).stat().st_size
         else:
             shipped = sum(p.numel() for p in model.parameters()) * 2  # f16 copy of every weight
     del model
@@ -96,13 +107,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--grad-accum", type=int, default=2)
+    parser.add_argument("--base", choices=sorted(BASES), default="smollm2")
     args = parser.parse_args()
     path = severity_split("train")
     if not path.is_file():
         print(f"shared data not found at {path}; set SIEVE_SHARED", file=sys.stderr)
         return 2
     items = load_jsonl(path)[: args.steps * args.grad_accum + args.grad_accum]
-    rows = [measure(mode, items, args.steps, args.grad_accum) for mode in ("lora-top10", "lora-all", "full")]
+    layers = {"smollm2": 30, "gemma3-270m": 18}[args.base]
+    top = f"lora-top{layers - BASES[args.base][0]}"
+    rows = [measure(mode, items, args.steps, args.grad_accum, args.base) for mode in (top, "lora-all", "full")]
+    print(f"base: {args.base}")
     print(f"{'mode':<11} {'trainable':>12} {'share':>8} {'s/step':>8} {'peak+MB':>8} {'shipped MB':>10}")
     for r in rows:
         print(f"{r['mode']:<11} {r['trainable']:>12,} {r['share']:>8.2%} {r['s_per_step']:>8.2f} "
