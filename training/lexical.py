@@ -20,11 +20,24 @@ from bot.severity import LABELS
 WEIGHT_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def labelled(examples: Sequence) -> list:
+    """The items whose label is a real level: a bare rejection's label is the level that was refused."""
+    return [e for e in examples if not (e.meta or {}).get("rejected")]
+
+
+def manifest_entry(path: Path, weight: float, fitted_on: str, **extra) -> dict:
+    """The manifest's ``lexical`` entry for a prior file written by :func:`export_prior`."""
+    from training.export import sha256_file
+
+    return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "weight": weight,
+            "fitted_on": fitted_on, **extra}
+
+
 def fit_prior(train: Sequence):
     """The scikit-learn pipeline of the prior, fitted on ``train`` (labels of bare rejections are skipped)."""
     from training.examples import tfidf_teacher
 
-    usable = [e for e in train if not (e.meta or {}).get("rejected")]
+    usable = labelled(train)
     if len({e.label for e in usable}) < 2:
         raise TrainingError(f"the lexical prior needs at least two labels among {len(usable)} training items",
                             hint="train without a lexical prior (--lexical-weight 0) or add labelled items")

@@ -181,22 +181,20 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
 
 def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
     """``{"lexical": ...}`` for the candidate's manifest (a prior fitted on its curriculum), or ``{}``."""
-    from training.export import sha256_file
-    from training.lexical import export_prior, fit_prior
+    from training.lexical import export_prior, fit_prior, labelled, manifest_entry
 
     weight, origin = config.lexical_weight, "set for the loop"
     if weight is None:
         weight, origin = (parent.lexical[1] if parent.lexical else 0.0), "kept from the model it would replace"
     if weight <= 0:
         return {}
-    usable = {e.label for e in examples if not (e.meta or {}).get("rejected")}
+    usable = {e.label for e in labelled(examples)}
     if len(usable) < 4:  # a prior that cannot name a level would veto it in the product
         print(f"    no lexical prior for this candidate: its curriculum has labels {sorted(usable)}, not all four")
         return {}
     path = export_prior(fit_prior(examples), folder / "lexical.json")
-    return {"lexical": {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                        "weight": weight, "fitted_on": f"this candidate's curriculum ({len(examples)} items); "
-                                                       f"weight {origin}"}}
+    return {"lexical": manifest_entry(path, weight, f"this candidate's curriculum ({len(examples)} items); "
+                                                    f"weight {origin}")}
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:

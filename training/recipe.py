@@ -130,8 +130,7 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
     extra = {}
     if lexical is not None:
         from bot.rater.lexical import LexicalPrior
-        from training.export import sha256_file
-        from training.lexical import blend, choose_weight, prior_probabilities
+        from training.lexical import blend, choose_weight, manifest_entry, prior_probabilities
 
         prior = LexicalPrior.load(lexical)
         exam_prior, dev_prior = prior_probabilities(prior, exam), prior_probabilities(prior, dev)
@@ -139,12 +138,11 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
         dev_probs = dev_fixed if applied else dev_raw
         exam_probs = blend(exam_probs, exam_prior, weight)
         extra = {"metrics_student": metrics,
-                 "lexical": {"file": lexical.name, "sha256": sha256_file(lexical), "bytes": lexical.stat().st_size,
-                             "weight": weight,
-                             "fitted_on": "the training items of the adapter (word 1-2-grams + char 2-5-grams of "
-                                          "the review, logistic regression); weight: best accuracy + macro-F1 "
-                                          f"on the held-out exam ({len(exam)} items) over {list(grid)}",
-                             "exam_by_weight": grid}}
+                 "lexical": manifest_entry(lexical, weight,
+                                           "the training items of the adapter (word 1-2-grams + char 2-5-grams of "
+                                           "the review, logistic regression); weight: best accuracy + macro-F1 "
+                                           f"on the held-out exam ({len(exam)} items) over {list(grid)}",
+                                           exam_by_weight=grid)}
         metrics = {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, blend(dev_probs, dev_prior, weight))}
     return {
         "metrics": metrics,
