@@ -7,7 +7,9 @@ it would post (P(severity ≥ threshold) ≥ 0.5) get a maintainer reaction deci
 the predicted level is inside the gold band, 👎 otherwise, flipped with probability ``--noise``; a share
 ``--corrections`` of 👎 also carry a ``/sieve severity <gold>`` correction. The reactions are exported in
 the shape of ``sieve feedback export`` (label = predicted level, vote ±1, acceptable band, trust) and one
-loop round runs on all feedback so far (dataset teacher on another slice of train, small ``--max-steps``).
+loop round runs on all feedback so far plus the previous round's curriculum (its teacher-written items and
+earlier feedback, as ``sieve train loop --previous`` carries them; ``--no-carry`` leaves them out), with the
+dataset teacher on another slice of train.
 Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round, or
 ``--epochs`` passes over the round's curriculum (which grows as feedback accumulates).
 Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev), of
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexical-weight", type=float, default=None,
                         help="serve each candidate with a lexical prior fitted on its curriculum at this weight "
                              "(default: as the model in service, i.e. none from a bare base)")
+    parser.add_argument("--no-carry", action="store_true",
+                        help="do not carry the previous round's curriculum into the next (feedback alone accumulates)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/flywheel")
     args = parser.parse_args(argv)
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     history = [{"round": 0, "model": current, "dev": dev_score(current, root, dev)}]
     print(f"round 0: {current} dev[:{len(dev)}] {history[0]['dev']}", flush=True)
     feedback_files: list[str] = []
+    carried: tuple[str, ...] = ()
     for k in range(1, args.rounds + 1):
         began = time.monotonic()
         batch = stream[(k - 1) * args.per_round: k * args.per_round]
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher = DatasetTeacher(teacher_pool, DatasetTeacherConfig(seed=args.seed + k), exclude=heldout.item_keys())
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
-                            models_root=str(root), feedback=tuple(feedback_files), base=base,
+                            models_root=str(root), feedback=tuple(feedback_files), previous=carried, base=base,
                             lexical_weight=args.lexical_weight,
                             finetune=FinetuneConfig(**{**recipe,
                                                        "max_steps": None if args.epochs else args.max_steps,
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                  "promoted": bool(result.promoted), "heldout": result.current,
                  "dev": dev_score(current, root, dev), "seconds": round(time.monotonic() - began, 1)}
         candidate = Path(config.run_dir) / "round-01" / "candidate"
+        if not args.no_carry and (candidate.parent / "curriculum.jsonl").is_file():
+            carried = (str(candidate.parent / "curriculum.jsonl"),)
         if not result.promoted and (candidate / "manifest.json").is_file():  # was rejecting it right?
             entry["rejected_candidate_dev"] = dev_score(str(candidate), root, dev)
         history.append(entry)

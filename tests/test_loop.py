@@ -64,6 +64,20 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     assert tuned.model_id == model.model_id
     assert max(abs(tuned.probabilities[k] - plain.probabilities[k]) for k in plain.probabilities) > 1e-4
 
+    # the next run, on no new feedback, carries this run's curriculum forward (`sieve train loop --previous`)
+    again = LoopConfig(run_dir=str(tmp_path / "run2"), rounds=1, exam_size=4, examples_per_round=4,
+                       previous=(str(tmp_path / "run" / "round-01" / "curriculum.jsonl"),),
+                       start_from="default", model_name="default", models_root=str(tmp_path / "models"),
+                       promotion=PromotionRule(min_gain=-1.0),
+                       finetune=FinetuneConfig(max_steps=1, grad_accum=1, lr=2e-3, checkpoint_every=0))
+    run_loop(config=again, teacher=DatasetTeacher(rest, DatasetTeacherConfig(seed=1), exclude=heldout.item_keys()),
+             heldout=heldout, log=lambda _: None)
+    carried = load_jsonl(tmp_path / "run2" / "round-01" / "curriculum.jsonl")
+    stats = json.loads((tmp_path / "run2" / "round-01" / "curriculum.stats.json").read_text())
+    assert {item_key(e) for e in curriculum} <= {item_key(e) for e in carried}
+    assert stats["previous"] == sum(e.meta["origin"] == "previous" for e in carried) > 0
+    assert resolve_model("default", tmp_path / "models").lexical[1] == 0.5  # the parent's weight, kept
+
 
 @pytest.mark.slow
 def test_a_spent_teacher_budget_ends_the_run_cleanly(tmp_path, small) -> None:

@@ -136,7 +136,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
     config = LoopConfig(run_dir=args.run_dir, rounds=args.rounds, max_seconds=args.max_seconds,
                         exam_size=args.exam_size, examples_per_round=args.examples, start_from=args.start_from,
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
-                        feedback=tuple(args.feedback), lexical_weight=args.lexical_weight,
+                        feedback=tuple(args.feedback), previous=tuple(args.previous),
+                        lexical_weight=args.lexical_weight,
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
                                                 seed=args.seed, code_chars=args.code_chars))
     result = run_loop(config, teacher, heldout)
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exam-size", type=int, default=40)
     p.add_argument("--examples", type=int, default=200, help="teacher-written training items per round")
     p.add_argument("--feedback", nargs="*", default=[], help="`sieve feedback export` files to fold in")
+    p.add_argument("--previous", nargs="*", default=[],
+                   help="curriculum.jsonl files of earlier loop runs to carry into the first round")
     p.add_argument("--start-from", default="default", help="current student (name, folder or 'base')")
     p.add_argument("--lexical-weight", type=float, default=None,
                    help="weight of a lexical prior fitted on each candidate's curriculum, 0 to 1 (default: the "

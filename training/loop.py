@@ -52,6 +52,9 @@ class LoopConfig:
     models_root: str = ""  # registry folder (default: the repository's models/)
     base: str = "smollm2"  # base GGUF the adapter is trained for
     feedback: tuple[str, ...] = ()  # `sieve feedback export` files folded into the first curriculum
+    #: earlier runs' ``curriculum.jsonl`` files, carried into the first round as "previous" items (decayed by
+    #: ``curriculum.previous_weight``), so a loop run on new feedback keeps what earlier runs taught
+    previous: tuple[str, ...] = ()
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     promotion: PromotionRule = field(default_factory=PromotionRule)
     finetune: Any = None  # training.finetune.FinetuneConfig (built with defaults when None)
@@ -90,7 +93,7 @@ def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_facto
     log(f"round 0: {current.model_id} held-out {_fmt(current_score)}")
     _append(run_dir, {"round": 0, "model": current.model_id, "heldout": current_score})
     feedback = _load_feedback(config)
-    previous: list[Example] = []
+    previous = _load_previous(config)
     rounds: list[dict[str, Any]] = []
     promoted: list[int] = []
     stop = f"{config.rounds} rounds done"
@@ -208,6 +211,12 @@ def _load_feedback(config: LoopConfig) -> list[Example]:
     from training.curriculum import load_feedback
 
     return [e for path in config.feedback for e in load_feedback(path, config.curriculum)]
+
+
+def _load_previous(config: LoopConfig) -> list[Example]:
+    from training.examples import load_jsonl
+
+    return [e for path in config.previous for e in load_jsonl(path)]
 
 
 def _entry(k: int, evaluation: Evaluation, stats: dict[str, Any], trained: Any, report: Report,
