@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexical-weight", type=float, default=None,
                         help="serve each candidate with a lexical prior fitted on its curriculum at this weight "
                              "(default: as the model in service, i.e. none from a bare base)")
+    parser.add_argument("--warm-start", action="store_true",
+                        help="each round's candidate trains on from the adapter in service (sieve train loop --warm-start)")
     parser.add_argument("--no-carry", action="store_true",
                         help="do not carry the previous round's curriculum into the next (feedback alone accumulates)")
     parser.add_argument("--seed", type=int, default=0)
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files), previous=carried, base=base,
-                            lexical_weight=args.lexical_weight,
+                            lexical_weight=args.lexical_weight, warm_start=args.warm_start,
                             finetune=FinetuneConfig(**{**recipe,
                                                        "max_steps": None if args.epochs else args.max_steps,
                                                        "epochs": args.epochs or 1.0,

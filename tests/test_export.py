@@ -98,6 +98,38 @@ def test_llamacpp_with_exported_adapter_matches_transformers(random_adapter):
                 assert delta_hf * delta_cpp > 0, (i, k, delta_hf, delta_cpp)
 
 
+@needs_heavy
+def test_import_reads_an_exported_adapter_back_for_a_warm_start(random_adapter):
+    """GGUF → peft is the inverse of the export (q/k rows un-permuted): same weights within f16, same
+    label probabilities; a model of another rank or other adapted layers is refused, not half-loaded."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training.export import export_adapter, import_adapter
+    from training.finetune import FinetuneConfig, add_lora, label_probabilities, load_base
+
+    folder, _, hf_tuned = random_adapter
+    path = export_adapter(folder / "peft", folder / "back.gguf")
+    torch.manual_seed(1)
+    model, tokenizer = load_base("smollm2")
+    fresh = add_lora(model, FinetuneConfig(rank=4, alpha=8, dropout=0.0))
+    assert import_adapter(fresh, path) == 30 * 7
+    saved = load_file(str(folder / "peft" / "adapter_model.safetensors"))
+    loaded = {name.replace(".default", ""): p for name, p in fresh.named_parameters() if "lora_" in name}
+    assert set(loaded) == set(saved)
+    worst = max(float((loaded[k].detach() - saved[k]).abs().max() / saved[k].abs().max()) for k in saved)
+    assert worst < 1e-3, worst  # f16 storage
+    probs = label_probabilities(fresh, tokenizer, PROMPTS)
+    gap = max(abs(probs[i][k] - hf_tuned[i][k]) for i in range(len(PROMPTS)) for k in LABELS)
+    assert gap < 2e-3, gap
+    with pytest.raises(TrainingError, match="LoRA shapes"):
+        import_adapter(add_lora(load_base("smollm2")[0], FinetuneConfig(rank=8, alpha=16)), path)
+    with pytest.raises(TrainingError, match="no module to go to"):
+        import_adapter(add_lora(load_base("smollm2")[0], FinetuneConfig(rank=4, alpha=8, freeze_layers=4)), path)
+    with pytest.raises(TrainingError, match="alpha"):
+        import_adapter(add_lora(load_base("smollm2")[0], FinetuneConfig(rank=4, alpha=4)), path)
+
+
 def test_export_of_a_folder_without_adapter_is_a_clear_error(tmp_path):
     from training.export import export_adapter
 

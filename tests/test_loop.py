@@ -65,7 +65,8 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     assert max(abs(tuned.probabilities[k] - plain.probabilities[k]) for k in plain.probabilities) > 1e-4
 
     # the next run, on no new feedback, carries this run's curriculum forward (`sieve train loop --previous`)
-    again = LoopConfig(run_dir=str(tmp_path / "run2"), rounds=1, exam_size=4, examples_per_round=4,
+    # and trains on from the adapter in service (`--warm-start`)
+    again = LoopConfig(run_dir=str(tmp_path / "run2"), rounds=1, exam_size=4, examples_per_round=4, warm_start=True,
                        previous=(str(tmp_path / "run" / "round-01" / "curriculum.jsonl"),),
                        start_from="default", model_name="default", models_root=str(tmp_path / "models"),
                        promotion=PromotionRule(min_gain=-1.0),
@@ -76,7 +77,10 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     stats = json.loads((tmp_path / "run2" / "round-01" / "curriculum.stats.json").read_text())
     assert {item_key(e) for e in curriculum} <= {item_key(e) for e in carried}
     assert stats["previous"] == sum(e.meta["origin"] == "previous" for e in carried) > 0
-    assert resolve_model("default", tmp_path / "models").lexical[1] == 0.5  # the parent's weight, kept
+    second = resolve_model("default", tmp_path / "models")
+    assert second.lexical[1] == 0.5  # the parent's weight, kept
+    assert second.manifest["hyperparameters"]["init_adapter"] == str(model.adapter_path)
+    assert second.model_id != model.model_id
 
 
 @pytest.mark.slow

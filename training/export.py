@@ -131,6 +131,69 @@ def export_adapter(peft_dir: Path, out_path: Path, *, base: str = "smollm2") -> 
     return out_path
 
 
+def import_adapter(model, gguf_path: Path, *, base: str = "smollm2") -> int:
+    """Load a GGUF LoRA adapter written by :func:`export_adapter` into a peft model's LoRA weights.
+
+    The inverse of the export (rows of q/k ``lora_b`` un-permuted for LLaMA-family bases), so a model folder,
+    which holds only the GGUF, can be trained further (the loop's warm start). The peft model must have the
+    same rank and adapt the same modules; anything else is a clear error, never a silent partial load.
+    Returns the number of matrices pairs loaded.
+    """
+    import gguf
+    import numpy as np
+    import torch
+
+    gguf_path = Path(gguf_path)
+    if not gguf_path.is_file():
+        raise TrainingError(f"no adapter at {gguf_path}", hint="warm start needs the parent's adapter.gguf")
+    reader = gguf.GGUFReader(str(gguf_path))
+    stored = {t.name: t for t in reader.tensors}
+    alpha_field = reader.fields.get(gguf.Keys.Adapter.LORA_ALPHA)
+    alpha = float(alpha_field.parts[-1][0]) if alpha_field is not None else None
+    meta = _base_meta(base_gguf_path(base))
+    name_map = gguf.get_tensor_name_map(_arch_enum(meta["arch"]), meta["n_blocks"])
+    used: set[str] = set()
+    for module_name, module in model.named_modules():
+        if not hasattr(module, "lora_A") or "default" not in module.lora_A:
+            continue
+        hf = module_name.removeprefix("base_model.model.")
+        name = _gguf_name(name_map, hf + ".weight")
+        if name + ".lora_a" not in stored:
+            raise TrainingError(f"{gguf_path.name} does not adapt {hf}",
+                                hint="warm start needs the same targets and frozen layers as the parent's recipe")
+        a = np.asarray(stored[name + ".lora_a"].data, dtype=np.float32)
+        b = np.asarray(stored[name + ".lora_b"].data, dtype=np.float32)
+        if hf.endswith("q_proj") and meta["arch"] == "llama":
+            b = _unpermute_rows(b, meta["n_head"])
+        elif hf.endswith("k_proj") and meta["arch"] == "llama":
+            b = _unpermute_rows(b, meta["n_head_kv"])
+        target_a, target_b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        if tuple(a.shape) != tuple(target_a.shape) or tuple(b.shape) != tuple(target_b.shape):
+            raise TrainingError(f"{gguf_path.name}: {hf} has LoRA shapes {a.shape} / {b.shape}, the model "
+                                f"{tuple(target_a.shape)} / {tuple(target_b.shape)}",
+                                hint="warm start needs the parent's rank and base")
+        scaling = module.scaling["default"]
+        if alpha is not None and not math.isclose(alpha / a.shape[0], scaling, rel_tol=1e-6):
+            raise TrainingError(f"{gguf_path.name}: LoRA alpha {alpha:g} (scale {alpha / a.shape[0]:g}) but the "
+                                f"model scales by {scaling:g}", hint="warm start needs the parent's alpha and rank")
+        with torch.no_grad():
+            target_a.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+            target_b.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        used.update((name + ".lora_a", name + ".lora_b"))
+    left = sorted(set(stored) - used)
+    if not used or left:
+        raise TrainingError(f"{gguf_path.name}: {len(left)} adapter tensors have no module to go to "
+                            f"(first: {left[0] if left else 'none loaded'})",
+                            hint="warm start needs the same base, targets and frozen layers as the parent")
+    return len(used) // 2
+
+
+def _unpermute_rows(weight, n_head: int):
+    """Inverse of :func:`_permute_rows`."""
+    out, *rest = weight.shape
+    return weight.reshape(n_head, out // n_head // 2, 2, *rest).swapaxes(1, 2).reshape(weight.shape)
+
+
 def _arch_enum(arch: str):
     """The gguf MODEL_ARCH member for an architecture name read from a GGUF file."""
     import gguf

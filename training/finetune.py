@@ -80,6 +80,8 @@ class FinetuneConfig:
     code_chars: int = _opt(MAX_CODE_CHARS, "characters of code kept in the prompt (the tail: the commented line); "
                                            "0 rates on the review text alone. Recorded in the manifest: the "
                                            "rater keeps the same")
+    init_adapter: str = _opt("", "GGUF LoRA adapter to start from (warm start: the parent's adapter.gguf; same base, "
+                                 "rank, alpha, targets and frozen layers); empty: a fresh LoRA")
     template: str = _opt("", "prompt template (bot.prompt.TEMPLATES); empty: the base's own (chatml for SmolLM2, "
                              "plain for the Gemma 3 270M base model)")
 
@@ -396,6 +398,10 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     accelerator = _accelerator(config)
     model, tokenizer = load_base(config.base)
     model = add_lora(model, config)
+    if config.init_adapter:
+        from training.export import import_adapter
+
+        import_adapter(model, Path(config.init_adapter), base=config.base)
     template = config.prompt_template()
     plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
     encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template, config.code_chars)

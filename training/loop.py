@@ -23,7 +23,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ class LoopConfig:
     #: weight of a lexical prior fitted on each candidate's curriculum (bot.rater.lexical); None: the current
     #: model's own weight (0 when it has no prior), so a candidate is served the way its parent is
     lexical_weight: float | None = None
+    #: train each candidate on from its parent's adapter (same recipe) instead of a fresh LoRA, so a round
+    #: adds to what the model in service knows rather than relearning it from the base
+    warm_start: bool = False
 
 
 @dataclass
@@ -165,6 +168,8 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
 
     assert_no_leak(examples, heldout)
     ft_config = config.finetune or FinetuneConfig(base=config.base)
+    if config.warm_start and parent.adapter_path is not None:
+        ft_config = replace(ft_config, init_adapter=str(parent.adapter_path))
     result = finetune(examples, ft_config, round_dir / "finetune", progress=False)
     folder = round_dir / "candidate"
     folder.mkdir(parents=True, exist_ok=True)
