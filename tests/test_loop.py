@@ -116,6 +116,10 @@ def test_cli_finetune_and_export_carry_the_code_cap_into_the_manifest(tmp_path, 
     assert train_main(["export", "--peft", str(tmp_path / "ft" / "adapter"), "--out", str(out), "--manifest"]) == 0
     model = resolve_model(out.parent)
     assert model.code_chars == 0 and model.template == "chatml"
+    assert train_main(["finetune", "--data", str(data), "--out", str(tmp_path / "ft2"), "--max-steps", "1",
+                       "--grad-accum", "2", "--code-chars", "0", "--init-adapter", str(out)]) == 0
+    again = json.loads((tmp_path / "ft2" / "adapter" / "sieve_finetune.json").read_text())
+    assert again["config"]["init_adapter"] == str(out)
     rater = llamacpp_rater(model)
     try:
         item = next(e for e in pool if e.code.strip())

@@ -89,7 +89,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.heldout:
         assert_no_leak(examples, Exam.load(args.heldout))
     config = FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs, rank=args.rank,
-                            lr=args.lr, grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars)
+                            lr=args.lr, grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars,
+                            init_adapter=args.init_adapter or "")
     result = finetune(examples, config, Path(args.out), resume=args.resume)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {result.final_loss:.4f}); "
           f"adapter at {result.peft_dir}")
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-adapter", help="GGUF LoRA adapter to train on from (e.g. models/default/adapter.gguf; "
+                                          "same base, rank and layers)")
     p = sub.add_parser("export", help="peft adapter → GGUF LoRA adapter (+ manifest)")
     p.add_argument("--peft", required=True, help="peft adapter folder")
     p.add_argument("--out", required=True, help="adapter .gguf path (its folder becomes the model folder)")
