@@ -70,7 +70,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
                        previous=(str(tmp_path / "run" / "round-01" / "curriculum.jsonl"),),
                        start_from="default", model_name="default", models_root=str(tmp_path / "models"),
                        promotion=PromotionRule(min_gain=-1.0),
-                       finetune=FinetuneConfig(max_steps=1, grad_accum=1, lr=2e-3, checkpoint_every=0))
+                       finetune=FinetuneConfig(max_steps=1, grad_accum=1, lr=2e-3, checkpoint_every=0, rank=4))
     run_loop(config=again, teacher=DatasetTeacher(rest, DatasetTeacherConfig(seed=1), exclude=heldout.item_keys()),
              heldout=heldout, log=lambda _: None)
     carried = load_jsonl(tmp_path / "run2" / "round-01" / "curriculum.jsonl")
@@ -80,6 +80,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     second = resolve_model("default", tmp_path / "models")
     assert second.lexical[1] == 0.5  # the parent's weight, kept
     assert second.manifest["hyperparameters"]["init_adapter"] == str(model.adapter_path)
+    assert second.manifest["hyperparameters"]["rank"] == 16  # the parent's LoRA shape, not the config's rank 4
     assert second.model_id != model.model_id
 
 

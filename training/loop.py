@@ -36,6 +36,8 @@ from training.registry import PromotionRule, promote, write_manifest
 from training.teacher import Evaluation, Teacher, TeacherBudgetSpent
 
 RaterFactory = Callable[[ModelInfo], Any]
+#: what a warm-started candidate takes from its parent's manifest: the LoRA's shape must match the adapter it loads
+LORA_SHAPE = ("rank", "alpha", "targets", "freeze_layers")
 
 
 @dataclass
@@ -168,8 +170,10 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
 
     assert_no_leak(examples, heldout)
     ft_config = config.finetune or FinetuneConfig(base=config.base)
-    if config.warm_start and parent.adapter_path is not None:
-        ft_config = replace(ft_config, init_adapter=str(parent.adapter_path))
+    if config.warm_start and parent.adapter_path is not None:  # the adapter's shape is the parent's
+        recorded = parent.manifest.get("hyperparameters") or {}
+        shape = {k: tuple(v) if k == "targets" else v for k, v in recorded.items() if k in LORA_SHAPE}
+        ft_config = replace(ft_config, **shape, init_adapter=str(parent.adapter_path))
     result = finetune(examples, ft_config, round_dir / "finetune", progress=False)
     folder = round_dir / "candidate"
     folder.mkdir(parents=True, exist_ok=True)
