@@ -11,7 +11,9 @@ loop round runs on all feedback so far plus the previous round's curriculum (its
 earlier feedback, as ``sieve train loop --previous`` carries them; ``--no-carry`` leaves them out), with the
 dataset teacher on another slice of train.
 Training uses the default student's recipe (``training.recipe``) with ``--max-steps`` steps per round, or
-``--epochs`` passes over the round's curriculum (which grows as feedback accumulates).
+``--epochs`` passes over the round's curriculum (which grows as feedback accumulates); from round 2 on, each
+candidate trains on from the adapter in service, as ``sieve train loop`` does (``--fresh``: a new LoRA each
+round).
 Reported after each round: accuracy / macro-F1 on the first ``--dev-limit`` dev items (0: all of dev), of
 the model in service and, when the held-out exam rejected the round's candidate, of that candidate too.
 Everything is written under ``--out`` with its own model registry; ``models/`` is not touched.
@@ -83,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lexical-weight", type=float, default=None,
                         help="serve each candidate with a lexical prior fitted on its curriculum at this weight "
                              "(default: as the model in service, i.e. none from a bare base)")
-    parser.add_argument("--warm-start", action="store_true",
-                        help="each round's candidate trains on from the adapter in service (sieve train loop --warm-start)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each round's candidate is a fresh LoRA (sieve train loop --fresh); default: it trains "
+                             "on from the adapter in service")
     parser.add_argument("--no-carry", action="store_true",
                         help="do not carry the previous round's curriculum into the next (feedback alone accumulates)")
     parser.add_argument("--seed", type=int, default=0)
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config = LoopConfig(run_dir=str(out / f"round-{k:02d}" / "loop"), rounds=1, exam_size=8,
                             examples_per_round=args.teacher_examples, start_from=current, model_name="default",
                             models_root=str(root), feedback=tuple(feedback_files), previous=carried, base=base,
-                            lexical_weight=args.lexical_weight, warm_start=args.warm_start,
+                            lexical_weight=args.lexical_weight, warm_start=not args.fresh,
                             finetune=FinetuneConfig(**{**recipe,
                                                        "max_steps": None if args.epochs else args.max_steps,
                                                        "epochs": args.epochs or 1.0,

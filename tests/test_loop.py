@@ -65,8 +65,8 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     assert max(abs(tuned.probabilities[k] - plain.probabilities[k]) for k in plain.probabilities) > 1e-4
 
     # the next run, on no new feedback, carries this run's curriculum forward (`sieve train loop --previous`)
-    # and trains on from the adapter in service (`--warm-start`)
-    again = LoopConfig(run_dir=str(tmp_path / "run2"), rounds=1, exam_size=4, examples_per_round=4, warm_start=True,
+    # and trains on from the adapter in service (the default; `--fresh` opts out)
+    again = LoopConfig(run_dir=str(tmp_path / "run2"), rounds=1, exam_size=4, examples_per_round=4,
                        previous=(str(tmp_path / "run" / "round-01" / "curriculum.jsonl"),),
                        start_from="default", model_name="default", models_root=str(tmp_path / "models"),
                        promotion=PromotionRule(min_gain=-1.0),

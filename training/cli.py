@@ -138,7 +138,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
                         exam_size=args.exam_size, examples_per_round=args.examples, start_from=args.start_from,
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
                         feedback=tuple(args.feedback), previous=tuple(args.previous),
-                        lexical_weight=args.lexical_weight, warm_start=args.warm_start,
+                        lexical_weight=args.lexical_weight, warm_start=not args.fresh,
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
                                                 seed=args.seed, code_chars=args.code_chars))
     result = run_loop(config, teacher, heldout)
@@ -222,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--previous", nargs="*", default=[],
                    help="curriculum.jsonl files of earlier loop runs to carry into the first round")
     p.add_argument("--start-from", default="default", help="current student (name, folder or 'base')")
-    p.add_argument("--warm-start", action="store_true",
-                   help="train candidates on from the current student's adapter instead of a fresh LoRA")
+    p.add_argument("--fresh", action="store_true",
+                   help="train each candidate as a fresh LoRA on the base (default: on from the current student's "
+                        "adapter, with its rank, alpha, targets and frozen layers)")
     p.add_argument("--lexical-weight", type=float, default=None,
                    help="weight of a lexical prior fitted on each candidate's curriculum, 0 to 1 (default: the "
                         "--start-from student's; 0 serves the student alone)")

@@ -63,9 +63,10 @@ class LoopConfig:
     #: weight of a lexical prior fitted on each candidate's curriculum (bot.rater.lexical); None: the current
     #: model's own weight (0 when it has no prior), so a candidate is served the way its parent is
     lexical_weight: float | None = None
-    #: train each candidate on from its parent's adapter (same recipe) instead of a fresh LoRA, so a round
-    #: adds to what the model in service knows rather than relearning it from the base
-    warm_start: bool = False
+    #: train each candidate on from its parent's adapter (its LoRA shape taken from the parent's manifest)
+    #: instead of a fresh LoRA, so a round adds to what the model in service knows rather than relearning it
+    #: from the base; a parent without an adapter (a bare base) starts fresh either way
+    warm_start: bool = True
 
 
 @dataclass
