@@ -137,7 +137,7 @@ def import_adapter(model, gguf_path: Path, *, base: str = "smollm2") -> int:
     The inverse of the export (rows of q/k ``lora_b`` un-permuted for LLaMA-family bases), so a model folder,
     which holds only the GGUF, can be trained further (the loop's warm start). The peft model must have the
     same rank and adapt the same modules; anything else is a clear error, never a silent partial load.
-    Returns the number of matrices pairs loaded.
+    Returns the number of adapted matrices loaded (one A/B pair each).
     """
     import gguf
     import numpy as np

@@ -31,7 +31,7 @@ from bot.models import ModelInfo, default_root, resolve_model
 from training.curriculum import CurriculumConfig, build_curriculum
 from training.evaluate import Report, evaluate
 from training.exam import Exam, assert_no_leak
-from training.examples import Example, data_hash
+from training.examples import Example, data_hash, load_jsonl
 from training.registry import PromotionRule, promote, write_manifest
 from training.teacher import Evaluation, Teacher, TeacherBudgetSpent
 
@@ -224,8 +224,6 @@ def _load_feedback(config: LoopConfig) -> list[Example]:
 
 
 def _load_previous(config: LoopConfig) -> list[Example]:
-    from training.examples import load_jsonl
-
     return [e for path in config.previous for e in load_jsonl(path)]
 
 
