@@ -85,14 +85,10 @@ def blend(student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]]
     """Normalised product-of-experts probabilities (what the served rater gives at ``weight``)."""
     import math
 
-    out = []
-    for s, p in zip(student, prior, strict=True):
-        scores = combine({label: math.log(max(s[label], 1e-12)) for label in LABELS}, p, weight)
-        top = max(scores.values())
-        exps = {label: math.exp(v - top) for label, v in scores.items()}
-        total = sum(exps.values())
-        out.append({label: v / total for label, v in exps.items()})
-    return out
+    from bot.rater.base import distribution
+
+    return [distribution(combine({label: math.log(max(s[label], 1e-12)) for label in LABELS}, p, weight))
+            for s, p in zip(student, prior, strict=True)]
 
 
 def choose_weight(examples: Sequence, student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]],

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import ModelError
+from bot.rater.base import distribution
 from bot.severity import LABELS
 
 FORMAT = "sieve-lexical-1"
@@ -129,10 +130,7 @@ class LexicalPrior:
         for block in self.blocks:
             for k, value in enumerate(block.logits(text, len(self.classes))):
                 logits[k] += value
-        top = max(logits)
-        exps = [math.exp(v - top) for v in logits]
-        total = sum(exps)
-        return {label: exps[self.classes.index(label)] / total for label in LABELS}
+        return distribution(dict(zip(self.classes, logits, strict=True)))
 
 
 def combine(student_scores: Mapping[str, float], prior: Mapping[str, float], weight: float) -> dict[str, float]:
