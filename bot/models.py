@@ -19,6 +19,7 @@ from typing import Any
 
 from bot.errors import ModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
+from bot.rater.lexical import REFIT_HINT
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path
 
 MANIFEST = "manifest.json"
@@ -94,7 +95,7 @@ def parse_lexical(raw: Any, folder: Path | None, where: str = "model") -> tuple[
     """Validate a ``lexical`` entry: absent, or ``{"file": ..., "weight": w}`` with 0 <= w <= 1."""
     if raw is None:
         return None
-    hint = "re-write it with `python -m training.recipe --out MODEL_DIR --recalibrate` or remove lexical"
+    hint = REFIT_HINT
     weight = raw.get("weight") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or not isinstance(raw.get("file"), str) or isinstance(weight, bool) \
             or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:

@@ -32,6 +32,9 @@ from bot.severity import LABELS
 FORMAT = "sieve-lexical-1"
 #: Longest review text the prior reads (longer text only adds cost; the student reads at most 600 characters).
 MAX_CHARS = 4000
+#: What to do about a bad prior file or manifest entry (one wording for both checks).
+REFIT_HINT = ("re-write it with `python -m training.recipe --out MODEL_DIR --recalibrate` or remove `lexical` "
+              "from the manifest")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class LexicalPrior:
     def load(cls, path: str | Path) -> LexicalPrior:
         """Read a prior written by ``training.lexical.export_prior``; a clear ModelError when it is not one."""
         path = Path(path)
-        hint = "re-write it with `python -m training.recipe --out MODEL_DIR --recalibrate` or remove `lexical` from the manifest"
+        hint = REFIT_HINT
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
