@@ -64,8 +64,8 @@ def run_steps(model, params, encoded, plan, context, steps: int, grad_accum: int
     return sum(times[1:]) / steps
 
 
-#: base -> (bottom layers the frozen-bottom mode freezes, recipe the prompt settings come from)
-BASES = {"smollm2": (20, "smollm2"), "gemma3-270m": (4, "default")}
+#: base -> (decoder layers, bottom layers the frozen-bottom mode freezes, recipe the prompt settings come from)
+BASES = {"smollm2": (30, 20, "smollm2"), "gemma3-270m": (18, 4, "default")}
 
 
 def measure(mode: str, items, steps: int, grad_accum: int, base: str = "smollm2") -> dict:
@@ -75,7 +75,7 @@ def measure(mode: str, items, steps: int, grad_accum: int, base: str = "smollm2"
 
     before = peak_mb()
     model, tokenizer = load_base(base)
-    frozen, recipe = BASES[base]
+    _, frozen, recipe = BASES[base]
     freeze = frozen if mode.startswith("lora-top") else 0
     settings = FinetuneConfig(**{**RECIPES[recipe], "dropout": 0.0, "freeze_layers": freeze})
     if mode.startswith("lora"):
@@ -114,8 +114,8 @@ def main() -> int:
         print(f"shared data not found at {path}; set SIEVE_SHARED", file=sys.stderr)
         return 2
     items = load_jsonl(path)[: args.steps * args.grad_accum + args.grad_accum]
-    layers = {"smollm2": 30, "gemma3-270m": 18}[args.base]
-    top = f"lora-top{layers - BASES[args.base][0]}"
+    layers, frozen, _ = BASES[args.base]
+    top = f"lora-top{layers - frozen}"
     rows = [measure(mode, items, args.steps, args.grad_accum, args.base) for mode in (top, "lora-all", "full")]
     print(f"base: {args.base}")
     print(f"{'mode':<11} {'trainable':>12} {'share':>8} {'s/step':>8} {'peak+MB':>8} {'shipped MB':>10}")
