@@ -132,6 +132,21 @@ class Finding:
     rule_id: str | None = None
     suggestion: str | None = None  # replacement text for the anchored line range, if proposed
     hint: str | None = None  # reviewer's own severity guess, if any (never trusted as the rating)
+    level: str | None = None  # the tool's own level for the rule (SARIF level, ruff category, security-severity)
+
+    @property
+    def tool(self) -> str:
+        """The analyser behind the finding ("ruff", a SARIF driver's name); "" for LLM and local reviewers,
+        whose text carries no tool metadata."""
+        if self.source.startswith("sarif:"):
+            return self.source.split(":", 1)[1]
+        return self.source if self.source == "ruff" else ""
+
+    def origin(self) -> str:
+        """The finding's origin as the student reads it (prompt v4): tool, rule and level; "" if none."""
+        from bot.prompt import origin_text
+
+        return origin_text(self.tool, self.rule_id if self.tool else "", self.level if self.tool else "")
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class ModelInfo:
         return {"model_path": str(self.base_path), "adapter_path": str(self.adapter_path) if self.adapter_path else None,
                 "model_id": self.model_id, "template": self.template, "label_bias": self.label_bias,
                 "code_chars": self.code_chars, "lexical_path": str(lexical[0]) if lexical else None,
-                "lexical_weight": lexical[1] if lexical else 0.0}
+                "lexical_weight": lexical[1] if lexical else 0.0, "prompt_version": self.prompt_version}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:

@@ -17,6 +17,7 @@ from bot.errors import TrainingError
 from bot.findings import Rating
 from bot.severity import LABELS, argmax_label
 from training.examples import Example
+from training import metrics
 
 SOURCE_GROUPS = ("crc-py", "sonar-python", "sven")
 
@@ -57,6 +58,7 @@ class Report:
     per_source: dict[str, dict[str, float]]
     mean_confidence: float | None = None
     ece: float | None = None
+    concordance: float | None = None  # pairs of different gold levels ordered right by expected severity
     labels: tuple[str, ...] = LABELS
     model_id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -72,7 +74,8 @@ class Report:
     def summary(self) -> dict[str, float]:
         """The headline numbers (what manifests and loop logs keep)."""
         return {"n": self.n, "accuracy": round(self.accuracy, 4), "band_accuracy": round(self.band_accuracy, 4),
-                "macro_f1": round(self.macro_f1, 4)}
+                "macro_f1": round(self.macro_f1, 4),
+                "concordance": None if self.concordance is None else round(self.concordance, 4)}
 
     def to_text(self) -> str:
         """A plain-text rendering for terminals and logs."""
@@ -80,7 +83,8 @@ class Report:
                  (f"accuracy {self.accuracy:.3f}   band accuracy {self.band_accuracy:.3f}   "
                   f"macro-F1 {self.macro_f1:.3f}")]
         if self.ece is not None:
-            lines.append(f"mean confidence {self.mean_confidence:.3f}   ECE {self.ece:.3f}")
+            lines.append(f"mean confidence {self.mean_confidence:.3f}   ECE {self.ece:.3f}"
+                         + (f"   concordance {self.concordance:.3f}" if self.concordance is not None else ""))
         lines.append("")
         lines.append(f"{'level':<10}{'precision':>10}{'recall':>8}{'F1':>7}{'support':>9}")
         for label in self.labels:
@@ -104,12 +108,17 @@ def predict(rater_or_predictions: TextRater | Sequence[Prediction],
             examples: Sequence[Example]) -> list[Prediction]:
     """Run a rater over the examples, or pass predictions through after checking their count."""
     if hasattr(rater_or_predictions, "rate_texts"):
-        return list(rater_or_predictions.rate_texts([(e.code, e.review) for e in examples]))
+        return list(rater_or_predictions.rate_texts([rater_input(e) for e in examples]))
     predictions = list(rater_or_predictions)  # type: ignore[arg-type]
     if len(predictions) != len(examples):
         raise TrainingError(f"{len(predictions)} predictions for {len(examples)} examples",
                             hint="give one prediction per example, in the same order")
     return predictions
+
+
+def rater_input(example: Example) -> tuple[str, str, str]:
+    """What a rater reads of an item: (code, review, origin) — the origin only when the item carries one."""
+    return example.code, example.review, str(example.meta.get("origin") or "")
 
 
 def label_and_probs(prediction: Prediction) -> tuple[str, dict[str, float] | None]:
@@ -136,6 +145,7 @@ def evaluate(rater_or_predictions: TextRater | Sequence[Prediction], examples: S
     probs = [p for _, p in pairs]
     if all(p is not None for p in probs):
         report.mean_confidence, report.ece = calibration(gold, probs, bins)  # type: ignore[arg-type]
+        report.concordance = metrics.concordance(gold, probs)  # type: ignore[arg-type]
     if not model_id and predictions and isinstance(predictions[0], Rating):
         model_id = predictions[0].model_id
     report.model_id = model_id
@@ -158,7 +168,7 @@ def _score_plain(gold: list[str], predicted: list[str], examples: Sequence[Examp
     n = len(gold)
     return {"n": n, "accuracy": sum(g == p for g, p in zip(gold, predicted)) / n,
             "band_accuracy": sum(_in_band(e, p) for e, p in zip(examples, predicted)) / n,
-            "macro_f1": _macro_f1(level_scores(_confusion(gold, predicted)))}
+            "macro_f1": metrics.macro_f1(metrics.level_scores(gold, predicted))}
 
 
 def _score(gold: list[str], predicted: list[str], examples: Sequence[Example]) -> Report:
@@ -170,28 +180,8 @@ def _score(gold: list[str], predicted: list[str], examples: Sequence[Example]) -
     per_source = {name: _score_plain([gold[i] for i in idx], [predicted[i] for i in idx],
                                      [examples[i] for i in idx]) for name, idx in groups.items()}
     return Report(n=len(gold), accuracy=overall["accuracy"], band_accuracy=overall["band_accuracy"],
-                  macro_f1=overall["macro_f1"], per_level=level_scores(confusion), confusion=confusion,
+                  macro_f1=overall["macro_f1"], per_level=metrics.level_scores(gold, predicted), confusion=confusion,
                   per_source=per_source)
-
-
-def level_scores(confusion: list[list[int]]) -> dict[str, dict[str, float]]:
-    """Precision, recall, F1 and support per level; 0 where undefined (no predictions / no gold)."""
-    out = {}
-    for i, label in enumerate(LABELS):
-        tp = confusion[i][i]
-        predicted = sum(row[i] for row in confusion)
-        support = sum(confusion[i])
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        out[label] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
-    return out
-
-
-def _macro_f1(per_level: dict[str, dict[str, float]]) -> float:
-    """Mean F1 over the levels present in the gold labels (absent levels would only add zeros)."""
-    present = [row["f1"] for row in per_level.values() if row["support"] > 0]
-    return sum(present) / len(present) if present else 0.0
 
 
 def calibration(gold: list[str], probs: list[dict[str, float]], bins: int = 10) -> tuple[float, float]:

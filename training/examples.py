@@ -138,7 +138,10 @@ def severity_split(name: str) -> Path:
 
 def group_key(example: Example) -> str:
     """Items that must land on the same side of a split: same repository (review comments), same commit
-    (CVE fixes) or same rule file (analyser fixtures) — the id minus its last dash-separated part."""
+    (CVE fixes) or same rule file (analyser fixtures) — the id minus its last dash-separated part; items that
+    name their group (analyser rules: ``tool:rule``) use it."""
+    if example.meta.get("group"):
+        return str(example.meta["group"])
     stem = example.id.rsplit("-", 1)[0] if "-" in example.id else example.id
     return f"{example.source.split('@')[0]}:{stem}"
 
@@ -173,8 +176,13 @@ def split_exam(examples: list[Example], fraction: float = 0.15, seed: int = 0) -
 
 
 def teacher_text(example: Example, code_chars: int = 0) -> str:
-    """What the dataset teacher reads: the review (the code excerpt made it worse on dev: 0.63 vs 0.68)."""
-    return example.review + ("\n" + example.code[-code_chars:] if code_chars else "")
+    """What the dataset teacher and the lexical prior read: exactly the student's view of the finding (origin
+    and capped, folded review: :func:`bot.prompt.expert_text`); the code excerpt only on request (it made the
+    teacher worse on dev: 0.63 vs 0.68)."""
+    from bot.prompt import expert_text
+
+    text = expert_text(example.review, str(example.meta.get("origin") or ""))
+    return text + ("\n" + example.code[-code_chars:] if code_chars else "")
 
 
 def tfidf_teacher(train: list[Example]):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bot.errors import ModelError, TrainingError
 from bot.models import packaged_base
-from bot.prompt import MAX_CODE_CHARS
+from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2": "smollm2", "smollm2-135m": "smollm2", "gemma3-270m": "gemma3-270m", "gemma": "gemma3-270m"}
@@ -210,38 +210,26 @@ def _arch_enum(arch: str):
 
 def rate_with_llamacpp(examples, base: str = "smollm2", adapter: Path | None = None,
                        weight_format: str = "auto", template: str = "chatml",
-                       code_chars: int = MAX_CODE_CHARS) -> list[dict[str, float]]:
+                       code_chars: int = MAX_CODE_CHARS,
+                       prompt_version: str = PROMPT_VERSION) -> list[dict[str, float]]:
     """Label probabilities from the serving rater (llama.cpp, base GGUF + adapter GGUF): what ships."""
     from bot.rater.llamacpp import LlamaCppRater
+    from training.evaluate import rater_input
 
     rater = LlamaCppRater(model_path=base_gguf_path(base), adapter_path=adapter, weight_format=weight_format,
-                          template=template, code_chars=code_chars)
+                          template=template, code_chars=code_chars, prompt_version=prompt_version)
     try:
-        return [dict(r.probabilities) for r in rater.rate_texts([(e.code, e.review) for e in examples])]
+        return [dict(r.probabilities) for r in rater.rate_texts([rater_input(e) for e in examples])]
     finally:
         rater.close()
 
 
 def severity_metrics(examples, probabilities: list[dict[str, float]]) -> dict:
-    """Exact accuracy, band accuracy (label in the lenient band), macro-F1 and per-level P/R/F1."""
-    from bot.severity import LABELS
+    """Every figure for rated items (accuracy, band, macro-F1 over present levels, concordance, ECE, per level):
+    :func:`training.metrics.severity_metrics`, the one definition."""
+    from training.metrics import severity_metrics as score
 
-    preds = [max(LABELS, key=lambda label, p=p: p.get(label, 0.0)) for p in probabilities]
-    gold = [e.label for e in examples]
-    n = max(1, len(gold))
-    per_level, f1s = {}, []
-    for label in LABELS:
-        tp = sum(1 for g, p in zip(gold, preds) if g == p == label)
-        predicted, actual = preds.count(label), gold.count(label)
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_level[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                            "support": actual, "predicted": predicted}
-        f1s.append(f1)
-    band = sum(1 for e, p in zip(examples, preds) if p == e.label or p in e.acceptable)
-    return {"n": len(gold), "accuracy": round(sum(g == p for g, p in zip(gold, preds)) / n, 4),
-            "band_accuracy": round(band / n, 4), "macro_f1": round(sum(f1s) / len(f1s), 4), "per_level": per_level}
+    return score(examples, probabilities)
 
 
 def calibrate_threshold(examples, probabilities: list[dict[str, float]], level: str = "major",

@@ -220,7 +220,7 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
            template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> Encoded:
     """Tokenise one example the way serving does: the whole rendered prompt, split after the prefix."""
     code = truncate_code(example.code, code_chars)[0] if code_chars else ""
-    parts = render(code, example.review, template)
+    parts = render(code, example.review, template, example_origin(example))
     ids = tokenizer(parts.text, add_special_tokens=True)["input_ids"]
     if ids[: len(prefix)] != prefix:
         raise TrainingError("the prompt prefix tokenises differently inside a full prompt",
@@ -234,6 +234,11 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
     allowed = [i for i, label in enumerate(LABELS) if label != rejected] if rejected in LABELS else None
     return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
                    soft=None if allowed else soft, weight=float(example.weight), allowed=allowed)
+
+
+def example_origin(example: Example) -> str:
+    """The origin line an item shows the student (``meta["origin"]``, set by :mod:`training.corpus`)."""
+    return str(example.meta.get("origin") or "")
 
 
 def label_scores(logits, enc: Encoded, plan: LabelPlan):

@@ -78,7 +78,9 @@ def export_prior(model, path: str | Path, digits: int = 7) -> Path:
 
 
 def prior_probabilities(prior: LexicalPrior, examples: Sequence) -> list[dict[str, float]]:
-    return [prior.probabilities(e.review) for e in examples]
+    from training.examples import teacher_text
+
+    return [prior.probabilities(teacher_text(e)) for e in examples]
 
 
 def blend(student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]], weight: float) -> list[dict[str, float]]:

@@ -55,11 +55,12 @@ def distribution(seq_logprobs: dict[str, float]) -> dict[str, float]:
     return {label: weights[label] / total for label in LABELS}
 
 
-def make_rating(seq_logprobs: dict[str, float], *, model_id: str, truncated: bool, tokens: int) -> Rating:
+def make_rating(seq_logprobs: dict[str, float], *, model_id: str, truncated: bool, tokens: int,
+                prompt_version: str = PROMPT_VERSION) -> Rating:
     """Build a Rating from per-label sequence log-probabilities."""
     probabilities = distribution(seq_logprobs)
     return Rating(probabilities=probabilities, severity=argmax_label(probabilities).label, model_id=model_id,
-                  prompt_version=PROMPT_VERSION, truncated=truncated, tokens=tokens)
+                  prompt_version=prompt_version, truncated=truncated, tokens=tokens)
 
 
 def clean_explanation(text: str) -> str:

@@ -28,7 +28,10 @@ from bot.prompt import (
     MAX_CODE_CHARS,
     MAX_REVIEW_CHARS,
     TEMPLATES,
+    PROMPT_VERSION,
     PromptParts,
+    check_version,
+    expert_text,
     render,
     render_explanation_request,
     truncate_code,
@@ -98,12 +101,14 @@ class LlamaCppRater:
                  weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
                  label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
-                 lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0) -> None:
+                 lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
+                 prompt_version: str = PROMPT_VERSION) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
         if template not in TEMPLATES:
             raise ConfigError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
         self.template = template
+        self.prompt_version = check_version(prompt_version)
         if not valid_code_chars(code_chars):
             raise ConfigError(f"code_chars must be a whole number >= 0, not {code_chars!r}",
                               hint="0 rates on the review text alone; the packaged prompt keeps 100")
@@ -182,14 +187,14 @@ class LlamaCppRater:
 
     # -- prompt fitting ------------------------------------------------------------------------
 
-    def _fit(self, code: str, review: str) -> tuple[PromptParts, list[int], bool]:
+    def _fit(self, code: str, review: str, origin: str = "") -> tuple[PromptParts, list[int], bool]:
         """Render and tokenize; cut code, then review, further until the prompt fits ``n_ctx``."""
         budget = self.n_ctx - self._label_room
         for review_cap in _REVIEW_CUTS:
             for code_cap in self._code_cuts:
                 cut_code, code_cut = truncate_code(code, code_cap) if code_cap else ("", bool(code))
-                cut_review, review_cut = truncate_review(review, review_cap)
-                parts = render(cut_code, cut_review, self.template)
+                cut_review, review_cut = truncate_review(review, review_cap, self.prompt_version)
+                parts = render(cut_code, cut_review, self.template, origin, self.prompt_version)
                 tokens = self._tokenize(parts.text, True)
                 if len(tokens) <= budget:
                     truncated = parts.truncated or code_cut or review_cut
@@ -266,13 +271,14 @@ class LlamaCppRater:
 
     # -- public API ----------------------------------------------------------------------------
 
-    def rate_texts(self, pairs: Sequence[tuple[str, str]]) -> list[Rating]:
-        """Rate raw (code, review) pairs, reusing the KV cache across them."""
+    def rate_texts(self, pairs: Sequence[tuple[str, ...]]) -> list[Rating]:
+        """Rate raw ``(code, review)`` pairs or ``(code, review, origin)`` triples, reusing the KV cache."""
         if self._llm is None:
             raise ModelError("this rater was closed", hint="create a new rater")
         ratings: list[Rating] = []
-        for code, review in pairs:
-            _, tokens, truncated = self._fit(code, review)
+        for item in pairs:
+            code, review, origin = (tuple(item) + ("",))[:3]
+            _, tokens, truncated = self._fit(code, review, origin)
             try:
                 scores, evaluated = self._score(tokens)
             except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
@@ -281,22 +287,24 @@ class LlamaCppRater:
             if self.label_bias:
                 scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
             if self.lexical is not None:
-                scores = combine(scores, self.lexical.probabilities(review), self.lexical_weight)
-            ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated))
+                prior = self.lexical.probabilities(expert_text(review, origin, self.prompt_version))
+                scores = combine(scores, prior, self.lexical_weight)
+            ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated,
+                                       prompt_version=self.prompt_version))
         return ratings
 
     def rate(self, findings: Sequence[Finding]) -> list[Rating]:
         """One rating per finding, in order."""
-        return self.rate_texts([(finding.code, finding.review) for finding in findings])
+        return self.rate_texts([(finding.code, finding.review, finding.origin()) for finding in findings])
 
     @property
     def llama(self):  # -> llama_cpp.Llama
         """The underlying llama_cpp.Llama (benchmarks compare against its plain generation path)."""
         return self._llm
 
-    def prompt_tokens(self, code: str, review: str) -> tuple[list[int], bool]:
+    def prompt_tokens(self, code: str, review: str, origin: str = "") -> tuple[list[int], bool]:
         """The exact token ids the model reads for one input (after any cut), and whether it was cut."""
-        _, tokens, truncated = self._fit(code, review)
+        _, tokens, truncated = self._fit(code, review, origin)
         return tokens, truncated
 
     def special_token_ids(self) -> set[int]:
@@ -317,7 +325,7 @@ class LlamaCppRater:
     def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
         """Greedy continuation after the chosen label; first line only; "" if unusable or on failure."""
         try:
-            parts, _, _ = self._fit(finding.code, finding.review)
+            parts, _, _ = self._fit(finding.code, finding.review, finding.origin())
             tokens = self._tokenize(render_explanation_request(parts, rating.severity), True)
             budget = min(max_tokens, self.n_ctx - len(tokens))
             if budget <= 0 or self._llm is None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ReviewerError
+from bot.reviewers.origin import ruff_level
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
 from bot.reviewers.base import (
     REVIEWERS,
@@ -129,7 +130,7 @@ class RuffReviewer:
         return Finding(anchor=anchor_on(hunk, line), review=f"{rule} {diag.get('message', '').strip()}",
                        source=self.name, code=code_for(hunk, line), rule_id=rule,
                        suggestion=self._suggestion(diag.get("fix"), sources[path], line),
-                       hint=diag.get("severity"))
+                       hint=diag.get("severity"), level=ruff_level(rule, find_ruff(self.config.executable)))
 
     def _suggestion(self, fix: dict[str, Any] | None, text: str, line: int) -> str | None:
         if not fix or not fix.get("edits"):

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ReviewerError
+from bot.reviewers.origin import sarif_level
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
 from bot.reviewers.base import (
     REVIEWERS,
@@ -87,7 +88,8 @@ class SarifReviewer:
                 anchor=anchor_on(hunk, line), review=_message(item, rule), source=f"sarif:{tool}",
                 code=code_for(hunk, line), rule_id=item.get("ruleId") or rule.get("id"),
                 suggestion=_suggestion(item, path, line, ctx, run, bases),
-                hint=item.get("level") or (rule.get("defaultConfiguration") or {}).get("level") or "warning"))
+                hint=item.get("level") or (rule.get("defaultConfiguration") or {}).get("level") or "warning",
+                level=sarif_level(item, rule)))
 
 
 def load_sarif(path: Path) -> dict[str, Any]:
