@@ -208,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", action="store_true", help="also write manifest.json next to it")
     p.add_argument("--name", help="model name for the manifest")
     p.add_argument("--data", help="training JSONL (for the manifest's data hash)")
+    p = sub.add_parser("corpus", help="turn analysers' own rule metadata into labelled examples (vendor-rule teacher)")
+    p.add_argument("--ruff", action="store_true", help="ruff's rule catalogue (`ruff rule --all`), by category")
+    p.add_argument("--ruff-executable", help="ruff to ask (default: next to Python, then PATH)")
+    p.add_argument("--sarif", nargs="*", default=[], help="SARIF logs whose rules (level, security-severity) to use")
+    p.add_argument("--analysers", help="a rows file like ../shared/data/analysers/analysers.jsonl")
+    p.add_argument("--out", required=True, help="JSONL to write (the training data's shape + tool, rule, level)")
     p = sub.add_parser("loop", help="K rounds of exam → grade → curriculum → finetune → export → promote")
     _finetune_args(p, inherit=True)
     p.add_argument("--teacher", choices=("dataset", "openai"), default="dataset")
@@ -270,7 +276,25 @@ def _finetune_args(p: argparse.ArgumentParser, inherit: bool = False) -> None:
                         + (" (default: the --start-from student's)" if inherit else ""))
 
 
-COMMANDS = {"exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from bot.reviewers.ruff import find_ruff
+    from training.corpus import build
+    from training.examples import dump_jsonl
+
+    if not (args.ruff or args.sarif or args.analysers):
+        raise TrainingError("nothing to build a corpus from", hint="give --ruff, --sarif FILE… or --analysers FILE")
+    items = build(ruff=args.ruff, ruff_executable=find_ruff(args.ruff_executable) if args.ruff else "ruff",
+                  sarif=args.sarif, analysers=args.analysers)
+    dump_jsonl(items, args.out)
+    tools = Counter(str(e.meta.get("tool")) for e in items)
+    print(f"wrote {len(items)} item(s) to {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(tools.items())),
+          file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"corpus": cmd_corpus, "exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,
             "export": cmd_export, "loop": cmd_loop}
 
 
