@@ -30,7 +30,8 @@ def test_hand_computed_accuracy_band_f1_and_confusion() -> None:
     assert report.band_accuracy == pytest.approx(5 / 6)
     assert report.confusion == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1]]
     # critical P=1 R=.5 F1=2/3; major P=.5 R=1 F1=2/3; minor P=0 R=0 F1=0; trivial P=.5 R=.5 F1=.5
-    assert report.per_level["critical"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert report.per_level["critical"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2,
+                                                         "predicted": 1})
     assert report.per_level["major"]["f1"] == pytest.approx(2 / 3)
     assert report.per_level["minor"]["f1"] == 0.0
     assert report.per_level["trivial"]["f1"] == pytest.approx(0.5)
