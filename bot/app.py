@@ -11,7 +11,7 @@ from typing import Callable
 
 from bot import plan as planning
 from bot.config import Config
-from bot.errors import ConfigError, DiffError, SieveError
+from bot.errors import DiffError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
 from bot.outcome import Outcome
 from bot.prompt import PROMPT_VERSION
@@ -58,22 +58,12 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
 
 
 def reviewer_config(name: str, config: Config):
-    """Translate the one Config into the named reviewer's own config dataclass."""
-    if name == "sarif":
-        from bot.reviewers.sarif import SarifConfig
+    """The named reviewer's options object, from its ``[reviewers.NAME]`` table (None: it takes none)."""
+    from bot.reviewers.base import REVIEWERS
 
-        if not config.sarif:
-            raise ConfigError("the sarif reviewer needs SARIF files", hint="pass --sarif FILE or set sarif = [...]")
-        return SarifConfig(paths=tuple(config.sarif))
-    if name == "llm":
-        from bot.reviewers.llm import LLMConfig
-
-        if not (config.llm_base_url and config.llm_model):
-            raise ConfigError("the llm reviewer needs an endpoint and a model",
-                              hint="pass --llm-base-url URL --llm-model NAME (or set them in .sieve.toml)")
-        return LLMConfig(base_url=config.llm_base_url, model=config.llm_model, api_key_env=config.llm_api_key_env,
-                         timeout_s=max(config.timeout, 1.0))
-    return None  # ruff and local use their defaults
+    if REVIEWERS.options_class(name) is None:
+        return None
+    return config.options(f"reviewers.{name}", ready=True)
 
 
 def make_reviewer(name: str, config: Config):
@@ -105,19 +95,25 @@ def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[l
 
 
 def make_rater(config: Config):
-    """The student rater named by the config (model resolved through the model registry)."""
+    """The student rater named by the config; a rater that loads a model gets it through the model registry."""
     from bot.models import resolve_model
-    from bot.rater.base import RATERS
+    from bot.rater import RATERS
 
-    if config.rater == "openai":
-        importlib.import_module("bot.rater.openai")
-        return RATERS.create("openai", base_url=config.rater_base_url, model=config.rater_model)
-    importlib.import_module("bot.rater.llamacpp")
-    info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
-    options = info.rater_options()
-    if not config.lexical:
-        options.update(lexical_path=None, lexical_weight=0.0)
-    return RATERS.create("llamacpp", weight_format=config.weight_format, **options)
+    options = config.options(f"rater.{config.rater}", ready=True) if RATERS.options_class(config.rater) else None
+    kwargs = options.rater_kwargs() if options is not None else {}
+    if getattr(options, "loads_model", False):
+        info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
+        kwargs.update(info.rater_options(lexical=config.lexical))
+    return RATERS.create(config.rater, **kwargs)
+
+
+def make_host(name: str, config: Config, token: str, url: str = ""):
+    """The host ``name`` (github, gitlab) with its ``[NAME]`` settings; ``url`` (from the CI job) wins."""
+    importlib.import_module(f"bot.hosts.{name}")  # registers it
+    from bot.hosts.base import HOSTS
+
+    options = config.options(name, {"url": url} if url else None)
+    return HOSTS.create(name, token, **options.host_kwargs())
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from bot.severity import LABELS, MEANINGS
 
 PROMPT_VERSION = "sieve-severity-v3"
+VERSIONS = (PROMPT_VERSION,)
 
 #: Caps on what the student reads, in characters. The review carries most of the signal (a TF-IDF model on
 #: the review alone beats one that also reads the code), so the code is cut to the commented line and a
