@@ -30,10 +30,13 @@ class Source:
 
 def worktree_reader(root: Path) -> Callable[[str], bytes | None]:
     def read(path: str) -> bytes | None:
-        target = (root / path).resolve()
-        if root.resolve() not in target.parents or not target.is_file():
+        try:  # a name no file system can hold (NUL, too long) is simply not there
+            target = (root / path).resolve()
+            if root.resolve() not in target.parents or not target.is_file():
+                return None
+            return target.read_bytes()
+        except (OSError, ValueError):
             return None
-        return target.read_bytes()
 
     return read
 
@@ -42,7 +45,7 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
     from bot import diff as diffmod
 
     if len(data) > config.max_diff_bytes:
-        raise DiffError(f"the diff is {len(data) / 1e6:.1f} MB, over max_diff_bytes ({config.max_diff_bytes / 1e6:.0f} MB)",
+        raise DiffError(f"the diff is {len(data):,} bytes, over max_diff_bytes ({config.max_diff_bytes:,} bytes)",
                         hint="raise max_diff_bytes in .sieve.toml or review fewer commits at once")
     parsed = diffmod.parse(data)
     skips = [Skip(s.path, s.reason) for s in parsed.skipped]
@@ -94,16 +97,25 @@ def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[l
     return findings, skips, errors
 
 
-def make_rater(config: Config):
-    """The student rater named by the config; a rater that loads a model gets it through the model registry."""
+def rater_model(config: Config):
+    """The student the configured rater loads (resolved and verified: manifest, hashes, prompt version), or None
+    when that rater loads no local model. Cheap, so a review checks it before any reviewer runs."""
     from bot.models import resolve_model
+    from bot.rater import RATERS
+
+    if not getattr(RATERS.options_class(config.rater), "loads_model", False):
+        return None
+    return resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
+
+
+def make_rater(config: Config, model=None):
+    """The student rater named by the config; a rater that loads a model gets it through the model registry."""
     from bot.rater import RATERS
 
     options = config.options(f"rater.{config.rater}", ready=True) if RATERS.options_class(config.rater) else None
     kwargs = options.rater_kwargs() if options is not None else {}
     if getattr(options, "loads_model", False):
-        info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
-        kwargs.update(info.rater_options(lexical=config.lexical))
+        kwargs.update((model or rater_model(config)).rater_options(lexical=config.lexical))
     return RATERS.create(config.rater, **kwargs)
 
 
@@ -136,6 +148,7 @@ def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig
 def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None) -> Outcome:
     """The whole offline review path. Hosts call this with their fetched diff and existing comments."""
     started = time.perf_counter()
+    model = rater_model(config) if rater is None else None  # a broken model fails before any reviewer runs
     parsed, skips = parse_diff(source.diff, config)
     findings, reviewer_skips, errors = run_reviewers(parsed, source, config)
     skips += reviewer_skips
@@ -146,7 +159,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
     model_id = "-"
     ratings: list[Rating] = []
     if findings:
-        rater = rater or make_rater(config)
+        rater = rater or make_rater(config, model)
         model_id = rater.model_id
         ratings, error = rate_all(rater, findings)
         if error:

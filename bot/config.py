@@ -20,6 +20,7 @@ both in one place is an error, and a later layer (environment, flags) overrides 
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import tomllib
@@ -30,7 +31,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.registry import check_url
+from bot.registry import is_url
 from bot.severity import LABELS, Severity, parse_severity
 
 
@@ -176,16 +177,25 @@ def _expected(name: str) -> str:
         kind, "a list of strings")
 
 
+def _show(value: Any) -> str:
+    """A value as it is written in TOML (true, 2.9, "text", ["a"], {"a": 1})."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def _bad(name: str, value: Any, origin: str) -> ConfigError:
-    """``--threshold 'x' …`` / ``SIEVE_THRESHOLD='x' …`` / ``setting threshold … in FILE``: what, and what fits."""
+    """``--threshold "x" …`` / ``SIEVE_THRESHOLD="x" …`` / ``setting threshold … in FILE``: what, and what fits."""
     what = "unknown severity" if name in _SEVERITY_KEYS else "not valid"
     expected = _expected(name)
+    value = _show(value)
     if origin == FLAGS:
-        return ConfigError(f"{flag_name(name)} {value!r}: {what}, expected {expected}")
+        return ConfigError(f"{flag_name(name)} {value}: {what}, expected {expected}")
     if origin == ENVIRONMENT:
-        return ConfigError(f"SIEVE_{name.upper()}={value!r}: {what}, expected {expected}",
+        return ConfigError(f"SIEVE_{name.upper()}={value}: {what}, expected {expected}",
                            hint=f"fix or unset SIEVE_{name.upper()}")
-    return ConfigError(f"setting {name} = {value!r} in {origin}: {what}, expected {expected}", hint=f"fix {name} there")
+    return ConfigError(f"setting {name} = {value} in {origin}: {what}, expected {expected}", hint=f"fix {name} there")
 
 
 def _convert(name: str, value: Any, origin: str, text: bool) -> Any:
@@ -228,17 +238,22 @@ def _parse_text(kind: str, text: str) -> Any:
         return text
 
 
+def _out_of_range(name: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"setting {name} is {_show(value)}, expected {expected}",
+                       hint=f"fix {name} (in .sieve.toml, SIEVE_{name.upper()} or {flag_name(name)})")
+
+
 def _check(config: Config) -> Config:
     for name, choices in _CHOICES.items():
         if getattr(config, name) not in choices:
-            raise _bad(name, getattr(config, name), "the settings")
+            raise _out_of_range(name, getattr(config, name), _expected(name))
     if not 0.0 < config.mass_cutoff <= 1.0:
-        raise ConfigError(f"setting mass_cutoff is {config.mass_cutoff}, expected a number in (0, 1]")
+        raise _out_of_range("mass_cutoff", config.mass_cutoff, "a number in (0, 1]")
     for name, low in (("max_comments", 0), ("max_findings", 1), ("max_diff_bytes", 1)):
         if getattr(config, name) < low:
-            raise ConfigError(f"setting {name} is {getattr(config, name)}, expected a whole number ≥ {low}")
+            raise _out_of_range(name, getattr(config, name), f"a whole number ≥ {low}")
     if not config.timeout > 0:
-        raise ConfigError(f"setting timeout is {config.timeout:g}, expected a number of seconds > 0")
+        raise _out_of_range("timeout", config.timeout, "a number of seconds > 0")
     if not config.reviewers:
         raise ConfigError("setting reviewers is empty: nothing would be reviewed",
                           hint="name at least one of ruff, sarif, llm, local")
@@ -246,11 +261,11 @@ def _check(config: Config) -> Config:
         _registry("reviewers").check_name(name, "reviewers")
     _registry("rater").check_name(config.rater, "rater")
     for name in _URL_KEYS:
-        if getattr(config, name):
-            check_url(name, getattr(config, name))
+        if getattr(config, name) and not is_url(getattr(config, name)):
+            raise _out_of_range(name, getattr(config, name), "an http(s) URL such as https://host/path")
     for name in ("model", "db", "llm_api_key_env"):
         if not getattr(config, name).strip():
-            raise ConfigError(f"setting {name} is empty", hint=f"set {name} or leave it out for the default")
+            raise _out_of_range(name, getattr(config, name), "a name (leave it out for the default)")
     for section in config.tables:
         config.options(section)  # each table against its component's options class
     return config

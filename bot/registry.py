@@ -156,12 +156,16 @@ def require(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f"setting {key} is {value!r}, expected {expected}", hint=f"fix {key} in .sieve.toml")
 
 
+def is_url(text: str) -> bool:
+    """True for an http(s) URL with a host name."""
+    try:
+        parts = urlsplit(text)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced [ in the host
+        return False
+
+
 def check_url(key: str, url: str) -> str:
     """``url`` when it is an http(s) URL with a host; otherwise a ConfigError naming the setting ``key``."""
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. an unbalanced [ in the host
-        ok = False
-    require(ok, key, url, "an http(s) URL such as https://host/path")
+    require(is_url(url), key, url, "an http(s) URL such as https://host/path")
     return url
