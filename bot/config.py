@@ -20,7 +20,6 @@ both in one place is an error, and a later layer (environment, flags) overrides 
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import os
 import tomllib
@@ -31,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.registry import is_url
+from bot.registry import show_value, is_url
 from bot.severity import LABELS, Severity, parse_severity
 
 
@@ -177,19 +176,11 @@ def _expected(name: str) -> str:
         kind, "a list of strings")
 
 
-def _show(value: Any) -> str:
-    """A value as it is written in TOML (true, 2.9, "text", ["a"], {"a": 1})."""
-    try:
-        return json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def _bad(name: str, value: Any, origin: str) -> ConfigError:
     """``--threshold "x" …`` / ``SIEVE_THRESHOLD="x" …`` / ``setting threshold … in FILE``: what, and what fits."""
     what = "unknown severity" if name in _SEVERITY_KEYS else "not valid"
     expected = _expected(name)
-    value = _show(value)
+    value = show_value(value)
     if origin == FLAGS:
         return ConfigError(f"{flag_name(name)} {value}: {what}, expected {expected}")
     if origin == ENVIRONMENT:
@@ -239,7 +230,8 @@ def _parse_text(kind: str, text: str) -> Any:
 
 
 def _out_of_range(name: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(f"setting {name} is {_show(value)}, expected {expected}",
+    also = f" ({'.'.join(ALIASES[name])})" if name in ALIASES else ""
+    return ConfigError(f"setting {name}{also} is {show_value(value)}, expected {expected}",
                        hint=f"fix {name} (in .sieve.toml, SIEVE_{name.upper()} or {flag_name(name)})")
 
 

@@ -9,6 +9,7 @@ never a silent coercion. :func:`parse_options` is that check; :func:`describe` l
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -128,11 +129,22 @@ def convert(kind: Any, value: Any, key: str) -> Any:
     elif typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
         if isinstance(value, (list, tuple)):
-            return tuple(convert(item, v, key) for v in value)
+            try:
+                return tuple(convert(item, v, key) for v in value)
+            except ConfigError:
+                pass  # reported for the whole list below
     if not ok:
-        raise ConfigError(f"setting {key} is {value!r}, expected {type_words(kind)}",
-                          hint=f"fix {key} in .sieve.toml (or its SIEVE_* variable or flag)")
+        raise ConfigError(f"setting {key} is {show_value(value)}, expected {type_words(kind)}",
+                          hint=f"fix {key} in .sieve.toml")
     return value
+
+
+def show_value(value: Any) -> str:
+    """A value as TOML writes it (true, 2.9, "text", [1]); repr for what JSON cannot say."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def parse_options(cls: type, raw: Mapping[str, Any], where: str) -> Any:
@@ -153,7 +165,7 @@ def parse_options(cls: type, raw: Mapping[str, Any], where: str) -> Any:
 def require(ok: bool, key: str, value: Any, expected: str) -> None:
     """An options class's range check: a ConfigError naming the setting ``key`` unless ``ok``."""
     if not ok:
-        raise ConfigError(f"setting {key} is {value!r}, expected {expected}", hint=f"fix {key} in .sieve.toml")
+        raise ConfigError(f"setting {key} is {show_value(value)}, expected {expected}", hint=f"fix {key} in .sieve.toml")
 
 
 def is_url(text: str) -> bool:

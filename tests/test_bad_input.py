@@ -96,7 +96,7 @@ def test_a_bad_timeout_or_host_url_fails_before_any_request(tmp_path: Path) -> N
     one_clear_line(sieve("review", "--gitlab", "g/p!1", cwd=tmp_path, env={**token, "SIEVE_TIMEOUT": "-5"}),
                    "setting timeout is -5.0")
     one_clear_line(sieve("review", "--github", "o/r#1", cwd=tmp_path, env={**token, "SIEVE_GITHUB_URL": "not-a-url"}),
-                   'github_url is "not-a-url"', "http(s) URL")
+                   'github_url (github.url) is "not-a-url"', "SIEVE_GITHUB_URL")
     one_clear_line(sieve("review", "--github", "o/r#1", "--github-url", "ftp://x", cwd=tmp_path, env=token),
                    "github_url", "http(s) URL")
 

@@ -198,7 +198,7 @@ class LlamaCppRater:
                     truncated = parts.truncated or code_cut or review_cut
                     return parts, tokens, truncated
         raise ModelError(f"the task prompt does not fit a context of {self.n_ctx} tokens even without the input",
-                         hint="raise n_ctx (2048 is enough for the packaged model)")
+                         hint="raise rater.llamacpp.n_ctx (2048 is enough for the packaged model)")
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class LlamaCppRater:
                 scores, evaluated = self._score(tokens)
             except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
                 raise ModelError(f"llama.cpp could not evaluate a prompt of {len(tokens)} tokens: {exc}",
-                                 hint="lower the input size or raise n_ctx") from None
+                                 hint="lower the input size or raise rater.llamacpp.n_ctx") from None
             if self.label_bias:
                 scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
             if self.lexical is not None:
