@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.registry import show_value, is_url
+from bot.registry import is_url, show_value
 from bot.severity import LABELS, Severity, parse_severity
 
 

@@ -56,7 +56,8 @@ class Registry(Generic[T]):
     def check_name(self, name: str, setting: str) -> str:
         """``name`` if it is registered; otherwise a ConfigError naming ``setting`` and the choices."""
         if name not in self._factories:
-            raise ConfigError(f"{setting}: unknown {self.kind} {name!r}",
+            prefix = "" if setting == self.kind else f"{setting}: "
+            raise ConfigError(f"{prefix}unknown {self.kind} {name!r}",
                               hint=f"choose from: {', '.join(self.names()) or '(none registered)'}")
         return name
 

@@ -32,7 +32,7 @@ def quoted_patch(path: str) -> str:
 def sieve(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("sieve")
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SIEVE_", "GITHUB_", "GITLAB_", "CI_"))}
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
                           env={**clean, **(env or {})})
 
 
@@ -175,3 +175,13 @@ def test_the_store_lock_while_syncing_is_a_store_error(tmp_path: Path) -> None:
         holder.execute("ROLLBACK")
         holder.close()
         store.close()
+
+
+def test_file_readers_answer_none_for_names_no_file_can_have(tmp_path: Path) -> None:
+    from bot.app import worktree_reader
+    from bot.reviewers.base import ReviewContext
+
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    for read in (worktree_reader(tmp_path), ReviewContext.from_worktree(tmp_path).read_file):
+        assert read("ok.py") == b"x = 1\n"
+        assert read("bad\0name.py") is None and read("x" * 300) is None and read("/".join(["d" * 200] * 25)) is None
