@@ -232,7 +232,7 @@ def _parse_text(kind: str, text: str) -> Any:
 def _out_of_range(name: str, value: Any, expected: str) -> ConfigError:
     also = f" ({'.'.join(ALIASES[name])})" if name in ALIASES else ""
     return ConfigError(f"setting {name}{also} is {show_value(value)}, expected {expected}",
-                       hint=f"fix {name} (in .sieve.toml, SIEVE_{name.upper()} or {flag_name(name)})")
+                       hint=f"fix {name} (in .sieve.toml or SIEVE_{name.upper()})")
 
 
 def _check(config: Config) -> Config:

@@ -225,3 +225,32 @@ def test_every_setting_named_in_the_code_exists():
     assert "reviewers.llm.max_retry_after_s" in named and "reviewers.ruff.timeout_s" in named  # the scan sees them
     missing = {name: where for name, where in named.items() if not cfg.setting_exists(name)}
     assert missing == {}
+
+
+def test_every_flag_named_in_an_error_exists():
+    from bot.cli import build_parser
+
+    parser = build_parser()
+    flags = set()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+            stack.extend(getattr(action, "choices", None).values() if isinstance(action.choices, dict) else ())
+    named: dict[str, str] = {}
+    root = Path(cfg.__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            is_error = isinstance(call, ast.Call) and getattr(call.func, "id", getattr(call.func, "attr", "")).endswith(
+                ("Error", "Failure"))
+            is_hint = isinstance(call, ast.AnnAssign) and getattr(call.target, "id", "") == "required_hint"
+            if not (is_error or is_hint):
+                continue
+            for node in ast.walk(call):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", node.value):
+                        named[flag] = f"{path.relative_to(root)}:{node.lineno}"
+    assert "--since" in named and "--llm-base-url" in named  # the scan sees errors and required_hint
+    other_tools = {"--output-format"}  # ruff's own flag, named in a hint about the ruff version
+    assert {flag: where for flag, where in named.items() if flag not in flags | other_tools} == {}
