@@ -11,7 +11,7 @@ from typing import Callable
 
 from bot import plan as planning
 from bot.config import Config
-from bot.errors import ConfigError, DiffError, SieveError
+from bot.errors import DiffError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
 from bot.outcome import Outcome
 from bot.prompt import PROMPT_VERSION
@@ -30,10 +30,13 @@ class Source:
 
 def worktree_reader(root: Path) -> Callable[[str], bytes | None]:
     def read(path: str) -> bytes | None:
-        target = (root / path).resolve()
-        if root.resolve() not in target.parents or not target.is_file():
+        try:  # a name no file system can hold (NUL, too long) is simply not there
+            target = (root / path).resolve()
+            if root.resolve() not in target.parents or not target.is_file():
+                return None
+            return target.read_bytes()
+        except (OSError, ValueError):
             return None
-        return target.read_bytes()
 
     return read
 
@@ -42,7 +45,7 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
     from bot import diff as diffmod
 
     if len(data) > config.max_diff_bytes:
-        raise DiffError(f"the diff is {len(data) / 1e6:.1f} MB, over max_diff_bytes ({config.max_diff_bytes / 1e6:.0f} MB)",
+        raise DiffError(f"the diff is {len(data):,} bytes, over max_diff_bytes ({config.max_diff_bytes:,} bytes)",
                         hint="raise max_diff_bytes in .sieve.toml or review fewer commits at once")
     parsed = diffmod.parse(data)
     skips = [Skip(s.path, s.reason) for s in parsed.skipped]
@@ -58,22 +61,12 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
 
 
 def reviewer_config(name: str, config: Config):
-    """Translate the one Config into the named reviewer's own config dataclass."""
-    if name == "sarif":
-        from bot.reviewers.sarif import SarifConfig
+    """The named reviewer's options object, from its ``[reviewers.NAME]`` table (None: it takes none)."""
+    from bot.reviewers.base import REVIEWERS
 
-        if not config.sarif:
-            raise ConfigError("the sarif reviewer needs SARIF files", hint="pass --sarif FILE or set sarif = [...]")
-        return SarifConfig(paths=tuple(config.sarif))
-    if name == "llm":
-        from bot.reviewers.llm import LLMConfig
-
-        if not (config.llm_base_url and config.llm_model):
-            raise ConfigError("the llm reviewer needs an endpoint and a model",
-                              hint="pass --llm-base-url URL --llm-model NAME (or set them in .sieve.toml)")
-        return LLMConfig(base_url=config.llm_base_url, model=config.llm_model, api_key_env=config.llm_api_key_env,
-                         timeout_s=max(config.timeout, 1.0))
-    return None  # ruff and local use their defaults
+    if REVIEWERS.options_class(name) is None:
+        return None
+    return config.options(f"reviewers.{name}", ready=True)
 
 
 def make_reviewer(name: str, config: Config):
@@ -104,20 +97,35 @@ def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[l
     return findings, skips, errors
 
 
-def make_rater(config: Config):
-    """The student rater named by the config (model resolved through the model registry)."""
+def rater_model(config: Config):
+    """The student the configured rater loads (resolved and verified: manifest, hashes, prompt version), or None
+    when that rater loads no local model. Cheap, so a review checks it before any reviewer runs."""
     from bot.models import resolve_model
-    from bot.rater.base import RATERS
+    from bot.rater import RATERS
 
-    if config.rater == "openai":
-        importlib.import_module("bot.rater.openai")
-        return RATERS.create("openai", base_url=config.rater_base_url, model=config.rater_model)
-    importlib.import_module("bot.rater.llamacpp")
-    info = resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
-    options = info.rater_options()
-    if not config.lexical:
-        options.update(lexical_path=None, lexical_weight=0.0)
-    return RATERS.create("llamacpp", weight_format=config.weight_format, **options)
+    if not getattr(RATERS.options_class(config.rater), "loads_model", False):
+        return None
+    return resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
+
+
+def make_rater(config: Config, model=None):
+    """The student rater named by the config; a rater that loads a model gets it through the model registry."""
+    from bot.rater import RATERS
+
+    options = config.options(f"rater.{config.rater}", ready=True) if RATERS.options_class(config.rater) else None
+    kwargs = options.rater_kwargs() if options is not None else {}
+    if getattr(options, "loads_model", False):
+        kwargs.update((model or rater_model(config)).rater_options(lexical=config.lexical))
+    return RATERS.create(config.rater, **kwargs)
+
+
+def make_host(name: str, config: Config, token: str, url: str = ""):
+    """The host ``name`` (github, gitlab) with its ``[NAME]`` settings; ``url`` (from the CI job) wins."""
+    importlib.import_module(f"bot.hosts.{name}")  # registers it
+    from bot.hosts.base import HOSTS
+
+    options = config.options(name, {"url": url} if url else None)
+    return HOSTS.create(name, token, **options.host_kwargs())
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:
@@ -140,6 +148,7 @@ def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig
 def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None) -> Outcome:
     """The whole offline review path. Hosts call this with their fetched diff and existing comments."""
     started = time.perf_counter()
+    model = rater_model(config) if rater is None else None  # a broken model fails before any reviewer runs
     parsed, skips = parse_diff(source.diff, config)
     findings, reviewer_skips, errors = run_reviewers(parsed, source, config)
     skips += reviewer_skips
@@ -150,7 +159,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
     model_id = "-"
     ratings: list[Rating] = []
     if findings:
-        rater = rater or make_rater(config)
+        rater = rater or make_rater(config, model)
         model_id = rater.model_id
         ratings, error = rate_all(rater, findings)
         if error:

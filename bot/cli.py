@@ -6,11 +6,19 @@ import argparse
 import importlib
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from bot import __version__
 from bot.errors import ConfigError, SieveError, ThresholdFailure, redact
 from bot.hosts.local import FORMATS, render_outcome
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with Sieve's error shape: one line on stderr, exit 2 (usage only with --help)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _review_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +35,7 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", help="lowest severity to post: critical|major|minor|trivial")
     p.add_argument("--threshold-mode", dest="threshold_mode", choices=("mass", "argmax"))
     p.add_argument("--fail-on", dest="fail_on", help="exit 1 when a finding is rated at least this severe")
-    p.add_argument("--max-comments", dest="max_comments", type=int, help="cap on inline comments")
+    p.add_argument("--max-comments", dest="max_comments", help="cap on inline comments")
     p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
     p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
     p.add_argument("--model", help="student model: a name in models/, a folder, or 'base'")
@@ -64,7 +72,7 @@ def _feedback_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sieve", description="Merge-request review with a small, fine-tuned severity model")
+    parser = _Parser(prog="sieve", description="Merge-request review with a small, fine-tuned severity model")
     parser.add_argument("--version", action="version", version=f"sieve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _review_parser(sub)
@@ -92,9 +100,38 @@ def make_config(args: argparse.Namespace):
     return cfg.build(flags, config_path=getattr(args, "config", None))
 
 
+def check_since(text: str | None) -> str | None:
+    """``--since`` as given when it is an ISO 8601 date or time; a ConfigError before any request otherwise."""
+    if text is None:
+        return None
+    try:
+        datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--since {text!r} is not an ISO 8601 date or time",
+                          hint="write it as 2026-01-31 or 2026-01-31T12:00:00Z") from None
+    return text.strip()
+
+
+def check_out(path: str | None, flag: str = "--out") -> None:
+    """Refuse an output path that cannot be written as a file, before any work is done."""
+    if path is None:
+        return
+    if not path.strip():
+        raise ConfigError(f"{flag} was given an empty value", hint=f"pass {flag} with a file name")
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder, not a file", hint=f"pass {flag} with a file name, "
+                          "e.g. out/feedback.jsonl")
+    if not target.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: the folder {target.parent} does not exist", hint="create it first")
+
+
 def _emit(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text, encoding="utf-8")
+        try:
+            Path(out).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write --out {out}: {exc.strerror}", hint="pass a writable file") from None
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
@@ -115,6 +152,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from bot import app, remote
 
     config = make_config(args)
+    check_out(args.out)
     target = remote.detect_target(args, os.environ)
     if target is not None:
         outcome = remote.review_remote(target, config, dry_run=args.dry_run, environ=os.environ)
@@ -136,6 +174,10 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from bot import remote
 
     config = make_config(args)
+    if args.action == "collect":
+        args.since = check_since(args.since)
+    if args.action == "export":
+        check_out(args.out)
     return remote.feedback_command(args, config, os.environ)
 
 

@@ -11,12 +11,15 @@ Bot side only: no training imports, no heavy libraries. ``training/registry.py``
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot import prompt
 from bot.errors import ModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
 from bot.rater.lexical import REFIT_HINT
@@ -40,6 +43,8 @@ class ModelInfo:
     manifest: dict[str, Any] = field(default_factory=dict)
     template: str = "chatml"
     folder: Path | None = None
+    #: the id of the student alone (``model_id`` without ``+lexical@…``); None when there is no prior
+    student_id: str | None = None
 
     @property
     def prompt_version(self) -> str:
@@ -64,14 +69,18 @@ class ModelInfo:
         """(file, weight) of the lexical prior the rating is combined with (``manifest.lexical``), if any."""
         return parse_lexical(self.manifest.get("lexical"), self.folder, self.name)
 
-    def rater_options(self) -> dict[str, Any]:
+    def rater_options(self, lexical: bool = True) -> dict[str, Any]:
         """Everything the llama.cpp rater needs to rate as this model was trained (one place for the app, the
-        training loop and the benchmarks)."""
-        lexical = self.lexical
+        training loop and the benchmarks). ``lexical=False`` rates with the student alone, and the model id
+        then says so (no ``+lexical@…``)."""
+        prior = self.lexical if lexical else None
+        expected = (self.manifest.get("lexical") or {}).get("sha256") if prior else None
         return {"model_path": str(self.base_path), "adapter_path": str(self.adapter_path) if self.adapter_path else None,
-                "model_id": self.model_id, "template": self.template, "label_bias": self.label_bias,
-                "code_chars": self.code_chars, "lexical_path": str(lexical[0]) if lexical else None,
-                "lexical_weight": lexical[1] if lexical else 0.0, "prompt_version": self.prompt_version}
+                "model_id": self.model_id if prior or self.student_id is None else self.student_id,
+                "template": self.template, "label_bias": self.label_bias,
+                "code_chars": self.code_chars, "lexical_path": str(prior[0]) if prior else None,
+                "lexical_weight": prior[1] if prior else 0.0, "lexical_sha256": expected or None,
+                "prompt_version": self.prompt_version}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
@@ -129,12 +138,60 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"no {MANIFEST} in {folder}", hint="a model folder needs a manifest written by `sieve train`")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read {path}: {exc}", hint="restore the file from version control") from None
+    except ValueError as exc:  # a NaN or infinite number
+        raise ModelError(f"{path}: {exc}", hint=_REWRITE) from None
     if not isinstance(data, dict):
         raise ModelError(f"{path} is not a JSON object", hint="restore the file from version control")
+    check_manifest(data, path)
     return data
+
+
+_REWRITE = "re-write the manifest with `sieve train` (or `python -m training.recipe`), or restore it"
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a manifest may hold (only finite numbers)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number (too large for a manifest)")
+    return value
+
+
+def _shape(value: Any, keys: tuple[str, ...]) -> bool:
+    """True when ``value`` is a JSON object whose listed ``keys`` are strings wherever present."""
+    return isinstance(value, dict) and all(isinstance(value.get(k, ""), str) for k in keys)
+
+
+def check_manifest(data: dict[str, Any], path: Path) -> None:
+    """Refuse entries of the wrong shape with a clear ModelError (before anything uses them)."""
+    base, adapter = data.get("base"), data.get("adapter")
+    if base is not None and not isinstance(base, str) and not _shape(base, ("name", "key", "file", "sha256")):
+        raise ModelError(f"{path}: base must be a packaged base name or {{\"file\": ..., \"sha256\": ...}}, "
+                         f"not {base!r}", hint=_REWRITE)
+    if adapter is not None and not _shape(adapter, ("file", "sha256")):
+        raise ModelError(f"{path}: adapter must be {{\"file\": ..., \"sha256\": ...}}, not {adapter!r}", hint=_REWRITE)
+    lexical = data.get("lexical")
+    if isinstance(lexical, dict) and not isinstance(lexical.get("sha256", ""), str):
+        raise ModelError(f"{path}: lexical.sha256 must be a string", hint=_REWRITE)
+    for key in ("prompt_version", "template", "name"):
+        if key in data and not isinstance(data[key], str):
+            raise ModelError(f"{path}: {key} must be a string, not {data[key]!r}", hint=_REWRITE)
+
+
+def check_prompt_version(manifest: dict[str, Any], where: str) -> str:
+    """The manifest's prompt version when bot.prompt can render it; a ModelError otherwise."""
+    version = manifest.get("prompt_version", PROMPT_VERSION)
+    if version not in prompt.VERSIONS:
+        raise ModelError(f"{where}: the model was trained with prompt {version!r}, which this Sieve cannot render "
+                         f"(it renders {', '.join(prompt.VERSIONS)})",
+                         hint="use the Sieve version the model was trained with, or retrain the model")
+    return str(version)
 
 
 def _base_from_manifest(manifest: dict[str, Any], folder: Path) -> tuple[Path, str]:
@@ -154,10 +211,25 @@ def _base_from_manifest(manifest: dict[str, Any], folder: Path) -> tuple[Path, s
     return path, path.stem
 
 
-def _verify(path: Path, expected: str | None, what: str) -> str:
+def sha256_full(path: Path) -> str:
+    """sha256 of every byte of ``path``, read now (never a remembered value: an edit that keeps the file's size
+    and timestamp is still seen)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(path: Path, expected: str | None, what: str, *, full: bool = True) -> str:
+    """The file's sha256, checked against ``expected``. ``full``: hashed now in full (adapters and priors are
+    small); otherwise (the 100 MB base) a digest remembered by path, size and timestamp may be used."""
     if not path.is_file():
         raise ModelError(f"{what} {path} is missing", hint="re-export the model or restore the folder")
-    actual = file_sha256(path, cache_dir())
+    try:
+        actual = sha256_full(path) if full else file_sha256(path, cache_dir())
+    except OSError as exc:
+        raise ModelError(f"cannot read {what} {path}: {exc.strerror}", hint="restore the file") from None
     if expected and actual != expected:
         raise ModelError(f"{what} {path} has sha256 {actual[:12]}…, the manifest says {expected[:12]}…",
                          hint="the file was changed or only partly copied; restore it or re-export the model")
@@ -168,6 +240,8 @@ def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
     """Resolve one model folder; with ``verify`` the adapter (and base, if recorded) sha256 are checked."""
     manifest = read_manifest(folder)
     name = folder.name  # the folder name is what resolves; the manifest keeps the name it was trained under
+    if verify:
+        check_prompt_version(manifest, str(folder / MANIFEST))
     base_path, base_key = _base_from_manifest(manifest, folder)
     template = str(manifest.get("template") or PACKAGED_BASES.get(base_key, "chatml"))
     adapter = manifest.get("adapter") or None
@@ -178,17 +252,19 @@ def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
         if verify:
             digest = _verify(adapter_path, adapter.get("sha256"), "adapter")
             base_sha = (manifest.get("base") or {}).get("sha256") if isinstance(manifest.get("base"), dict) else None
-            _verify(base_path, base_sha, "base model")
+            _verify(base_path, base_sha, "base model", full=False)
         else:
             digest = str(adapter.get("sha256", ""))
-    model_id = f"{name}@{digest[:12]}" if digest else f"{name}:{base_key}"
+    student_id = f"{name}@{digest[:12]}" if digest else f"{name}:{base_key}"
+    model_id = student_id
     lexical = parse_lexical(manifest.get("lexical"), folder, name)
     if lexical:
         expected = str((manifest.get("lexical") or {}).get("sha256") or "")
         lex_digest = _verify(lexical[0], expected or None, "lexical prior") if verify else expected
         model_id += f"+lexical@{lex_digest[:8]}" if lex_digest else "+lexical"
     return ModelInfo(name=name, base_path=base_path, adapter_path=adapter_path, model_id=model_id,
-                     manifest=manifest, template=template, folder=folder)
+                     manifest=manifest, template=template, folder=folder,
+                     student_id=student_id if lexical else None)
 
 
 def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> ModelInfo:

@@ -52,13 +52,8 @@ def detect_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targe
 
 
 def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: str = ""):
-    if ref_host == "github":
-        gh = importlib.import_module("bot.hosts.github")
-        return gh.GitHubHost(_token(environ, GITHUB_TOKEN_VARS), base_url=url or config.github_url,
-                             timeout=config.timeout)
-    gl = importlib.import_module("bot.hosts.gitlab")
-    gitlab_url = url or config.gitlab_url
-    return gl.GitLabHost(_token(environ, GITLAB_TOKEN_VARS), url=gitlab_url, timeout=config.timeout)
+    names = GITHUB_TOKEN_VARS if ref_host == "github" else GITLAB_TOKEN_VARS
+    return app.make_host(ref_host, config, _token(environ, names), url)
 
 
 def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Mapping[str, str]) -> Outcome:

@@ -44,20 +44,43 @@ class SyncCounts:
     removed: int = 0
 
 
+#: seconds a run waits for another one holding the store's write lock before it gives up
+LOCK_TIMEOUT_S = 30.0
+
+
 class Store:
     """One SQLite connection; every sync is one short IMMEDIATE transaction so parallel runners serialise."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None) -> None:
         self.path = str(path)
+        self.lock_timeout = LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
         try:
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
             self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout={int(self.lock_timeout * 1000)}")
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
             self._migrate()
+        except sqlite3.OperationalError as exc:
+            raise self._locked() if _is_lock(exc) else self._unopenable(exc) from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the feedback store {self.path}: {exc}",
-                             hint="pass --db with a writable SQLite file (it is created if missing)") from None
+            raise self._unopenable(exc) from None
+
+    def _unopenable(self, exc: Exception) -> StoreError:
+        return StoreError(f"cannot open the feedback store {self.path}: {exc}",
+                          hint="pass --db with a writable SQLite file (it is created if missing)")
+
+    def _locked(self) -> StoreError:
+        return StoreError(f"the feedback store {self.path} stayed locked by another process for "
+                          f"{self.lock_timeout:g} s", hint="wait for the other sieve run to finish, then run again")
+
+    def _begin(self) -> None:
+        """Take the write lock (waiting up to ``lock_timeout``), or a clear StoreError."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_lock(exc):
+                raise self._locked() from None
+            raise
 
     def _migrate(self) -> None:
         """Apply the migrations this version knows and the file has not seen; refuse a newer file."""
@@ -66,7 +89,7 @@ class Store:
             raise StoreError(f"the feedback store {self.path} has schema version {version}, newer than this "
                              f"Sieve knows ({len(MIGRATIONS)})", hint="upgrade Sieve or use another --db file")
         for number in range(version, len(MIGRATIONS)):
-            self.db.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 if self.db.execute("PRAGMA user_version").fetchone()[0] == number:  # another runner may have won
                     for statement in MIGRATIONS[number].split(";"):
@@ -89,7 +112,7 @@ class Store:
         """Upsert a comment and the full current set of its votes/corrections (absent ones → removed)."""
         counts = SyncCounts()
         key = (info.host, info.repo, info.comment_id)
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             self._upsert_comment(info, now)
             old = {r["voter"]: (r["vote"], r["trusted"], r["removed"]) for r in self.db.execute(
@@ -174,6 +197,10 @@ class Store:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self.db.execute(sql, params).fetchall()
+
+
+def _is_lock(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def open_store(path: str | Path) -> Store:

@@ -110,12 +110,15 @@ def test_label_bias_from_the_manifest_is_validated(tmp_path) -> None:
     manifest["label_bias"] = {"values": {"critical": 0, "major": 0.25, "minor": -0.5, "trivial": 1}, "fitted_on": "x"}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert resolve_model(folder).label_bias == {"critical": 0.0, "major": 0.25, "minor": -0.5, "trivial": 1.0}
-    for bad in ({"critical": 1}, {"critical": 0, "major": 0, "minor": 0, "trivial": float("inf")},
-                {"critical": 0, "major": "0", "minor": 0, "trivial": 0}, [0, 0, 0, 0]):
+    for bad in ({"critical": 1}, {"critical": 0, "major": "0", "minor": 0, "trivial": 0}, [0, 0, 0, 0]):
         manifest["label_bias"] = bad
         (folder / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ModelError, match="label_bias must map"):
             resolve_model(folder).label_bias  # noqa: B018
+    manifest["label_bias"] = {"critical": 0, "major": 0, "minor": 0, "trivial": float("inf")}
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # json writes it as Infinity
+    with pytest.raises(ModelError, match="Infinity is not a number a manifest may hold"):
+        resolve_model(folder)
 
 
 def test_code_chars_from_the_manifest_is_validated(tmp_path) -> None:

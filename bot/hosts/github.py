@@ -31,6 +31,7 @@ from urllib3.util.retry import Retry
 from bot import markers
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.hosts.options import GitHubOptions
 from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public helpers of this host)
     OUTDATED_MARK,
@@ -488,4 +489,4 @@ class GitHubHost:
                 for c in comments if not (me and _login(c).lower() == me)]
 
 
-HOSTS.add("github", GitHubHost)
+HOSTS.add("github", GitHubHost, GitHubOptions)

@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from bot import markers
 from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.hosts.options import GitLabOptions
 from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public helpers of this host)
     _FileLines,
@@ -157,7 +158,7 @@ def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in discussion.get("notes") or [] if not n.get("system")]
 
 
-@HOSTS.register("gitlab")
+@HOSTS.register("gitlab", options=GitLabOptions)
 class GitLabHost:
     """The Host protocol for GitLab (gitlab.com or self-managed) through python-gitlab."""
 

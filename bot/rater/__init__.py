@@ -7,6 +7,7 @@ the openai client) only when created, so ``import bot.rater`` stays cheap.
 from __future__ import annotations
 
 from bot.rater.base import RATERS, Rater, clean_explanation, distribution, make_rating
+from bot.rater.options import LlamaCppOptions, OpenAIRaterOptions
 
 
 def _llamacpp(**kwargs: object) -> Rater:
@@ -21,7 +22,7 @@ def _openai(**kwargs: object) -> Rater:
     return OpenAIRater(**kwargs)  # type: ignore[arg-type]
 
 
-RATERS.add("llamacpp", _llamacpp)
-RATERS.add("openai", _openai)
+RATERS.add("llamacpp", _llamacpp, LlamaCppOptions)
+RATERS.add("openai", _openai, OpenAIRaterOptions)
 
 __all__ = ["RATERS", "Rater", "clean_explanation", "distribution", "make_rating"]

@@ -17,6 +17,7 @@ idf, l2 norm per feature block, multinomial logistic regression) to float roundi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -92,28 +93,42 @@ class LexicalPrior:
         self.blocks = blocks
 
     @classmethod
-    def load(cls, path: str | Path) -> LexicalPrior:
-        """Read a prior written by ``training.lexical.export_prior``; a clear ModelError when it is not one."""
+    def load(cls, path: str | Path, sha256: str | None = None) -> LexicalPrior:
+        """Read a prior written by ``training.lexical.export_prior``; a clear ModelError when it is not one.
+
+        ``sha256`` (the manifest's) is checked against the very bytes parsed here. Every number must be finite:
+        a NaN weight would otherwise rate everything alike.
+        """
         path = Path(path)
         hint = REFIT_HINT
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = path.read_bytes()
         except FileNotFoundError:
             raise ModelError(f"lexical prior {path} is missing", hint=hint) from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except OSError as exc:
+            raise ModelError(f"cannot read lexical prior {path}: {exc.strerror}", hint=hint) from None
+        actual = hashlib.sha256(raw).hexdigest()
+        if sha256 and actual != sha256:
+            raise ModelError(f"lexical prior {path} has sha256 {actual[:12]}…, the manifest says {sha256[:12]}…",
+                             hint="the file was changed or only partly copied; restore it or " + hint)
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_not_finite)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"cannot read lexical prior {path}: {exc}", hint=hint) from None
+        except ValueError as exc:
+            raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
         try:
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
             classes = [str(c) for c in data["classes"]]
             if sorted(classes) != sorted(LABELS):
                 raise ValueError(f"classes {classes} are not the four severity labels")
-            intercept = [float(v) for v in data["intercept"]]
+            intercept = [_number(v) for v in data["intercept"]]
             blocks = []
             for raw in data["blocks"]:
                 if raw["analyzer"] not in ("word", "char_wb"):
                     raise ValueError(f"unknown analyzer {raw['analyzer']!r}")
-                terms = {str(t): (float(v[0]), tuple(float(x) for x in v[1:])) for t, v in raw["terms"].items()}
+                terms = {str(t): (_number(v[0]), tuple(_number(x) for x in v[1:])) for t, v in raw["terms"].items()}
                 if any(len(w) != len(classes) for _, w in terms.values()) or len(intercept) != len(classes):
                     raise ValueError("a weight row does not have one value per class")
                 low, high = (int(n) for n in raw["ngram_range"])
@@ -134,6 +149,17 @@ class LexicalPrior:
             for k, value in enumerate(block.logits(text, len(self.classes))):
                 logits[k] += value
         return distribution(dict(zip(self.classes, logits, strict=True)))
+
+
+def _not_finite(name: str) -> float:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _number(value: object) -> float:
+    """A finite JSON number (not a bool, not a string), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
 
 
 def combine(student_scores: Mapping[str, float], prior: Mapping[str, float], weight: float) -> dict[str, float]:

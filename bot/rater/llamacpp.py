@@ -92,7 +92,8 @@ class LlamaCppRater:
     spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`). ``label_bias``
     adds a fixed offset per label to the scores before the softmax: a model's prior correction, fitted on
     its held-out exam and recorded in its manifest. ``lexical_path`` + ``lexical_weight`` combine each rating
-    with a lexical prior over the review text (:mod:`bot.rater.lexical`; weight 0 leaves the student alone).
+    with a lexical prior over the review text (:mod:`bot.rater.lexical`; weight 0 leaves the student alone);
+    ``lexical_sha256``, when given, must match the prior's bytes.
     """
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None,
@@ -102,7 +103,7 @@ class LlamaCppRater:
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
                  label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
                  lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
-                 prompt_version: str = PROMPT_VERSION) -> None:
+                 lexical_sha256: str | None = None, prompt_version: str = PROMPT_VERSION) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
         if template not in TEMPLATES:
@@ -125,7 +126,8 @@ class LlamaCppRater:
             raise ConfigError(f"lexical_weight must be within [0, 1], not {lexical_weight!r}",
                               hint="0 rates with the student alone; the manifest records the fitted weight")
         self.lexical_weight = float(lexical_weight) if lexical_path else 0.0
-        self.lexical = LexicalPrior.load(lexical_path) if lexical_path and self.lexical_weight > 0 else None
+        self.lexical = (LexicalPrior.load(lexical_path, lexical_sha256)
+                        if lexical_path and self.lexical_weight > 0 else None)
         self._llm = self._load(n_ctx, lora_scale)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
@@ -200,7 +202,7 @@ class LlamaCppRater:
                     truncated = parts.truncated or code_cut or review_cut
                     return parts, tokens, truncated
         raise ModelError(f"the task prompt does not fit a context of {self.n_ctx} tokens even without the input",
-                         hint="raise n_ctx (2048 is enough for the packaged model)")
+                         hint="raise rater.llamacpp.n_ctx (2048 is enough for the packaged model)")
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -283,7 +285,7 @@ class LlamaCppRater:
                 scores, evaluated = self._score(tokens)
             except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
                 raise ModelError(f"llama.cpp could not evaluate a prompt of {len(tokens)} tokens: {exc}",
-                                 hint="lower the input size or raise n_ctx") from None
+                                 hint="lower the input size or raise rater.llamacpp.n_ctx") from None
             if self.label_bias:
                 scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
             if self.lexical is not None:

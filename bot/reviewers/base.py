@@ -38,12 +38,12 @@ class ReviewContext:
         base = Path(root).resolve()
 
         def read_file(path: str) -> bytes | None:
-            candidate = (base / path).resolve()
-            if not candidate.is_relative_to(base) or not candidate.is_file():
-                return None
-            try:
+            try:  # a name no file system can hold (NUL byte, too long) is simply not there
+                candidate = (base / path).resolve()
+                if not candidate.is_relative_to(base) or not candidate.is_file():
+                    return None
                 return candidate.read_bytes()
-            except OSError:
+            except (OSError, ValueError):
                 return None
 
         return cls(read_file=read_file, repo_root=base, head_sha=head_sha)

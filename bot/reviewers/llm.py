@@ -19,10 +19,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from bot.errors import ConfigError, EndpointError, RateLimitError, redact
 from bot.findings import Finding, Hunk, ParsedDiff, ReviewerResult, Skip
+from bot.registry import check_url, require
 from bot.reviewers.base import REVIEWERS, ReviewContext, SkipTally, anchor_on, code_for, dedupe
 
 REVIEW_SYSTEM = (
@@ -187,6 +188,21 @@ class LLMConfig:
     response_format: str = field(default="json_schema",
                                  metadata={"help": "json_schema | json_object | none (for servers without "
                                                    "structured output)"})
+
+    #: top-level settings this table takes as defaults, and the ones a run must name explicitly
+    inherit: ClassVar[dict[str, str]] = {"timeout_s": "timeout"}
+    required: ClassVar[tuple[str, ...]] = ("base_url", "model")
+    required_hint: ClassVar[str] = "pass --llm-base-url URL --llm-model NAME (or set them in [reviewers.llm])"
+
+    def __post_init__(self) -> None:
+        check_url("reviewers.llm.base_url", self.base_url)
+        for key in ("timeout_s",):
+            require(getattr(self, key) > 0, f"reviewers.llm.{key}", getattr(self, key), "a number of seconds > 0")
+        for key in ("backoff_s", "max_backoff_s", "max_retry_after_s"):
+            require(getattr(self, key) >= 0, f"reviewers.llm.{key}", getattr(self, key), "a number of seconds ≥ 0")
+        for key in ("max_attempts", "max_input_tokens", "max_output_tokens", "max_requests", "max_findings_per_hunk"):
+            require(getattr(self, key) >= 1, f"reviewers.llm.{key}", getattr(self, key), "a whole number ≥ 1")
+        require(0 <= self.temperature <= 2, "reviewers.llm.temperature", self.temperature, "a number in [0, 2]")
 
 
 class LLMReviewer:
@@ -390,6 +406,6 @@ def _error_text(exc: Any) -> str:
     return str(getattr(exc, "message", "") or exc)
 
 
-@REVIEWERS.register("llm")
+@REVIEWERS.register("llm", options=LLMConfig)
 def make_llm(config: LLMConfig | None = None, **kwargs: Any) -> LLMReviewer:
     return LLMReviewer(config, **kwargs)

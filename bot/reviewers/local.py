@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.errors import ModelError
 from bot.findings import Hunk, ParsedDiff, ReviewerResult, Skip
+from bot.registry import require
 from bot.reviewers.base import REVIEWERS, ReviewContext, SkipTally, dedupe
 from bot.reviewers.llm import (
     REVIEW_SYSTEM,
@@ -52,6 +53,13 @@ class LocalConfig:
     max_suggestion_chars: int = field(default=160, metadata={"help": "suggestion length the grammar allows"})
     temperature: float = field(default=0.0, metadata={"help": "sampling temperature (0 = greedy)"})
     seed: int = field(default=0, metadata={"help": "sampling seed, for repeatable reviews"})
+
+    def __post_init__(self) -> None:
+        for key in ("n_ctx", "max_tokens", "max_findings_per_hunk", "max_review_chars", "max_suggestion_chars"):
+            require(getattr(self, key) >= 1, f"reviewers.local.{key}", getattr(self, key), "a whole number ≥ 1")
+        require(self.n_threads is None or self.n_threads >= 1, "reviewers.local.n_threads", self.n_threads,
+                "a whole number ≥ 1 (or left out)")
+        require(0 <= self.temperature <= 2, "reviewers.local.temperature", self.temperature, "a number in [0, 2]")
 
 
 class LocalReviewer:
@@ -124,6 +132,6 @@ class LocalReviewer:
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
 
-@REVIEWERS.register("local")
+@REVIEWERS.register("local", options=LocalConfig)
 def make_local(config: LocalConfig | None = None) -> LocalReviewer:
     return LocalReviewer(config)

@@ -22,6 +22,7 @@ from typing import Any
 from bot.errors import ReviewerError
 from bot.reviewers.origin import ruff_level
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
+from bot.registry import require
 from bot.reviewers.base import (
     REVIEWERS,
     AddedLines,
@@ -49,6 +50,9 @@ class RuffConfig:
     timeout_s: float = field(default=120.0, metadata={"help": "seconds before a ruff run is abandoned"})
     suggest_unsafe_fixes: bool = field(
         default=False, metadata={"help": "also offer fixes ruff marks unsafe (may change behaviour)"})
+
+    def __post_init__(self) -> None:
+        require(self.timeout_s > 0, "reviewers.ruff.timeout_s", self.timeout_s, "a number of seconds > 0")
 
 
 class RuffReviewer:
@@ -169,6 +173,6 @@ def _relative(filename: str, root: Path) -> str:
     return path.as_posix()
 
 
-@REVIEWERS.register("ruff")
+@REVIEWERS.register("ruff", options=RuffConfig)
 def make_ruff(config: RuffConfig | None = None) -> RuffReviewer:
     return RuffReviewer(config)

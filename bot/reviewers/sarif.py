@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ReviewerError
@@ -38,6 +38,8 @@ class SarifConfig:
     paths: tuple[str, ...] = field(default=(), metadata={"help": "SARIF 2.1.0 files to import"})
     include_suppressed: bool = field(
         default=False, metadata={"help": "also import results the tool marks as suppressed"})
+    required: ClassVar[tuple[str, ...]] = ("paths",)
+    required_hint: ClassVar[str] = "pass --sarif FILE (or set sarif = [...] or reviewers.sarif.paths)"
 
 
 class SarifReviewer:
@@ -234,6 +236,6 @@ def _suggestion(item: dict[str, Any], path: str, line: int, ctx: ReviewContext, 
     return line_suggestion(content.decode("utf-8", errors="replace"), line, edits)
 
 
-@REVIEWERS.register("sarif")
+@REVIEWERS.register("sarif", options=SarifConfig)
 def make_sarif(config: SarifConfig | None = None) -> SarifReviewer:
     return SarifReviewer(config)
