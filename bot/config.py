@@ -48,13 +48,17 @@ class Config:
     llm_model: str = _help("model name for the llm reviewer", "")
     llm_api_key_env: str = _help("environment variable holding the endpoint's API key", "SIEVE_LLM_API_KEY")
     github_url: str = _help("GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)", "https://api.github.com")
+    github_bot_login: str = _help("[github] bot_login: the login Sieve writes as (default: the token's user; "
+                                  "github-actions[bot] under an Actions token; a GitHub App: <app-slug>[bot])", "")
+    github_trusted_users: tuple[str, ...] = _help("[github] trusted_users: logins whose 👍/👎 and corrections count "
+                                                  "even without write access", ())
     gitlab_url: str = _help("GitLab instance URL", "https://gitlab.com")
     db: str = _help("feedback store (SQLite file)", "sieve-feedback.db")
     timeout: float = _help("seconds before an HTTP call is abandoned and retried", 30.0)
 
 
 _SEVERITY_KEYS = {"threshold", "fail_on"}
-_TUPLE_KEYS = {"reviewers", "sarif", "ignore"}
+_TUPLE_KEYS = {"reviewers", "sarif", "ignore", "github_trusted_users"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -109,7 +113,13 @@ def load_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return dict(data.get("sieve", data))
+    values = dict(data.get("sieve", data))
+    github = values.pop("github", data.get("github") if "sieve" in data else None)
+    if github is not None:  # the [github] table: its keys are the github_* settings
+        if not isinstance(github, dict):
+            raise ConfigError(f"{path}: 'github' must be a table", hint="write it as [github] with bot_login = ...")
+        values.update({f"github_{key}": value for key, value in github.items()})
+    return values
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:

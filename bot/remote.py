@@ -55,7 +55,8 @@ def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: st
     if ref_host == "github":
         gh = importlib.import_module("bot.hosts.github")
         return gh.GitHubHost(_token(environ, GITHUB_TOKEN_VARS), base_url=url or config.github_url,
-                             timeout=config.timeout)
+                             timeout=config.timeout, bot_login=config.github_bot_login or None,
+                             trusted_users=config.github_trusted_users)
     gl = importlib.import_module("bot.hosts.gitlab")
     gitlab_url = url or config.gitlab_url
     return gl.GitLabHost(_token(environ, GITLAB_TOKEN_VARS), url=gitlab_url, timeout=config.timeout)
