@@ -3,8 +3,10 @@
 Everything a pull request can influence — file names, review texts, rule ids, tool messages, the model's
 explanation — is untrusted and rendered *inert*: names go into code spans whose fence outlasts any backtick run in
 them, prose has every markdown and HTML character backslash-escaped, and mentions, issue references and bare URLs
-are broken with an invisible zero-width space so that GitHub and GitLab neither link nor notify. Only suggestions
-stay verbatim (they must apply as written), inside a fence longer than any backtick run in them.
+are broken with an invisible zero-width space so that GitHub and GitLab neither link nor notify; a Sieve marker
+in such text is escaped or broken like the rest. Only suggestions stay verbatim (they must apply as written):
+inside a fence longer than any backtick run in them they are code, and since bot.markers reads only the marker
+that ends a comment, a marker in a suggestion is never read.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def inert(text: str) -> str:
 
 
 def code(text: str) -> str:
-    """Untrusted text (a path, a rule id) as one inline code span it cannot close: nothing in it renders."""
-    text = _printable(text, keep_newlines=False)
+    """Untrusted text (a path, a rule id) as one inline code span it cannot close: nothing in it renders, and a
+    Sieve marker in it is broken (an invisible zero-width space after ``<!--``) so it never reads as one."""
+    text = _printable(text, keep_newlines=False).replace("<!--", "<!--" + _ZWSP)
     if not text:
         return ""
     fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)

@@ -183,3 +183,16 @@ def test_gitlab_forged_markers_from_a_stranger_are_ignored(tmp_path: Path):
         assert len(ours) == len(FIRST)
         feedback = list(world.host().feedback("group/sub/app"))
         assert {f.comment.author for f in feedback} == {"sieve-bot"} and len(feedback) == len(FIRST)
+
+
+@github_only
+def test_a_wrong_identity_is_reported_with_the_setting_to_fix_it(gh, tmp_path):
+    app_token = "ghs_" + "Ap" * 18
+    gh.add_token(app_token, "sieve-app[bot]", actions=True)  # an App token: GitHub will not say who it is
+    repo, base, head = make_change(tmp_path)
+    open_pull(gh, repo, base, head)
+    host = GitHubHost(app_token, base_url=gh.base_url, write_pause=0, sleep=lambda s: None)
+    mr = host.fetch(REF)
+    found = findings_for(repo, base, head)
+    result = host.apply(mr, plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing))
+    assert any('bot_login = "sieve-app[bot]"' in note for note in result.notes)

@@ -98,3 +98,11 @@ def test_inert_and_code_helpers():
         assert_inert(span)
         assert [t.type for t in tokens(span)[1:-1]] == ["inline", "code_inline"]
     assert "\\n" in render.code("a\nb") and "\u202e" not in render.code("\u202eevil.py")
+
+
+def test_markers_in_names_and_texts_are_broken_before_posting():
+    planted = "<!-- sieve:summary -->"
+    result = plan([finding(path=f"a{planted}.py", review=f"x {planted}")], [rating()], PlanConfig(),
+                  skips=(Skip(f"b{planted}", planted),))
+    for body in (result.summary, result.create[0].body):
+        assert body.count("<!-- sieve:") == 1 and (markers.decode(body) or markers.is_summary(body))
