@@ -437,12 +437,8 @@ class GitHubHost:
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
-        """Sieve's own review comments in the repository, with +1/-1 reactions and replies, each marked trusted or not.
-
-        Only comments written by Sieve's identity are harvested (a marker in anyone else's comment is never read).
-        A voter is trusted when :meth:`may_write` says so. Reactions are only fetched for comments whose reaction
-        roll-up shows a +1 or -1 (saves one call each).
-        """
+        """Sieve's own review comments (its identity's, never a stranger's) with +1/-1 reactions and replies, each
+        trusted when :meth:`may_write` says so. Reactions are read only where the roll-up shows a +1 or -1."""
         when = datetime.fromisoformat(since) if since else None
         if when is not None and when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
