@@ -27,7 +27,8 @@ _ZWSP = "\u200b"  # zero-width space: breaks @mentions, #references and autolink
 _SPECIAL = re.compile(r"([\\`*_{}\[\]<>!&#|~$])")  # characters that can open markup (all are escapable)
 _LINE_START = re.compile(r"(?m)^([ \t]*)([-+=]|\d{1,9}(?=[.)]))")  # list items, setext underlines, 1. / 1)
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_REFERENCE = re.compile(r"(@|#(?=\d)|:(?=//)|(?i:\bwww)(?=\.))")
+#: what GitHub and GitLab turn into mentions and references (@user, #1, !1, $1, &1, ~label, %milestone) or links
+_REFERENCE = re.compile(r"(@|[#!$&](?=\d)|[~%](?=[\w\"])|:(?=//)|(?i:\bwww)(?=\.))")
 
 
 def _printable(text: str, *, keep_newlines: bool) -> str:

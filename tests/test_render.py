@@ -18,7 +18,7 @@ markdown_it = pytest.importorskip("markdown_it")
 NAME = "x`![x](https://attacker.invalid/pixel.png) @octo/everyone `.png"
 HOSTILE = ("![x](https://attacker.invalid/p.png) [click](https://attacker.invalid) <img src=x onerror=alert(1)> "
            "@octo/everyone @admin &#64;octo <https://attacker.invalid> https://attacker.invalid/a www.attacker.invalid "
-           "mail@attacker.invalid `unclosed ``` <!-- sieve:summary --> <!-- sieve:v1 abc -->\n"
+           "mail@attacker.invalid `unclosed ``` <!-- sieve:summary --> <!-- sieve:v1 abc --> #12 !3 ~bug %v1 $4 &5\n"
            "# heading\n> quote\n- item\n<details><summary>x</summary>\n\n[ref]: https://attacker.invalid\n[ref]")
 OURS = re.compile(r"</?(details|summary|sub)>|<!-- sieve:(summary|outdated|v\d+ [A-Za-z0-9+/=_\-]+) -->")
 
@@ -41,7 +41,7 @@ def assert_inert(text: str) -> None:
     assert "<" not in OURS.sub("", html), html
     assert len(re.findall(r"<!-- sieve:v", html)) <= 1
     plain = "".join(t.content for t in found if t.type == "text")
-    assert not re.search(r"@[\w-]", plain), plain
+    assert not re.search(r"@[\w-]|[#!$&]\d|[~%]\w", plain), plain  # mentions and GitHub/GitLab references
     assert not re.search(r"(?i)\b(https?|ftp)://|\bwww\.", plain), plain
 
 
