@@ -1,10 +1,12 @@
 """PURE: a Sieve comment's reactions and replies → feedback records and training examples. No I/O.
 
 Rules decided here and nowhere else:
+- only Sieve's own comments count (written by its identity: ``CommentFeedback.comment.ours``); a marker in
+  anyone else's comment is never read, so a stranger cannot plant a training example;
 - one record per (comment, user): that user's latest vote (+1 / -1, 0 when they only replied) and their latest
   ``/sieve severity <level>`` correction; the bot's own reactions and replies are ignored;
-- trust comes from the host (owners/members/collaborators on GitHub, Developer+ on GitLab); untrusted records
-  are kept and marked, never turned into labels unless the caller asks for them;
+- trust comes from the host (write access on GitHub, Developer+ on GitLab, or ``trusted_users``); untrusted
+  records are kept and marked, never turned into labels unless the caller asks for them;
 - the label of a comment: the latest trusted correction; else the net trusted vote confirms (+1) or rejects
   (-1) the predicted level. A rejection is exported with ``label`` = the predicted level and ``vote`` = -1 so
   training can use it as a negative; its ``acceptable_labels`` are the other three levels.
@@ -17,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from bot import markers
 from bot.hosts.base import CommentFeedback
 from bot.severity import LABELS
 
@@ -72,8 +73,8 @@ def parse_correction(body: str) -> str | None:
 
 
 def comment_from(feedback: CommentFeedback) -> CommentInfo | None:
-    """The comment's marker decoded into a CommentInfo; None when it carries no readable marker."""
-    mark = markers.decode(feedback.body)
+    """Sieve's own comment rebuilt from its marker; None when it is not Sieve's or carries no readable marker."""
+    mark = feedback.comment.marker if feedback.comment.ours else None
     if mark is None:
         return None
     return CommentInfo(host=feedback.host, repo=feedback.repo, number=feedback.number,
@@ -83,9 +84,12 @@ def comment_from(feedback: CommentFeedback) -> CommentInfo | None:
                        review=mark.review, reviewer=mark.source, created_at=feedback.created_at)
 
 
-def records_from(feedback: CommentFeedback, bot_user: str | None) -> list[FeedbackRecord]:
-    """One record per user who reacted 👍/👎 or replied with a correction (the bot excluded), sorted by user."""
+def records_from(feedback: CommentFeedback, bot_user: str | None = None) -> list[FeedbackRecord]:
+    """One record per user who reacted 👍/👎 or replied with a correction (the bot excluded), sorted by user.
+
+    The bot is ``bot_user`` when given, else the comment's own author (Sieve wrote the comment)."""
     info = comment_from(feedback)
+    bot_user = bot_user or feedback.comment.author or None
     votes: dict[str, tuple[int, bool, str]] = {}
     for vote in sorted(feedback.votes, key=lambda v: v.created_at):
         if vote.user and vote.user != bot_user and vote.content in ("+1", "-1"):

@@ -16,7 +16,7 @@ from bot.store import Store
 
 @dataclass
 class CollectStats:
-    comments: int = 0  # Sieve comments found (by their markers)
+    comments: int = 0  # Sieve's own comments found (its identity, its marker)
     new_votes: int = 0
     changed_votes: int = 0
     removed_votes: int = 0
@@ -36,14 +36,13 @@ def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectSt
     started = time.perf_counter()
     counters = getattr(host, "counters", None)
     calls_before = getattr(counters, "api_calls", 0)
-    bot_user = getattr(host, "bot_username", None)
     stats = CollectStats()
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for item in host.feedback(repo, since):
-        info = feedback.comment_from(item)
+        info = feedback.comment_from(item)  # None unless Sieve's own identity wrote it
         if info is None:
             continue
-        records = feedback.records_from(item, bot_user or getattr(host, "bot_username", None))
+        records = feedback.records_from(item, item.comment.author)
         counts = store.sync(info, records, now)
         stats.comments += 1
         stats.new_votes += counts.new

@@ -4,6 +4,11 @@ A marker is an HTML comment (invisible on GitHub and GitLab) holding a compact, 
 fingerprint, severity, probabilities, model id, prompt version, commit, and the code excerpt plus review text
 the student read — enough to rebuild the training example later from the comment alone, with no local state.
 Base64 keeps ``--`` and ``>`` (which would end the HTML comment) out of the payload.
+
+Only the *footer* counts: the marker (or the summary marker) that ends a comment, after any trailing whitespace.
+Sieve appends it last to every comment it writes, and untrusted text inside a comment is rendered inert (see
+bot.render), so a marker planted in a review text, a file name or anywhere but the end is never read — and
+whether a comment is Sieve's at all is decided by its author (bot.comments), never by its text.
 """
 
 from __future__ import annotations
@@ -52,10 +57,10 @@ def encode(marker: Marker) -> str:
 
 
 def decode(body: str | None) -> Marker | None:
-    """Find and read the marker in a comment body; None when absent or unreadable (never raises)."""
+    """Read the marker that ends a comment body; None when absent, not last, or unreadable (never raises)."""
     if not body:
         return None
-    match = _MARKER_RE.search(body)
+    match = _footer(body)
     if not match or int(match.group(1)) != MARKER_VERSION:
         return None
     try:
@@ -67,7 +72,20 @@ def decode(body: str | None) -> Marker | None:
 
 
 def is_summary(body: str | None) -> bool:
-    return bool(body) and SUMMARY_MARKER in body
+    """Does the body end with the summary marker?"""
+    return bool(body) and body.rstrip().endswith(SUMMARY_MARKER)
+
+
+def without_footer(body: str) -> str:
+    """The body with its ending marker removed (for quoting a comment inside another one)."""
+    match = _footer(body)
+    return body[: match.start()].rstrip() if match else body
+
+
+def _footer(body: str) -> re.Match[str] | None:
+    """The marker that ends ``body`` (trailing whitespace aside), if the body ends with one."""
+    start = body.rfind("<!-- sieve:v")
+    return _MARKER_RE.fullmatch(body.rstrip(), start) if start >= 0 else None
 
 
 def _normalise(text: str) -> str:

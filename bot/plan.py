@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from bot import markers, render
+from bot.comments import Comment
 from bot.findings import Finding, Rating, Skip
 from bot.severity import LABELS, Severity, argmax_label, mass_at_least
 
@@ -30,20 +31,9 @@ class PlanConfig:
     flavor: render.Flavor = "github"
 
 
-@dataclass(frozen=True)
-class ExistingComment:
-    """A Sieve comment already on the merge request (hosts build these from what they fetch)."""
-
-    id: str
-    body: str
-    path: str | None = None
-    line: int | None = None
-    has_replies: bool = False
-    resolved: bool = False
-
-    @property
-    def marker(self) -> markers.Marker | None:
-        return markers.decode(self.body)
+#: A comment already on the merge request (hosts build these with bot.comments.read). Only comments written by
+#: Sieve's own identity carry a marker; every other comment is invisible to planning.
+ExistingComment = Comment
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,18 @@
-"""Comment and summary text (pure). Hosts differ only in the suggestion syntax (``flavor``)."""
+"""Comment and summary text (pure). Hosts differ only in the suggestion syntax (``flavor``).
+
+Everything a pull request can influence — file names, review texts, rule ids, tool messages, the model's
+explanation — is untrusted and rendered *inert*: names go into code spans whose fence outlasts any backtick run in
+them, prose has every markdown and HTML character backslash-escaped, and mentions, issue references and bare URLs
+are broken with an invisible zero-width space so that GitHub and GitLab neither link nor notify; a Sieve marker
+in such text is escaped or broken like the rest. Only suggestions stay verbatim (they must apply as written):
+inside a fence longer than any backtick run in them they are code, and since bot.markers reads only the marker
+that ends a comment, a marker in a suggestion is never read.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 from bot.findings import Finding, Rating, Skip
@@ -11,6 +21,45 @@ from bot.severity import LABELS
 Flavor = Literal["github", "gitlab", "local"]
 
 BADGES = {"critical": "🔴 **Critical**", "major": "🟠 **Major**", "minor": "🟡 **Minor**", "trivial": "⚪ **Trivial**"}
+
+
+_ZWSP = "\u200b"  # zero-width space: breaks @mentions, #references and autolinks without a visible change
+_SPECIAL = re.compile(r"([\\`*_{}\[\]<>!&#|~$])")  # characters that can open markup (all are escapable)
+_LINE_START = re.compile(r"(?m)^([ \t]*)([-+=]|\d{1,9}(?=[.)]))")  # list items, setext underlines, 1. / 1)
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: what GitHub and GitLab turn into mentions and references (@user, #1, !1, $1, &1, ~label, %milestone) or links
+_REFERENCE = re.compile(r"(@|[#!$&](?=\d)|[~%](?=[\w\"])|:(?=//)|(?i:\bwww)(?=\.))")
+
+
+def _printable(text: str, *, keep_newlines: bool) -> str:
+    """Control characters and bidirectional overrides written out (``\\n``, ``\\u202e``) so that they show."""
+    out = []
+    for char in text.replace("\r\n", "\n").replace("\r", "\n"):
+        hidden = unicodedata.category(char) in ("Cc", "Zl", "Zp") or char in _BIDI
+        if not hidden or (keep_newlines and char in "\n\t"):
+            out.append(char)
+        else:
+            out.append(repr(char)[1:-1] if char.isascii() else f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+def inert(text: str) -> str:
+    """Untrusted prose as markdown that renders as the same plain text: no markup, link, image, HTML, mention."""
+    text = _SPECIAL.sub(r"\\\1", _printable(text, keep_newlines=True))
+    text = _LINE_START.sub(lambda m: f"{m.group(1)}{m.group(2)}\\" if m.group(2)[0].isdigit()
+                           else f"{m.group(1)}\\{m.group(2)}", text)
+    return _REFERENCE.sub(lambda m: m.group(1) + _ZWSP, text)
+
+
+def code(text: str) -> str:
+    """Untrusted text (a path, a rule id) as one inline code span it cannot close: nothing in it renders, and a
+    Sieve marker in it is broken (an invisible zero-width space after ``<!--``) so it never reads as one."""
+    text = _printable(text, keep_newlines=False).replace("<!--", "<!--" + _ZWSP)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def fence_for(text: str) -> str:
@@ -38,12 +87,12 @@ def probability_line(rating: Rating) -> str:
 
 def comment_body(finding: Finding, rating: Rating, marker_text: str, flavor: Flavor) -> str:
     """The text of one inline comment."""
-    parts = [f"{BADGES[rating.severity]} · {finding.source}" + (f" `{finding.rule_id}`" if finding.rule_id else ""),
-             "", finding.review.strip()]
+    parts = [f"{BADGES[rating.severity]} · {inert(finding.source)}"
+             + (f" {code(finding.rule_id)}" if finding.rule_id else ""), "", inert(finding.review.strip())]
     if rating.explanation:
-        parts += ["", f"_Why {rating.severity}:_ {rating.explanation.strip()}"]
+        parts += ["", f"_Why {rating.severity}:_ {inert(rating.explanation.strip())}"]
     body = "\n".join(parts) + suggestion_block(finding, flavor)
-    footer = (f"\n\n<sub>Severity by `{rating.model_id}` ({probability_line(rating)}). "
+    footer = (f"\n\n<sub>Severity by {code(rating.model_id)} ({probability_line(rating)}). "
               "React 👍 if this was useful, 👎 if not; reply `/sieve severity <level>` to correct it.</sub>\n")
     return body + footer + marker_text
 
@@ -58,16 +107,16 @@ def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: in
     lines = ["## Sieve review", "", table,
              f"Posted {posted} new comment(s), kept {kept}, resolved {resolved}. "
              f"Threshold: **{threshold}** ({'probability mass' if mode == 'mass' else 'argmax'}); "
-             f"model `{model_id}`; commit `{commit[:12] or 'local'}`."]
+             f"model {code(model_id)}; commit {code(commit[:12] or 'local')}."]
     for title, items in (("below the threshold", below), ("over the comment cap", over_cap)):
         if items:
             lines += ["", f"<details><summary>{len(items)} finding(s) {title}</summary>", ""]
-            lines += [f"- `{f.anchor.path}:{f.anchor.line}` {BADGES[r.severity]} {_one_line(f.review)}"
+            lines += [f"- {code(f'{f.anchor.path}:{f.anchor.line}')} {BADGES[r.severity]} {inert(_one_line(f.review))}"
                       for f, r in items]
             lines += ["", "</details>"]
     if skips:
         lines += ["", f"<details><summary>{len(skips)} item(s) not reviewed</summary>", ""]
-        lines += [f"- `{s.where}`: {s.reason}" for s in skips]
+        lines += [f"- {code(s.where)}: {inert(s.reason)}" for s in skips]
         lines += ["", "</details>"]
     lines += ["", "React 👍/👎 on Sieve's comments: your reactions train the next model.", "", marker]
     return "\n".join(lines)

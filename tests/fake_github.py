@@ -173,6 +173,7 @@ class FakeGitHub:
         self.example = Example(self.spec)
         self.tokens: dict[str, dict[str, Any]] = {}
         self.associations: dict[str, str] = {owner: "OWNER"}
+        self.roles: dict[str, str] = {}  # login → repository role (see set_permission)
         self.pulls: dict[int, Pull] = {}
         self.review_comments: dict[int, dict[str, Any]] = {}
         self.issue_comments: dict[int, dict[str, Any]] = {}
@@ -254,6 +255,10 @@ class FakeGitHub:
                                          created_at=_NOW, node_id=f"R_{self._ids}")
             self.reactions.setdefault((kind, comment_id), []).append(reaction)
             return reaction
+
+    def set_permission(self, login: str, role: str) -> None:
+        """Give ``login`` a repository role: admin, maintain, write, triage, read or none."""
+        self.roles[login] = role
 
     def writes(self) -> list[tuple[str, str, int]]:
         return [r for r in self.requests if r[0] != "GET"]
@@ -687,4 +692,22 @@ ROUTES = [
     ("POST", r"{repo}/statuses/([0-9a-f]+)", _create_status),
     ("GET", r"{repo}/commits/([0-9a-f]+)/status", _combined),
     ("GET", r"{repo}/contents/(.+)", _contents),
+    ("GET", r"{repo}/collaborators/([^/]+)/permission", lambda f, r, login, c, user: _permission(f, user)),
 ]
+
+
+# ---------------------------------------------------------------- collaborator permissions (who may vote)
+#: role → the legacy ``permission`` GitHub reports beside it (maintain counts as write, triage as read)
+_BASE_PERMISSION = {"admin": "admin", "maintain": "write", "write": "write", "triage": "read", "read": "read",
+                    "none": "none"}
+_ROLE_OF_ASSOCIATION = {"OWNER": "admin", "MEMBER": "write", "COLLABORATOR": "write"}
+
+
+def _permission(fake: FakeGitHub, user: str) -> Response:
+    """``GET collaborators/{username}/permission``: an explicit role, else one implied by the association
+    (owner → admin, member/collaborator → write), else read (anyone may read a public repository)."""
+    role = fake.roles.get(user) or _ROLE_OF_ASSOCIATION.get(fake.associations.get(user, ""), "read")
+    body = fake.example.make("repository-collaborator-permission", permission=_BASE_PERMISSION[role], role_name=role,
+                             user=fake.example.make("nullable-collaborator", **fake.user(user), role_name=role))
+    return _json(body)
+

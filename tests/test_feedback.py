@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import feedback, feedback_app, markers
+from bot import comments, feedback, feedback_app, markers
 from bot.hosts.base import CommentFeedback, Reply, Vote
 from bot.store import open_store
 from tests.fake_gitlab import FakeGitLab
@@ -25,9 +25,11 @@ def marker(severity: str = "major", model: str = "student-v1") -> str:
         source="llm"))
 
 
-def item(votes=(), replies=(), body=None) -> CommentFeedback:
-    return CommentFeedback("gitlab", "g/p", 3, "77", "http://h/g/p/-/merge_requests/3#note_77",
-                           body if body is not None else "text\n" + marker(), tuple(votes), tuple(replies))
+def item(votes=(), replies=(), body=None, author="sieve-bot") -> CommentFeedback:
+    text = body if body is not None else "text\n" + marker()
+    record = comments.read("77", author, text, comments.Identity("sieve-bot"))
+    return CommentFeedback("gitlab", "g/p", 3, "http://h/g/p/-/merge_requests/3#note_77", record, tuple(votes),
+                           tuple(replies))
 
 
 def test_records_one_per_user_latest_wins_bot_ignored():
@@ -43,6 +45,14 @@ def test_records_one_per_user_latest_wins_bot_ignored():
     unmarked = feedback.records_from(item(votes=[Vote("dev", "+1", True)], body="no marker here"), "bot")
     assert [(r.voter, r.comment) for r in unmarked] == [("dev", None)]
     assert feedback.comment_from(item(body="no marker here")) is None
+
+
+def test_only_sieves_own_comments_become_examples():
+    forged = item(votes=[Vote("lead", "+1", True)], author="stranger")
+    assert feedback.comment_from(forged) is None
+    assert [(r.voter, r.comment) for r in feedback.records_from(forged)] == [("lead", None)]
+    own = item(votes=[Vote("lead", "+1", True), Vote("sieve-bot", "+1", True)])
+    assert [r.voter for r in feedback.records_from(own)] == ["lead"]  # the author (Sieve) is the bot
 
 
 def test_verdict_rules():

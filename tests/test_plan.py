@@ -59,8 +59,9 @@ def test_identical_findings_get_distinct_fingerprints():
     assert len(set(prints)) == 2
 
 
-def _existing_from(result) -> tuple[ExistingComment, ...]:
-    return tuple(ExistingComment(id=str(i), body=c.body, path=c.finding.anchor.path, line=c.finding.anchor.line)
+def _existing_from(result, ours: bool = True) -> tuple[ExistingComment, ...]:
+    return tuple(ExistingComment(id=str(i), body=c.body, author="sieve-bot" if ours else "stranger", ours=ours,
+                                 path=c.finding.anchor.path, line=c.finding.anchor.line)
                  for i, c in enumerate(result.create))
 
 
@@ -72,6 +73,15 @@ def test_rerun_on_same_findings_creates_nothing():
     assert len(first.create) == 3
     assert not second.create and not second.update and not second.resolve
     assert len(second.keep) == 3
+
+
+def test_comments_not_written_by_sieve_are_invisible_to_planning():
+    fs = [finding(line=i, review=f"issue {i}") for i in range(1, 4)]
+    rs = [rating(0.5, 0.2, 0.2, 0.1)] * 3
+    copies = _existing_from(plan(fs, rs, PlanConfig()), ours=False)  # a stranger pasted Sieve's exact comments
+    assert all(c.marker is None for c in copies)
+    second = plan(fs, rs, PlanConfig(), existing=copies)
+    assert len(second.create) == 3 and not second.keep and not second.resolve
 
 
 def test_push_updates_changed_and_resolves_gone():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Protocol
 
+from bot.comments import Comment
 from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
 
@@ -66,7 +67,7 @@ class Vote:
 
     user: str
     content: str  # "+1" / "-1" (GitLab thumbsup/thumbsdown are mapped to these)
-    trusted: bool  # author is owner/member/collaborator (GitHub) or Developer+ (GitLab)
+    trusted: bool  # author may write to the repository (GitHub permission, GitLab Developer+) or is trusted_users
     created_at: str = ""
     id: str = ""
 
@@ -84,17 +85,24 @@ class Reply:
 
 @dataclass(frozen=True)
 class CommentFeedback:
-    """A Sieve comment found by its marker, with its reactions and replies."""
+    """One of Sieve's own comments (``comment``: written by its identity, marker decoded), with reactions and replies."""
 
     host: HostName
     repo: str
     number: int
-    comment_id: str
     url: str
-    body: str
+    comment: Comment
     votes: tuple[Vote, ...] = ()
     replies: tuple[Reply, ...] = ()
     created_at: str = ""
+
+    @property
+    def comment_id(self) -> str:
+        return self.comment.id
+
+    @property
+    def body(self) -> str:
+        return self.comment.body
 
 
 class Host(Protocol):

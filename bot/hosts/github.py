@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException
 from urllib3.util.retry import Retry
 
-from bot import markers
+from bot import comments
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitHubOptions
@@ -48,6 +49,7 @@ from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public help
 )
 
 T = TypeVar("T")
+ACTIONS_BOT = "github-actions[bot]"  # the author of everything an Actions GITHUB_TOKEN writes
 DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 _MAX_READ_BYTES = 1_000_000
 
@@ -116,7 +118,6 @@ class GitHubHost:
     def __init__(self, token: str, *, base_url: str = "https://api.github.com", timeout: float = 30.0,
                  max_retries: int = 4, write_pause: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  bot_login: str | None = None,
-                 trusted_associations: tuple[str, ...] = ("OWNER", "MEMBER", "COLLABORATOR"),
                  trusted_users: tuple[str, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
                  max_wait: float = 900.0, per_page: int = 100) -> None:
         if not token:
@@ -125,8 +126,8 @@ class GitHubHost:
         self.base_url = base_url.rstrip("/")
         self.max_retries, self.write_pause, self.sleep = max_retries, write_pause, sleep
         self.backoff, self.secondary_wait, self.max_wait = backoff, secondary_wait, max_wait
-        self.trusted_associations = tuple(a.upper() for a in trusted_associations)
         self.trusted_users = tuple(u.lower() for u in trusted_users)
+        self._write_access: dict[tuple[str, str], bool] = {}  # (repo, login) → may write; one lookup per run
         self.counter = CallCounter()
         retry = _CountingRetry(total=0, read=False, redirect=0, raise_on_status=False)
         retry.counter = self.counter
@@ -134,8 +135,7 @@ class GitHubHost:
                           per_page=per_page, seconds_between_requests=None, seconds_between_writes=None)
         self._lazy = self._gh.withLazy(True)
         self.per_page = per_page
-        self._bot_login = bot_login
-        self._bot_checked = bot_login is not None
+        self._bot_login = bot_login or None
         self._last_write = float("-inf")
 
     # ------------------------------------------------------------------ faults and retries
@@ -250,19 +250,21 @@ class GitHubHost:
         self._call(f"reading {ref}", pull.complete)
         return pull
 
-    def bot_login(self) -> str | None:
-        """The token's own login (None where GitHub will not say, e.g. an Actions token)."""
-        if not self._bot_checked:
-            self._bot_checked = True
+    def bot_login(self) -> str:
+        """The login Sieve writes as: ``bot_login`` when configured, else the token's user; a token that may not
+        read ``GET /user`` (403: an Actions ``GITHUB_TOKEN``) writes as ``github-actions[bot]``. A GitHub App's
+        installation token writes as ``<app-slug>[bot]``, which GitHub will not tell it: configure ``bot_login``."""
+        if self._bot_login is None:
             try:
                 self._bot_login = self._call("reading the token's user", lambda: self._gh.get_user().login)
-            except HostError:
-                self._bot_login = None
+            except GitHubAPIError as exc:
+                if exc.status != 403:
+                    raise
+                self._bot_login = ACTIONS_BOT
         return self._bot_login
 
-    def _mine(self, login: str | None) -> bool:
-        me = self.bot_login()
-        return me is None or (login or "").lower() == me.lower()
+    def identity(self) -> comments.Identity:
+        return comments.Identity(self.bot_login())
 
     def fetch(self, ref: MergeRequestRef) -> MergeRequest:
         pr = self._pull(ref)
@@ -288,21 +290,20 @@ class GitHubHost:
         return self._pages(f"listing review comments of {ref}", f"/repos/{ref.repo}/pulls/{ref.number}/comments")
 
     def _existing(self, ref: MergeRequestRef) -> list[ExistingComment]:
-        """The bot's Sieve comments (by marker), with whether anyone replied."""
-        comments = self._review_comments(ref)
-        replied = {c.get("in_reply_to_id") for c in comments if c.get("in_reply_to_id")}
-        out = []
-        for c in comments:
-            if c.get("in_reply_to_id") or markers.decode(c.get("body")) is None or not self._mine(_login(c)):
-                continue
-            out.append(ExistingComment(id=str(c["id"]), body=c["body"], path=c.get("path"),
-                                       line=c.get("line") or c.get("original_line"), has_replies=c["id"] in replied,
-                                       resolved=OUTDATED_MARK in c["body"]))
-        return out
+        """Sieve's own finding comments (written by its identity, with its marker), with whether anyone replied."""
+        listed = self._review_comments(ref)
+        replied = {c.get("in_reply_to_id") for c in listed if c.get("in_reply_to_id")}
+        me = self.identity()
+        found = (comments.read(c["id"], _login(c), c.get("body"), me, path=c.get("path"),
+                               line=c.get("line") or c.get("original_line"), has_replies=c["id"] in replied,
+                               resolved=OUTDATED_MARK in (c.get("body") or ""))
+                 for c in listed if not c.get("in_reply_to_id"))
+        return [c for c in found if c.finding]
 
     def _summary(self, ref: MergeRequestRef) -> dict[str, Any] | None:
+        me = self.identity()
         for c in self._pages(f"listing comments of {ref}", f"/repos/{ref.repo}/issues/{ref.number}/comments"):
-            if markers.is_summary(c.get("body")) and self._mine(_login(c)):
+            if comments.read(c["id"], _login(c), c.get("body"), me).summary:
                 return c
         return None
 
@@ -325,7 +326,7 @@ class GitHubHost:
         start_calls, start_writes = self.counter.calls, self.counter.writes
         result = ApplyResult()
         pr = self._lazy_pull(mr.ref)
-        on_host = {m.fingerprint for m in (markers.decode(c.body) for c in self._existing(mr.ref)) if m}
+        on_host = {c.marker.fingerprint for c in self._existing(mr.ref)}
         fresh = [c for c in plan.create if c.fingerprint not in on_host]
         result.notes += [f"{len(plan.create) - len(fresh)} comment(s) were already posted (an earlier run)"] \
             if len(fresh) < len(plan.create) else []
@@ -368,7 +369,7 @@ class GitHubHost:
         wanted = {c.fingerprint for c in comments}
 
         def landed() -> bool:
-            present = {m.fingerprint for m in (markers.decode(c.body) for c in self._existing(mr.ref)) if m}
+            present = {c.marker.fingerprint for c in self._existing(mr.ref)}
             return wanted <= present
 
         self._call(f"posting the review on {mr.ref}", lambda: pr.create_review(
@@ -420,6 +421,10 @@ class GitHubHost:
         issue = self._repo(mr.ref.repo).get_issue(mr.ref.number)
         created = self._call("posting the summary", lambda: issue.create_comment(body), write=True)
         result.summary_url = created.html_url if created is not None else ""
+        author = created.user.login if created is not None and created.user else ""
+        if author and not self.identity().is_self(author):
+            result.notes.append(f"this token writes as {author}, not as {self.bot_login()}: set bot_login = "
+                                f"\"{author}\" in the [github] table of .sieve.toml, or every run starts afresh")
 
     def _set_status(self, mr: MergeRequest, status: StatusSpec) -> None:
         """Commit status "sieve"; skipped when the same state and text are already set."""
@@ -433,60 +438,69 @@ class GitHubHost:
 
     # ------------------------------------------------------------------ feedback
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
-        """Sieve's review comments in the repository, with +1/-1 reactions and replies, each marked trusted or not.
-
-        Reaction trust: GitHub's reaction objects carry no author association and the collaborator-permission
-        endpoint needs more rights than a review token has, so a reacting user is trusted when they are in
-        ``trusted_users``, own the repository, or wrote any comment in the listing with a trusted association.
-        Reactions are only fetched for comments whose reaction roll-up shows a +1 or -1 (saves one call each).
-        """
+        """Sieve's own review comments (its identity's, never a stranger's) with +1/-1 reactions and replies, each
+        trusted when :meth:`may_write` says so. Reactions are read only where the roll-up shows a +1 or -1."""
         when = datetime.fromisoformat(since) if since else None
         if when is not None and when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         params = {"sort": "created", "direction": "asc", **({"since": _iso(when)} if when else {})}
-        comments = self._pages(f"listing review comments of {repo}", f"/repos/{repo}/pulls/comments", params)
-        trusted = self._trusted_logins(repo, comments)
+        listed = self._pages(f"listing review comments of {repo}", f"/repos/{repo}/pulls/comments", params)
         replies: dict[int, list[dict[str, Any]]] = {}
-        for c in comments:
+        for c in listed:
             if c.get("in_reply_to_id"):
                 replies.setdefault(c["in_reply_to_id"], []).append(c)
-        for c in comments:
-            if c.get("in_reply_to_id") or markers.decode(c.get("body")) is None or not self._mine(_login(c)):
+        me = self.identity()
+        for c in listed:
+            record = comments.read(c["id"], _login(c), c.get("body"), me)
+            if c.get("in_reply_to_id") or not record.finding:
                 continue
             yield CommentFeedback(host="github", repo=repo, number=_pr_number(c.get("pull_request_url")),
-                                  comment_id=str(c["id"]), url=c.get("html_url") or "", body=c["body"],
-                                  votes=tuple(self._votes(repo, c, trusted)),
-                                  replies=tuple(self._replies(replies.get(c["id"], []))),
+                                  url=c.get("html_url") or "", comment=record,
+                                  votes=tuple(self._votes(repo, c, me)),
+                                  replies=tuple(self._replies(repo, replies.get(c["id"], []), me)),
                                   created_at=c.get("created_at") or "")
 
-    def _trusted_logins(self, repo: str, comments: list[dict[str, Any]]) -> set[str]:
-        logins = set(self.trusted_users) | {repo.split("/")[0].lower()}
-        for c in comments:
-            if (c.get("author_association") or "").upper() in self.trusted_associations:
-                logins.add(_login(c).lower())
-        return logins
+    def may_write(self, repo: str, login: str) -> bool:
+        """Is this user's feedback trusted? In ``trusted_users``, or write access (admin, maintain, write) by
+        ``GET collaborators/{username}/permission``. Looked up once per user and run."""
+        key = login.lower()
+        if key in self.trusted_users:
+            return True
+        if (repo, key) not in self._write_access:
+            path = f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission"
+            try:
+                _, data = self._call(f"reading the permission of {login} on {repo}",
+                                     lambda: self._gh.requester.requestJsonAndCheck("GET", path))
+                allowed = isinstance(data, dict) and data.get("permission") in ("admin", "write")
+            except GitHubAPIError as exc:
+                if exc.status == 403:
+                    raise GitHubAPIError(str(exc).split(" — ")[0], status=403, hint=(
+                        "the token may not read collaborator permissions (it needs metadata: read); "
+                        "or list the trusted voters in [github] trusted_users")) from None
+                if exc.status != 404:
+                    raise
+                allowed = False  # no such user: nobody to trust
+            self._write_access[(repo, key)] = allowed
+        return self._write_access[(repo, key)]
 
-    def _votes(self, repo: str, comment: dict[str, Any], trusted: set[str]) -> list[Vote]:
+    def _votes(self, repo: str, comment: dict[str, Any], me: comments.Identity) -> list[Vote]:
         rollup = comment.get("reactions") or {}
         if rollup and not (rollup.get("+1") or rollup.get("-1")):
             return []
-        me = (self.bot_login() or "").lower()
         votes = []
         path = f"/repos/{repo}/pulls/comments/{comment['id']}/reactions"
         for r in self._pages(f"reading reactions on comment {comment['id']}", path):
             login = _login(r)
-            if r.get("content") not in ("+1", "-1") or (me and login.lower() == me):
+            if r.get("content") not in ("+1", "-1") or not login or me.is_self(login):
                 continue
-            votes.append(Vote(user=login, content=r["content"], trusted=login.lower() in trusted,
+            votes.append(Vote(user=login, content=r["content"], trusted=self.may_write(repo, login),
                               created_at=r.get("created_at") or "", id=str(r.get("id", ""))))
         return votes
 
-    def _replies(self, comments: list[dict[str, Any]]) -> list[Reply]:
-        me = (self.bot_login() or "").lower()
-        return [Reply(user=_login(c), body=c.get("body") or "",
-                      trusted=(c.get("author_association") or "").upper() in self.trusted_associations,
+    def _replies(self, repo: str, listed: list[dict[str, Any]], me: comments.Identity) -> list[Reply]:
+        return [Reply(user=_login(c), body=c.get("body") or "", trusted=self.may_write(repo, _login(c)),
                       created_at=c.get("created_at") or "", id=str(c["id"]))
-                for c in comments if not (me and _login(c).lower() == me)]
+                for c in listed if _login(c) and not me.is_self(_login(c))]
 
 
 HOSTS.add("github", GitHubHost, GitHubOptions)

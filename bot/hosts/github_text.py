@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import markers
+from bot import markers, render
 from bot.errors import ConfigError
 from bot.hosts.base import MergeRequestRef
 from bot.plan import PlannedComment
@@ -77,12 +77,13 @@ def summary_with(summary: str, unplaced: list[PlannedComment]) -> str:
         return summary
     items = []
     for c in unplaced:
-        text = re.sub(r"<!-- sieve:v\d+ [^ ]+ -->", "", c.body).strip()
-        items.append(f"#### `{c.finding.anchor.path}:{c.finding.anchor.line}`\n\n{text}")
+        text = markers.without_footer(c.body).strip()
+        items.append(f"#### {render.code(f'{c.finding.anchor.path}:{c.finding.anchor.line}')}\n\n{text}")
     section = ("\n\n<details><summary>" + f"{len(unplaced)} comment(s) GitHub would not place on the diff"
                + "</summary>\n\n" + "\n\n".join(items) + "\n\n</details>\n")
-    if markers.SUMMARY_MARKER in summary:
-        return summary.replace(markers.SUMMARY_MARKER, section.strip() + "\n\n" + markers.SUMMARY_MARKER)
+    if markers.is_summary(summary):
+        head = summary.rstrip()[: -len(markers.SUMMARY_MARKER)]
+        return head + section.strip() + "\n\n" + markers.SUMMARY_MARKER
     return summary + section
 
 

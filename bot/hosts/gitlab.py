@@ -24,11 +24,11 @@ import gitlab
 import requests
 from requests.adapters import HTTPAdapter
 
-from bot import markers
+from bot import comments, markers, render
 from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitLabOptions
-from bot.plan import ExistingComment, PlannedComment, ReviewPlan
+from bot.plan import PlannedComment, ReviewPlan
 from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public helpers of this host)
     _FileLines,
     assemble_diff,
@@ -196,12 +196,15 @@ class GitLabHost:
         """Every page of a list endpoint (python-gitlab follows the pagination links)."""
         return self._call(what, lambda: list(self._gl.http_list(path, query_data=query or {}, iterator=True)))
 
-    def _bot(self) -> str | None:
-        """The token's own user name (the bot), asked once when not configured."""
-        if self.bot_username is None:
+    def _bot(self) -> comments.Identity:
+        """Sieve's identity: the token's own user (asked once when not configured); only its notes are Sieve's."""
+        if not self.bot_username:
             me = self._call("reading the token's user", self._gl.http_get, "/user")
-            self.bot_username = str(me.get("username", "")) if isinstance(me, dict) else ""
-        return self.bot_username or None
+            self.bot_username = str(me.get("username") or "") if isinstance(me, dict) else ""
+            if not self.bot_username:
+                raise HostError("GitLab did not name the token's user, so Sieve cannot tell its own notes apart",
+                                hint="use a project or personal access token with the 'api' scope")
+        return comments.Identity(self.bot_username)
 
     def _mr_path(self, ref: MergeRequestRef) -> str:
         return f"/projects/{_encode(ref.repo)}/merge_requests/{ref.number}"
@@ -216,22 +219,22 @@ class GitLabHost:
             raise HostError(f"merge request {ref} has no diff yet (GitLab is still preparing it)",
                             hint="run again in a minute")
         entries = self._diff_entries(base)
-        bot = self._bot()
+        me = self._bot()
         existing, summary_id = [], None
         for discussion in self._list("reading discussions", f"{base}/discussions"):
             notes = _notes(discussion)
-            if not notes or (bot and notes[0].get("author", {}).get("username") != bot):
+            if not notes:
                 continue
-            first = notes[0]
-            if markers.is_summary(first.get("body")):
+            first, pos = notes[0], notes[0].get("position") or {}
+            record = comments.read(f"{discussion['id']}:{first['id']}", (first.get("author") or {}).get("username"),
+                                   first.get("body"), me, path=pos.get("new_path") or pos.get("old_path"),
+                                   line=pos.get("new_line") or pos.get("old_line"), has_replies=len(notes) > 1,
+                                   resolved=bool(first.get("resolved")))
+            if record.summary:
                 summary_id = summary_id or str(first["id"])
-                self._summary_bodies[str(first["id"])] = first.get("body") or ""
-            elif markers.decode(first.get("body")):
-                pos = first.get("position") or {}
-                existing.append(ExistingComment(
-                    id=f"{discussion['id']}:{first['id']}", body=first.get("body") or "",
-                    path=pos.get("new_path") or pos.get("old_path"), line=pos.get("new_line") or pos.get("old_line"),
-                    has_replies=len(notes) > 1, resolved=bool(first.get("resolved"))))
+                self._summary_bodies[str(first["id"])] = record.body
+            elif record.finding:
+                existing.append(record)
         return MergeRequest(ref=ref, title=mr.get("title", ""), base_sha=refs.get("base_sha", ""),
                             head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs.get("base_sha", ""),
                             diff=assemble_diff(entries), existing=tuple(existing), summary_id=summary_id,
@@ -323,7 +326,7 @@ class GitLabHost:
         if refusal is None:
             result.created += 1
             return
-        where = f"`{anchor.path}:{anchor.line}`"
+        where = render.code(f"{anchor.path}:{anchor.line}")
         result.notes.append(f"{where}: inline position refused ({redact(refusal)}); posted less precisely")
         fallback = f"**{where}** (GitLab could not anchor this comment to the line)\n\n{comment.body}"
         for pos in [p for p in (file_position(comment, mr, files),) if p] + [None]:
@@ -331,15 +334,17 @@ class GitLabHost:
                 result.created += 1
                 result.file_level += 1
                 return
-        leftovers.append(f"- {where}: {comment.finding.review.strip()}")
+        leftovers.append(f"- {where}: {render.inert(comment.finding.review.strip())}")
         result.to_summary += 1
 
     def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str]) -> str:
         """Create the summary note once, then edit it in place (no write at all when nothing changed)."""
         body = summary
         if leftovers:
-            body = summary.replace(markers.SUMMARY_MARKER, "") + "\n\n**Could not be posted inline:**\n" + \
-                "\n".join(leftovers) + "\n\n" + markers.SUMMARY_MARKER
+            head = summary.rstrip()
+            head = head[: -len(markers.SUMMARY_MARKER)] if markers.is_summary(head) else head
+            body = head.rstrip() + "\n\n**Could not be posted inline:**\n" + "\n".join(leftovers) + "\n\n" + \
+                markers.SUMMARY_MARKER
         if mr.summary_id:
             if self._summary_bodies.get(mr.summary_id) != body:
                 self._call("editing the summary", self._gl.http_put, f"{base}/notes/{mr.summary_id}",
@@ -380,7 +385,7 @@ class GitLabHost:
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
         """Sieve's notes (found by their markers) in merge requests updated since ``since``, with votes/replies."""
         project = _encode(repo)
-        bot = self._bot()
+        me = self._bot()
         query: dict[str, Any] = {"state": "all", "order_by": "updated_at", "sort": "asc"}
         if since:
             query["updated_after"] = since
@@ -389,24 +394,25 @@ class GitLabHost:
             for discussion in self._list("reading discussions", f"{base}/discussions"):
                 notes = _notes(discussion)
                 first = notes[0] if notes else {}
-                author = (first.get("author") or {}).get("username")
-                if not notes or not markers.decode(first.get("body")) or (bot and author != bot):
+                record = comments.read(first.get("id", ""), (first.get("author") or {}).get("username"),
+                                       first.get("body"), me)
+                if not notes or not record.finding:
                     continue
-                yield self._one_feedback(repo, project, mr, base, first, notes[1:], bot)
+                yield self._one_feedback(repo, project, mr, base, record, first, notes[1:], me)
 
-    def _one_feedback(self, repo: str, project: str, mr: dict[str, Any], base: str, note: dict[str, Any],
-                      replies: list[dict[str, Any]], bot: str | None) -> CommentFeedback:
+    def _one_feedback(self, repo: str, project: str, mr: dict[str, Any], base: str, record: comments.Comment,
+                      note: dict[str, Any], replies: list[dict[str, Any]], me: comments.Identity) -> CommentFeedback:
         votes = []
         for award in self._list("reading award emoji", f"{base}/notes/{note['id']}/award_emoji"):
             user = award.get("user") or {}
-            if award.get("name") in _EMOJI_VOTES and user.get("username") != bot:
+            if award.get("name") in _EMOJI_VOTES and not me.is_self(user.get("username")):
                 votes.append(Vote(user=user.get("username", ""), content=_EMOJI_VOTES[award["name"]],
                                   trusted=self._trusted(project, user.get("id")),
                                   created_at=award.get("created_at", ""), id=str(award.get("id", ""))))
         answers = [Reply(user=(r.get("author") or {}).get("username", ""), body=r.get("body") or "",
                          trusted=self._trusted(project, (r.get("author") or {}).get("id")),
                          created_at=r.get("created_at", ""), id=str(r.get("id", "")))
-                   for r in replies if (r.get("author") or {}).get("username") != bot]
-        return CommentFeedback(host="gitlab", repo=repo, number=int(mr["iid"]), comment_id=str(note["id"]),
-                               url=f"{mr.get('web_url', '')}#note_{note['id']}", body=note.get("body") or "",
+                   for r in replies if not me.is_self((r.get("author") or {}).get("username"))]
+        return CommentFeedback(host="gitlab", repo=repo, number=int(mr["iid"]), comment=record,
+                               url=f"{mr.get('web_url', '')}#note_{note['id']}",
                                votes=tuple(votes), replies=tuple(answers), created_at=note.get("created_at", ""))
