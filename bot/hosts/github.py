@@ -423,8 +423,8 @@ class GitHubHost:
         result.summary_url = created.html_url if created is not None else ""
         author = created.user.login if created is not None and created.user else ""
         if author and not self.identity().is_self(author):
-            result.notes.append(f"this token writes as {author}, not as {self.bot_login()}: set bot_login = "
-                                f"\"{author}\" in the [github] table of .sieve.toml, or every run starts afresh")
+            result.notes.append(f"this token writes as {author}, not as {self.bot_login()}: set github.bot_login = "
+                                f"\"{author}\" ([github] table of .sieve.toml), or every run starts afresh")
 
     def _set_status(self, mr: MergeRequest, status: StatusSpec) -> None:
         """Commit status "sieve"; skipped when the same state and text are already set."""
