@@ -320,13 +320,12 @@ class PolicyAdapter(HTTPAdapter):
         while True:
             answer, response = self._attempt(request, kwargs)
             verdict = decide(answer, attempt, self.policy, time.time())
-            if response is not None and (verdict.kind == "ok" or not self.retry):
+            if response is not None and (verdict.kind in ("ok", "refused") or not self.retry):
                 return response
-            if not self.retry or not verdict.retry:
-                raise AmbiguousWrite(answer) if verdict.ambiguous and request.method == "POST" else \
-                    _failure(answer, verdict, attempt + 1)
-            if verdict.ambiguous and request.method == "POST":
+            if self.retry and verdict.ambiguous and request.method == "POST":
                 raise AmbiguousWrite(answer)
+            if not self.retry or not verdict.retry:
+                raise _failure(answer, verdict, attempt + 1)
             self.counters.waited(verdict.wait)
             self.sleep(verdict.wait)
             attempt += 1
