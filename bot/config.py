@@ -51,6 +51,8 @@ class Config:
     gitlab_url: str = _help("GitLab instance URL", "https://gitlab.com")
     db: str = _help("feedback store (SQLite file)", "sieve-feedback.db")
     timeout: float = _help("seconds before an HTTP call is abandoned and retried", 30.0)
+    allow_reviewer_failure: bool = _help("let a run pass although a reviewer or the rater failed (the summary "
+                                         "still says so)", False)
 
 
 _SEVERITY_KEYS = {"threshold", "fail_on"}

@@ -124,6 +124,17 @@ def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: in
     return fit_text("\n".join(lines), limit, marker)
 
 
+def with_failures(summary: str, failures: list[str], allowed: bool = False, limit: int | None = None) -> str:
+    """The summary with a section saying which reviewer (or the rater) failed and why, above its marker."""
+    lines = _listed([f"- {_one_line(f, 300)}" for f in failures], "failure(s)")
+    verdict = "the run passes anyway (allow_reviewer_failure)" if allowed else "the run fails"
+    section = (f"**⚠️ Incomplete review:** {len(failures)} part(s) failed, so findings may be missing; "
+               f"{verdict}.\n\n" + "\n".join(lines))
+    head, marker, tail = summary.rpartition("<!-- sieve:summary -->")
+    whole = f"{head}{section}\n\n{marker}{tail}" if marker else f"{summary}\n\n{section}"
+    return fit_text(whole, limit, "<!-- sieve:summary -->")
+
+
 def _one_line(text: str, limit: int = 140) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
