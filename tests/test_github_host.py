@@ -492,3 +492,20 @@ def test_a_pull_request_with_2500_binary_files_gets_a_summary_github_accepts(fak
     summary = next(iter(fake.issue_comments.values()))["body"]
     assert "2500 item(s) not reviewed" in summary and "… and 2450 more item(s)" in summary
     assert len(summary) <= 65_536 and fake.statuses[head][0]["state"] == "success"
+
+
+def test_feedback_collect_reports_the_real_number_of_api_calls(fake, tmp_path):
+    from bot import feedback_app, store
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    run_review(host_for(fake), findings_for(repo, base, head))
+    fake.react("pulls", min(fake.review_comments), "maint", "+1")
+    fake.reset_log()
+    db = store.open_store(str(tmp_path / "feedback.db"))
+    try:
+        stats = feedback_app.collect(host_for(fake), "octo/app", None, db)
+    finally:
+        db.close()
+    assert stats.comments == 3 and stats.api_calls == len(fake.requests) > 0
+    assert f"{len(fake.requests)} API call(s)" in str(stats)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Iterator, Literal, Protocol
 
 from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
+
+if TYPE_CHECKING:
+    from bot.http import Counters
 
 HostName = Literal["github", "gitlab", "local"]
 
@@ -99,6 +102,7 @@ class CommentFeedback:
 
 class Host(Protocol):
     name: HostName
+    counters: Counters  # every HTTP request the host made (bot.http), read by `sieve feedback collect` and apply
 
     def fetch(self, ref: MergeRequestRef) -> MergeRequest: ...
 
