@@ -166,10 +166,6 @@ class Counters:
         self.waits.append(seconds)
 
 
-class GiveUp(Exception):
-    """Internal: raised by :func:`run` through ``fail``; never leaves a client module."""
-
-
 def run(call: Callable[[], T], policy: Policy, *, classify: Callable[[Exception], Answer | None],
         fail: Callable[[Answer, Verdict, int], Exception], sleep: Callable[[float], None] = time.sleep,
         counters: Counters | None = None, landed: Callable[[], bool] | None = None,
@@ -410,7 +406,7 @@ def httpx_client(client_class: type, policy: Policy, counters: Counters | None =
                 if guard.expired:
                     raise httpx.ReadTimeout(f"no complete answer within the {guard.seconds:g} s deadline",
                                             request=request) from None
-                raise exc
+                raise
             finally:
                 guard.__exit__()
             return response

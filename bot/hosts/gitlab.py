@@ -346,11 +346,15 @@ class GitLabHost:
             raise _error(exc, "posting the summary", self._token) from None
 
     def _status(self, mr: MergeRequest, status: StatusSpec) -> None:
+        """The pipeline-visible commit status; sent again after an unknown result (a repeated status is harmless)."""
         state = {"failure": "failed"}.get(status.state, status.state)
-        self._call("setting the commit status", self._gl.http_post,
-                   f"/projects/{_encode(mr.ref.repo)}/statuses/{mr.head_sha}",
-                   post_data={"state": state, "name": status.context, "description": status.description[:140],
-                              "target_url": mr.web_url or None})
+        data = {"state": state, "name": status.context, "description": status.description[:140],
+                "target_url": mr.web_url or None}
+        try:
+            self._post("setting the commit status", f"/projects/{_encode(mr.ref.repo)}/statuses/{mr.head_sha}",
+                       data, landed=lambda: False)
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "setting the commit status", self._token) from None
 
     # --- feedback ------------------------------------------------------------------------------------------
 
