@@ -36,6 +36,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 T = TypeVar("T")
+#: The one cap on any wait, for every client unless its configuration says otherwise.
+MAX_WAIT = 900.0
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -47,7 +49,7 @@ class Policy:
     retries: int = 4  # extra attempts after the first
     backoff: float = 1.0  # first pause after a 5xx, timeout or dropped connection; doubles each time
     limit_backoff: float | None = None  # first pause for a rate limit that names no time (None: backoff)
-    max_wait: float = 900.0  # the one cap on any wait: back-off stops growing there; a server asking for more → give up
+    max_wait: float = MAX_WAIT  # the one cap on any wait: back-off stops growing there; a server asking for more → give up
     write_pause: float = 0.0  # seconds kept between two writes
     timeout: float = 30.0  # per socket operation
     deadline: float | None = None  # whole request, headers and body (None: twice the timeout)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import EndpointError, TrainingError
+from bot.http import MAX_WAIT
 from bot.prompt import render_input
 from bot.registry import Registry
 from bot.severity import LABELS, MEANINGS
@@ -248,7 +249,7 @@ class OpenAITeacherConfig:
     price_completion_per_m: float = 0.0  # $ per 1M completion tokens
     max_retries: int = 3  # extra attempts on broken JSON, 429 and 5xx
     backoff_s: float = 1.0  # first wait between attempts (doubles; Retry-After wins when given)
-    max_wait_s: float = 30.0  # cap on one wait
+    max_wait_s: float = MAX_WAIT  # the one cap on any wait (bot.http); a longer Retry-After gives up
     timeout_s: float = 120.0  # per request
     temperature: float = 0.7
     batch: int = 10  # items asked for per request

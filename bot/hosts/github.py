@@ -68,7 +68,7 @@ class GitHubHost:
                  bot_login: str | None = None,
                  trusted_associations: tuple[str, ...] = ("OWNER", "MEMBER", "COLLABORATOR"),
                  trusted_users: tuple[str, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
-                 max_wait: float = 900.0, per_page: int = 100) -> None:
+                 max_wait: float = http.MAX_WAIT, per_page: int = 100) -> None:
         if not token:
             raise ConfigError("no GitHub token given", hint="set GITHUB_TOKEN to a token that can read the repository")
         self._token = token

@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 #: Bounded retries for 429, 5xx, timeouts and dropped connections (a local server rarely needs long waits).
-DEFAULT_POLICY = http.Policy(retries=3, backoff=0.5, max_wait=60.0)
+DEFAULT_POLICY = http.Policy(retries=3, backoff=0.5)
 
 
 def _answer(exc: Exception) -> http.Answer | None:

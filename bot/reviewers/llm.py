@@ -175,7 +175,7 @@ class LLMConfig:
     timeout_s: float = field(default=120.0, metadata={"help": "seconds to wait for one answer"})
     max_attempts: int = field(default=3, metadata={"help": "tries per request for 429, 5xx and timeouts"})
     backoff_s: float = field(default=1.0, metadata={"help": "first retry delay; doubles each retry"})
-    max_wait_s: float = field(default=120.0, metadata={"help": "cap on any wait: back-off stops there, a longer "
+    max_wait_s: float = field(default=http.MAX_WAIT, metadata={"help": "cap on any wait: back-off stops there, a longer "
                                                                "Retry-After gives up"})
     max_input_tokens: int = field(default=6000,
                                   metadata={"help": "estimated prompt tokens per request (hunks are batched)"})
