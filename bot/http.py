@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -179,7 +179,7 @@ def run(call: Callable[[], T], policy: Policy, *, classify: Callable[[Exception]
     while True:
         try:
             return call()
-        except Exception as exc:  # noqa: BLE001 — classify decides; anything it does not know is re-raised
+        except Exception as exc:  # classify decides; anything it does not know is re-raised
             answer = classify(exc)
             if answer is None:
                 raise
@@ -230,7 +230,7 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> Deadline:
+    def __enter__(self) -> Self:
         self._outer = getattr(_current, "deadline", None)
         _current.deadline = self
         self._timer.start()
@@ -404,7 +404,7 @@ def httpx_client(client_class: type, policy: Policy, counters: Counters | None =
             try:
                 response = inner.handle_request(request)
                 response.read()  # the body, under the deadline
-            except httpx.TransportError as exc:
+            except httpx.TransportError:
                 if guard.expired:
                     raise httpx.ReadTimeout(f"no complete answer within the {guard.seconds:g} s deadline",
                                             request=request) from None
@@ -421,7 +421,7 @@ def httpx_client(client_class: type, policy: Policy, counters: Counters | None =
 
 def _tracer(guard: Deadline) -> Callable[[str, dict[str, Any]], None]:
     def trace(event: str, info: dict[str, Any]) -> None:
-        if event.endswith("connect_tcp.complete") or event.endswith("start_tls.complete"):
+        if event.endswith(("connect_tcp.complete", "start_tls.complete")):
             stream = info.get("return_value")
             guard.watch(stream.get_extra_info("socket") if stream is not None else None)
     return trace

@@ -118,8 +118,8 @@ def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: in
         lines += _listed([f"- `{s.where}`: {_one_line(s.reason, 300)}" for s in skips], "item(s)")
         lines += ["", "</details>"]
     if dropped_suggestions:
-        lines += ["", f"{dropped_suggestions} suggestion(s) were too long for a comment on this host and were left "
-                      "out of their comment(s)."]
+        lines += ["", (f"{dropped_suggestions} suggestion(s) were too long for a comment on this host and were "
+                       "left out of their comment(s).")]
     lines += ["", "React 👍/👎 on Sieve's comments: your reactions train the next model.", "", marker]
     return fit_text("\n".join(lines), limit, marker)
 

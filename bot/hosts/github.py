@@ -85,7 +85,7 @@ class GitHubHost:
         # PyGithub's sessions get Sieve's transport (one for both clients: one pacer, one set of counters)
         adapter = http.PolicyAdapter(self.policy, self.counters, sleep=sleep)
         for client in (self._gh, self._lazy):
-            connection = client.requester._Requester__createConnection()  # noqa: SLF001 — no public hook for this
+            connection = client.requester._Requester__createConnection()  # PyGithub has no public hook for this
             connection.session.mount("http://", adapter)
             connection.session.mount("https://", adapter)
         self.per_page = per_page
