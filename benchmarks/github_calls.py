@@ -52,7 +52,7 @@ def review(fake: FakeGitHub, found: list[Finding]) -> tuple[int, int, int, float
                                                       commit=mr.head_sha), mr.existing)
     result = host.apply(mr, p, StatusSpec("failure", f"{len(found)} finding(s)"))
     assert result.writes == len(fake.writes()) - sum(1 for r in fake.requests[:before] if r[0] != "GET")
-    return host.counter.calls, result.api_calls, result.writes, time.perf_counter() - started
+    return host.counters.api_calls, result.api_calls, result.writes, time.perf_counter() - started
 
 
 def main() -> None:
@@ -83,7 +83,7 @@ def main() -> None:
         host = GitHubHost(TOKEN, base_url=fake.base_url, sleep=lambda s: None, bot_login="sieve-bot")
         started = time.perf_counter()
         items = list(host.feedback("octo/app"))
-        print(f"feedback over {len(items)} Sieve comments (50 with votes): {host.counter.calls} calls, "
+        print(f"feedback over {len(items)} Sieve comments (50 with votes): {host.counters.api_calls} calls, "
               f"{time.perf_counter() - started:.2f} s")
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from bot import plan as planning
+from bot import render
 from bot.config import Config
-from bot.errors import DiffError, SieveError
+from bot.errors import ConfigError, DiffError, ReviewerError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
 from bot.outcome import Outcome
 from bot.prompt import PROMPT_VERSION
@@ -177,6 +178,10 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
                     explanations[i] = text
         ratings = planning.with_explanations(ratings, explanations)
     result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips))
+    errors = [" ".join(e.split()) for e in errors]  # one line each
+    if errors:
+        result = replace(result, summary=render.with_failures(result.summary, errors, config.allow_reviewer_failure,
+                                                              render.body_limit(flavor)))
     return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
@@ -193,3 +198,27 @@ def fail_on_hit(outcome: Outcome, config: Config) -> bool:
     from bot.severity import parse_severity
 
     return any(parse_severity(d.rating.severity) >= config.fail_on for d in outcome.plan.decisions)
+
+
+def check_complete(outcome: Outcome, config: Config) -> None:
+    """A failed reviewer or rater fails the run (after its partial results were shown or posted), unless the
+    configuration allows it (``--allow-reviewer-failure``)."""
+    if outcome.incomplete and not config.allow_reviewer_failure:
+        more = f" (and {len(outcome.errors) - 1} more)" if len(outcome.errors) > 1 else ""
+        raise ReviewerError(f"the review is incomplete: {outcome.errors[0]}{more}",
+                            hint="fix it and run again, or pass --allow-reviewer-failure to let such runs pass")
+
+
+def status_for(outcome: Outcome, config: Config):
+    """The commit status to set: failing when the review is incomplete or ``fail_on`` is hit; None when
+    neither applies and no ``fail_on`` is configured."""
+    from bot.hosts.base import StatusSpec
+
+    found = sum(outcome.counts.values())
+    if outcome.incomplete and not config.allow_reviewer_failure:
+        return StatusSpec("failure", f"review incomplete ({outcome.errors[0].split(':')[0]} failed); "
+                                     f"{found} finding(s)")
+    if config.fail_on is None:
+        return None
+    failed = fail_on_hit(outcome, config)
+    return StatusSpec("failure" if failed else "success", f"{found} finding(s); fail-on {config.fail_on.label}")

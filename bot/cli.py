@@ -49,6 +49,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", dest="explain", action="store_const", const=True,
                    help="add the student's one-sentence reason under each comment (weak with a 135M student)")
     p.add_argument("--no-explain", dest="explain", action="store_const", const=False)
+    p.add_argument("--allow-reviewer-failure", dest="allow_reviewer_failure", action="store_const", const=True,
+                   help="exit 0 (and a passing status) although a reviewer or the rater failed")
     p.add_argument("--dry-run", action="store_true", help="with --github/--gitlab: plan and print, post nothing")
     p.add_argument("--config", help="path to .sieve.toml")
 
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _CONFIG_FLAGS = ("threshold", "threshold_mode", "fail_on", "max_comments", "reviewers", "model", "rater",
                  "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "gitlab_url", "github_url",
-                 "db", "models_dir", "lexical")
+                 "db", "models_dir", "lexical", "allow_reviewer_failure")
 
 
 def make_config(args: argparse.Namespace):
@@ -165,6 +167,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if outcome.errors:
         for error in outcome.errors:
             print(f"warning: {error}", file=sys.stderr)
+    app.check_complete(outcome, config)
     if app.fail_on_hit(outcome, config):
         raise ThresholdFailure(f"findings rated {config.fail_on.label} or worse were found (--fail-on)")
     return 0

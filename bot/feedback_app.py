@@ -34,8 +34,7 @@ class CollectStats:
 def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectStats:
     """Read every Sieve comment's reactions and replies from the host and sync them into the store."""
     started = time.perf_counter()
-    counters = getattr(host, "counters", None)
-    calls_before = getattr(counters, "api_calls", 0)
+    calls_before = host.counters.api_calls
     stats = CollectStats()
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for item in host.feedback(repo, since):
@@ -50,7 +49,7 @@ def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectSt
         stats.removed_votes += counts.removed
         stats.untrusted += sum(not r.trusted for r in records)
         stats.corrections += sum(r.correction is not None for r in records)
-    stats.api_calls = getattr(counters, "api_calls", 0) - calls_before
+    stats.api_calls = host.counters.api_calls - calls_before
     stats.seconds = time.perf_counter() - started
     return stats
 

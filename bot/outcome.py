@@ -23,3 +23,8 @@ class Outcome:
     @property
     def counts(self) -> dict[str, int]:
         return dict(self.plan.counts)
+
+    @property
+    def incomplete(self) -> bool:
+        """A reviewer or the rater failed: what was posted is a partial review."""
+        return bool(self.errors)

@@ -153,10 +153,12 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
             by_print[mark.fingerprint] = comment
     present = {d.fingerprint for d in decisions}
     create, update, keep = [], [], []
+    dropped = 0  # suggestions too long for the host, counted in the summary
     for d in decisions:
         if not d.posted:
             continue
-        body = render.comment_body(d.finding, d.rating, _marker_for(d, config), config.flavor)
+        body, cut = render.fit_comment(d.finding, d.rating, _marker_for(d, config), config.flavor)
+        dropped += cut
         planned = PlannedComment(d.finding, d.rating, d.fingerprint, body)
         old = by_print.get(d.fingerprint)
         if old is None:
@@ -180,7 +182,8 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
         below=[(d.finding, d.rating) for d in decisions if not d.posted and "threshold" in (d.skip_reason or "")],
         over_cap=[(d.finding, d.rating) for d in decisions if not d.posted and "cap" in (d.skip_reason or "")],
         skips=list(skips), model_id=ratings[0].model_id if ratings else "-", threshold=config.threshold.label,
-        mode=config.mode, commit=config.commit, marker=markers.SUMMARY_MARKER)
+        mode=config.mode, commit=config.commit, marker=markers.SUMMARY_MARKER, dropped_suggestions=dropped,
+        limit=render.body_limit(config.flavor))
     return ReviewPlan(tuple(create), tuple(update), tuple(keep), tuple(resolve), tuple(decisions), summary, counts)
 
 

@@ -10,7 +10,7 @@ from typing import Mapping
 from bot import app
 from bot.config import Config
 from bot.errors import ConfigError, ThresholdFailure
-from bot.hosts.base import MergeRequestRef, StatusSpec
+from bot.hosts.base import MergeRequestRef
 from bot.outcome import Outcome
 
 GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
@@ -64,12 +64,7 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing)
     if dry_run:
         return outcome
-    status = None
-    if config.fail_on is not None:
-        failed = app.fail_on_hit(outcome, config)
-        status = StatusSpec("failure" if failed else "success",
-                            f"{sum(outcome.counts.values())} finding(s); fail-on {config.fail_on.label}")
-    result = host.apply(mr, outcome.plan, status)
+    result = host.apply(mr, outcome.plan, app.status_for(outcome, config))
     outcome.warnings.append(f"{target.ref}: created {result.created}, updated {result.updated}, "
                             f"resolved {result.resolved}, file-level {result.file_level}, "
                             f"to summary {result.to_summary}; {result.api_calls} API calls, {result.writes} writes")

@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 from typing import Literal
 
 from bot.findings import Finding, Rating, Skip
 from bot.severity import LABELS
 
 Flavor = Literal["github", "gitlab", "local"]
+
+#: The longest body each host accepts, in characters (GitHub: comments, reviews and summaries; GitLab: notes).
+BODY_LIMITS: dict[str, int] = {"github": 65_536, "gitlab": 1_000_000}
+#: Items listed per section of the summary; the rest are counted.
+MAX_LISTED = 50
+_MARGIN = 1_000  # room for what a host adds (its fallback notes) and for characters a host counts twice
 
 BADGES = {"critical": "🔴 **Critical**", "major": "🟠 **Major**", "minor": "🟡 **Minor**", "trivial": "⚪ **Trivial**"}
 
@@ -97,11 +104,52 @@ def comment_body(finding: Finding, rating: Rating, marker_text: str, flavor: Fla
     return body + footer + marker_text
 
 
+def body_limit(flavor: Flavor) -> int | None:
+    """Characters a body may have on this host, less a margin (None: no limit, e.g. a local report)."""
+    limit = BODY_LIMITS.get(flavor)
+    return None if limit is None else limit - _MARGIN
+
+
+def fit_comment(finding: Finding, rating: Rating, marker_text: str, flavor: Flavor) -> tuple[str, bool]:
+    """An inline comment within the host's limit: a long suggestion is dropped first (True is returned so the
+    summary can count it), then the review text is cut. The marker is always kept whole."""
+    body = comment_body(finding, rating, marker_text, flavor)
+    limit = body_limit(flavor)
+    if limit is None or len(body) <= limit:
+        return body, False
+    dropped = finding.suggestion is not None
+    bare = replace(finding, suggestion=None)
+    body = comment_body(bare, rating, marker_text, flavor)
+    if len(body) > limit:
+        room = max(200, len(finding.review) - (len(body) - limit) - 40)
+        cut = replace(bare, review=finding.review[:room].rstrip() + " … (cut to fit)")
+        body = comment_body(cut, rating, marker_text, flavor)
+    return body, dropped
+
+
+def fit_text(body: str, limit: int | None, marker: str = "") -> str:
+    """Cut ``body`` to ``limit`` characters, saying so, with ``marker`` (if in it) kept at the very end."""
+    if limit is None or len(body) <= limit:
+        return body
+    tail = "\n\n_(cut to fit the host's size limit)_" + (f"\n\n{marker}" if marker and marker in body else "")
+    head = body.replace(marker, "") if marker else body
+    return head[: max(0, limit - len(tail))].rstrip() + tail
+
+
+def _listed(items: list[str], what: str) -> list[str]:
+    """The first MAX_LISTED items, then one line counting the rest."""
+    shown = items[:MAX_LISTED]
+    if len(items) > MAX_LISTED:
+        shown.append(f"- … and {len(items) - MAX_LISTED} more {what}")
+    return shown
+
+
 def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: int,
                  below: list[tuple[Finding, Rating]], over_cap: list[tuple[Finding, Rating]],
                  skips: list[Skip], model_id: str, threshold: str, mode: str, commit: str,
-                 marker: str) -> str:
-    """The summary comment, edited in place on every run."""
+                 marker: str, dropped_suggestions: int = 0, limit: int | None = None) -> str:
+    """The summary comment, edited in place on every run; long lists show their first items and count the
+    rest, and the whole stays within ``limit`` characters."""
     table = "| level | findings |\n|---|---|\n" + "".join(f"| {BADGES[lvl]} | {counts.get(lvl, 0)} |\n"
                                                          for lvl in LABELS)
     lines = ["## Sieve review", "", table,
@@ -111,15 +159,29 @@ def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: in
     for title, items in (("below the threshold", below), ("over the comment cap", over_cap)):
         if items:
             lines += ["", f"<details><summary>{len(items)} finding(s) {title}</summary>", ""]
-            lines += [f"- {code(f'{f.anchor.path}:{f.anchor.line}')} {BADGES[r.severity]} {inert(_one_line(f.review))}"
-                      for f, r in items]
+            lines += _listed([f"- {code(f'{f.anchor.path}:{f.anchor.line}')} {BADGES[r.severity]} "
+                              f"{inert(_one_line(f.review))}" for f, r in items], "finding(s)")
             lines += ["", "</details>"]
     if skips:
         lines += ["", f"<details><summary>{len(skips)} item(s) not reviewed</summary>", ""]
-        lines += [f"- {code(s.where)}: {inert(s.reason)}" for s in skips]
+        lines += _listed([f"- {code(s.where)}: {inert(_one_line(s.reason, 300))}" for s in skips], "item(s)")
         lines += ["", "</details>"]
+    if dropped_suggestions:
+        lines += ["", (f"{dropped_suggestions} suggestion(s) were too long for a comment on this host and were "
+                       "left out of their comment(s).")]
     lines += ["", "React 👍/👎 on Sieve's comments: your reactions train the next model.", "", marker]
-    return "\n".join(lines)
+    return fit_text("\n".join(lines), limit, marker)
+
+
+def with_failures(summary: str, failures: list[str], allowed: bool = False, limit: int | None = None) -> str:
+    """The summary with a section saying which reviewer (or the rater) failed and why, above its marker."""
+    lines = _listed([f"- {inert(_one_line(f, 300))}" for f in failures], "failure(s)")
+    verdict = "the run passes anyway (allow_reviewer_failure)" if allowed else "the run fails"
+    section = (f"**⚠️ Incomplete review:** {len(failures)} part(s) failed, so findings may be missing; "
+               f"{verdict}.\n\n" + "\n".join(lines))
+    head, marker, tail = summary.rpartition("<!-- sieve:summary -->")
+    whole = f"{head}{section}\n\n{marker}{tail}" if marker else f"{summary}\n\n{section}"
+    return fit_text(whole, limit, "<!-- sieve:summary -->")
 
 
 def _one_line(text: str, limit: int = 140) -> str:

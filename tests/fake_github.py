@@ -128,7 +128,7 @@ class Pull:
 @dataclass
 class Fault:
     """One injected fault. ``kind``: 429, 429-bare, secondary, primary, 502, timeout, reset, reset-after,
-    readonly. Matches ``method`` and the ``path`` regex; ``write_number`` picks the Nth write instead."""
+    502-after (the request lands, then 502 is answered), readonly. Matches ``method`` and the ``path`` regex; ``write_number`` picks the Nth write instead."""
 
     kind: str
     method: str = "*"
@@ -186,6 +186,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str, int]] = []  # method, path (with query), status
         self.errors: list[str] = []
         self.delay = 1.3  # seconds a "timeout" fault sleeps (past the client's timeout in the tests)
+        self.review_latency = 0.0  # seconds a review POST takes before it lands (requests overlap meanwhile)
         self._ids = 1000
         self._writes = 0
         self._lock = threading.RLock()
@@ -291,12 +292,14 @@ class FakeGitHub:
                 return _json({"message": "Gateway Timeout", "documentation_url": DOCS}, 504)
             _reset(environ)
             return None
-        if fault is not None and fault.kind != "reset-after":
+        if fault is not None and fault.kind not in ("reset-after", "502-after"):
             response = self._fault_response(fault)
         else:
             self._validate_request(request)
             response = self._route(request)
             self._validate_response(request, response)
+            if fault is not None and fault.kind == "502-after":
+                response = self._fault_response(Fault("502"))
         self.requests.append((request.method, target, response.status_code))
         if fault is not None and fault.kind == "reset-after":
             _reset(environ)
@@ -377,6 +380,11 @@ class FakeGitHub:
             return _json({"message": "Resource not accessible by integration", "documentation_url": DOCS,
                           "status": "403"}, 403)
         prefix = f"/repos/{self.full_name}"
+        if request.method == "POST" and request.path.endswith("/reviews") and self.review_latency:
+            time.sleep(self.review_latency)  # outside the lock: overlapping reviews land after the wait
+        too_long = _too_long(request)
+        if too_long is not None:
+            return too_long
         for method, pattern, handler in ROUTES:
             if method != request.method:
                 continue
@@ -607,6 +615,36 @@ def _edit(store: dict[int, dict[str, Any]], fake: FakeGitHub, request: Request, 
     return _json(comment)
 
 
+def _delete(store: dict[int, dict[str, Any]], fake: FakeGitHub, request: Request, login: str, cid: str) -> Response:
+    comment = store.get(int(cid))
+    if comment is None:
+        return _json({"message": "Not Found", "documentation_url": DOCS, "status": "404"}, 404)
+    if comment["user"]["login"] != login:
+        return _json({"message": "Must have admin rights to Repository.", "documentation_url": DOCS}, 403)
+    del store[int(cid)]
+    return Response(status=204)
+
+
+#: GitHub refuses longer bodies (comments, reviews, summaries) with 422.
+MAX_BODY = 65_536
+
+
+def _too_long(request: Request) -> Response | None:
+    """422 as GitHub answers for a body (or a review comment's body) over 65,536 characters."""
+    if request.method not in ("POST", "PATCH") or not request.is_json:
+        return None
+    data = request.get_json(silent=True) or {}
+    bodies = [data.get("body") or ""] + [(c or {}).get("body") or "" for c in data.get("comments") or []]
+    if max(len(b) for b in bodies) <= MAX_BODY:
+        return None
+    if request.path.endswith("/reviews"):
+        return _json({**_ERR_LINE, "errors": [f"Body is too long (maximum is {MAX_BODY} characters)"]}, 422)
+    error = {"resource": "IssueComment" if "/issues/" in request.path else "PullRequestReviewComment",
+             "code": "unprocessable", "field": "data",
+             "message": f"Body is too long (maximum is {MAX_BODY} characters)"}
+    return _json({"message": "Validation Failed", "errors": [error], "documentation_url": DOCS}, 422)
+
+
 def _reactions(kind: str):
     def handler(fake: FakeGitHub, request: Request, login: str, caller: dict, cid: str) -> Response:
         return fake.paginate(request, list(fake.reactions.get((kind, int(cid)), [])))
@@ -681,6 +719,8 @@ ROUTES = [
     ("GET", r"{repo}/pulls/comments", _repo_comments),
     ("PATCH", r"{repo}/pulls/comments/(\d+)",
      lambda f, r, login, c, cid: _edit(f.review_comments, f, r, login, cid)),
+    ("DELETE", r"{repo}/pulls/comments/(\d+)",
+     lambda f, r, login, c, cid: _delete(f.review_comments, f, r, login, cid)),
     ("GET", r"{repo}/pulls/comments/(\d+)/reactions", _reactions("pulls")),
     ("GET", r"{repo}/pulls/(\d+)/reviews", _list_reviews),
     ("POST", r"{repo}/pulls/(\d+)/reviews", _create_review),
@@ -688,6 +728,8 @@ ROUTES = [
     ("POST", r"{repo}/issues/(\d+)/comments", _new_issue_comment),
     ("PATCH", r"{repo}/issues/comments/(\d+)",
      lambda f, r, login, c, cid: _edit(f.issue_comments, f, r, login, cid)),
+    ("DELETE", r"{repo}/issues/comments/(\d+)",
+     lambda f, r, login, c, cid: _delete(f.issue_comments, f, r, login, cid)),
     ("GET", r"{repo}/issues/comments/(\d+)/reactions", _reactions("issues")),
     ("POST", r"{repo}/statuses/([0-9a-f]+)", _create_status),
     ("GET", r"{repo}/commits/([0-9a-f]+)/status", _combined),

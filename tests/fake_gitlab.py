@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+#: GitLab refuses notes over 1,000,000 characters (400, like its other validation errors).
+MAX_NOTE = 1_000_000
+TOO_LONG = "400 Bad request - Note {:note=>[\"is too long (maximum is 1000000 characters)\"]}"
 BAD_LINE = "400 Bad request - Note {:line_code=>[\"can't be blank\", \"must be a valid line code\"]}"
 
 
@@ -75,7 +78,7 @@ def diff_lines(text: str) -> dict[tuple[int | None, int | None], str]:
 
 @dataclass
 class Fault:
-    kind: str  # "429", "429-retry-after", "502", "timeout"
+    kind: str  # "429", "429-retry-after", "502", "timeout", "502-after" (the request lands, then 502 is answered)
     method: str = "*"
     path: str = ".*"
     times: int = 1
@@ -110,6 +113,7 @@ class FakeGitLab:
         self.line_code_required = False
         self.file_positions = True
         self.fail_writes_after: int | None = None
+        self.write_latency = 0.0  # seconds each write takes before it lands (overlapping runs interleave)
         self.writes_done = 0
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
@@ -261,16 +265,20 @@ class _Handler(BaseHTTPRequestHandler):
             if fault:
                 fault.times -= 1
             user = fs.users.get(self.headers.get("PRIVATE-TOKEN", ""))
-        if fault:
+        if fault and fault.kind != "502-after":
             return self._fault(method, path, fault)
         if user is None:
             return self._send(method, path, 401, {"message": "401 Unauthorized"})
         if method != "GET" and fs.fail_writes_after is not None and fs.writes_done >= fs.fail_writes_after:
             return self._send(method, path, 500, {"message": "500 Internal Server Error"})
+        if method != "GET" and fs.write_latency:
+            time.sleep(fs.write_latency)  # outside the lock
         with fs._lock:
             status, payload, extra = _route(fs, method, parts, self.query, self.body, user)
             if method != "GET" and status < 300:
                 fs.writes_done += 1
+        if fault:  # "502-after": it landed, but the answer is lost
+            return self._send(method, path, 502, {"message": "502 Bad Gateway"})
         if isinstance(payload, list):
             payload, extra = self._page(payload, split)
         self._send(method, path, status, payload, extra)
@@ -383,6 +391,8 @@ def _mr_route(fs: FakeGitLab, method: str, mr: MR, rest: list[str], body: dict[s
         return 200, [{"id": d["id"], "individual_note": d["individual_note"],
                       "notes": [_public(n) for n in d["notes"]]} for d in mr.discussions], {}
     if rest == ["discussions"] and method == "POST" or rest == ["notes"] and method == "POST":
+        if len(str(body.get("body", ""))) > MAX_NOTE:
+            return 400, {"message": TOO_LONG}, {}
         position = body.get("position")
         if position:
             refused = fs.check_position(mr, position)
@@ -407,6 +417,16 @@ def _mr_route(fs: FakeGitLab, method: str, mr: MR, rest: list[str], body: dict[s
         if found is None:
             return 404, {"message": "404 Note Not Found"}, {}
         _, note = found
+        if len(rest) == 2 and method == "DELETE":
+            if note["author"]["id"] != user["id"]:
+                return 403, {"message": "403 Forbidden"}, {}
+            discussion, _ = found
+            discussion["notes"].remove(note)
+            if not discussion["notes"]:
+                mr.discussions.remove(discussion)
+            return 204, b"", {}
+        if len(rest) == 2 and method == "PUT" and len(str(body.get("body", ""))) > MAX_NOTE:
+            return 400, {"message": TOO_LONG}, {}
         if len(rest) == 2 and method == "PUT":
             note.update(body=str(body.get("body", note["body"])), updated_at=_now())
             mr.updated_at = _now()

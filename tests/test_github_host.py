@@ -354,3 +354,158 @@ def test_feedback_reads_votes_replies_and_trust(fake, tmp_path):
     reaction_calls = [r for r in fake.requests if r[1].endswith("/reactions") or "/reactions?" in r[1]]
     assert len(reaction_calls) == 1  # comments without votes cost no call
     assert list(host_for(fake).feedback("octo/app", since="2999-01-01T00:00:00Z")) == []
+
+
+# ---------------------------------------------------------------- races, unknown write results, size limits
+def _copies(fake: FakeGitHub) -> tuple[dict[str, int], int]:
+    """Sieve comments per fingerprint, and the number of summaries."""
+    per_print: dict[str, int] = {}
+    for c in fake.review_comments.values():
+        mark = markers.decode(c["body"])
+        if mark:
+            per_print[mark.fingerprint] = per_print.get(mark.fingerprint, 0) + 1
+    return per_print, sum(markers.is_summary(c["body"]) for c in fake.issue_comments.values())
+
+
+def test_two_overlapping_runs_leave_one_copy_and_a_third_run_is_clean(fake, tmp_path):
+    import threading
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    found = findings_for(repo, base, head)
+    fake.review_latency = 1.0  # both reviews are in flight at once, as with a quick double push
+    fetched = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            host = host_for(fake)
+            mr = host.fetch(REF)
+            fetched.wait(timeout=30)  # both runs saw an empty pull request
+            p = plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing)
+            host.apply(mr, p, StatusSpec("failure", "3 finding(s)"))
+        except BaseException as exc:  # noqa: BLE001 — re-raised below in the test thread
+            errors.append(exc)
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=60)
+    assert not errors and len(fake.reviews) == 2  # both runs really posted
+    per_print, summaries = _copies(fake)
+    assert sorted(per_print.values()) == [1, 1, 1] and summaries == 1
+    fake.review_latency = 0.0
+    fake.reset_log()
+    _mr, p, result = run_review(host_for(fake), found, status=StatusSpec("failure", "3 finding(s)"))
+    assert not p.create and result.created == 0 and _copies(fake) == (per_print, 1)
+    assert not [w for w in fake.writes() if w[0] != "PATCH"]  # at most the summary's counts are edited
+
+
+def test_a_third_run_removes_what_a_race_left(fake, tmp_path):
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    found = findings_for(repo, base, head)
+    run_review(host_for(fake), found)
+    first = min(fake.review_comments)
+    copy = fake.add_review_comment(7, BOT, fake.review_comments[first]["body"], path="app.py", line=None)
+    summary = next(iter(fake.issue_comments.values()))
+    fake.issue_comments[summary["id"] + 500] = {**summary, "id": summary["id"] + 500}  # a second summary
+    _mr, _p, result = run_review(host_for(fake), found)
+    assert copy["id"] not in fake.review_comments and first in fake.review_comments
+    assert _copies(fake) == ({k: 1 for k in _copies(fake)[0]}, 1)
+    assert sum("two runs overlapped" in n for n in result.notes) == 2
+
+
+def test_a_summary_that_lands_and_then_answers_502_is_not_posted_twice(fake, tmp_path):
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    fake.faults.append(Fault("502-after", method="POST", path=r"/issues/7/comments$"))
+    sleeps: list[float] = []
+    _mr, _p, result = run_review(host_for(fake, sleeps), findings_for(repo, base, head))
+    assert _copies(fake)[1] == 1 and 1.0 in sleeps  # retried once in thought: read back, found, not resent
+    assert result.summary_url.endswith(f"#issuecomment-{next(iter(fake.issue_comments))}")
+    posts = [r for r in fake.requests if r[0] == "POST" and r[1].endswith("/issues/7/comments")]
+    assert [r[2] for r in posts] == [502]
+
+
+def test_the_fake_refuses_bodies_over_githubs_limit(fake, tmp_path):
+    import requests
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    auth = {"Authorization": f"token {TOKEN}"}
+    url = f"{fake.base_url}/repos/octo/app/issues/7/comments"
+    refused = requests.post(url, json={"body": "x" * 65_537}, headers=auth, timeout=5)
+    assert refused.status_code == 422 and "too long" in refused.text
+    assert requests.post(url, json={"body": "x" * 65_536}, headers=auth, timeout=5).status_code == 201
+
+
+def test_one_finding_with_a_huge_suggestion_does_not_sink_the_review(fake, tmp_path):
+    from dataclasses import replace
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    found = findings_for(repo, base, head)
+    found[1] = replace(found[1], source="llm", suggestion="    return int(x)  # " + "y" * 80_000)
+    _mr, p, result = run_review(host_for(fake), found, status=StatusSpec("failure", "3 finding(s)"))
+    assert result.created == 3 and len(fake.review_comments) == 3 and fake.statuses
+    assert all(len(c["body"]) <= 65_536 for c in fake.review_comments.values())
+    summary = next(iter(fake.issue_comments.values()))["body"]
+    assert "1 suggestion(s) were too long" in summary
+
+
+def test_an_oversized_comment_is_bisected_out_and_kept_in_the_summary(fake, tmp_path):
+    """Even past the planner (a body GitHub refuses as too long), the other comments are posted."""
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    host = host_for(fake)
+    mr = host.fetch(REF)
+    found = findings_for(repo, base, head)
+    p = plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing)
+    from dataclasses import replace
+
+    huge = replace(p.create[0], body=p.create[0].body + "z" * 70_000)
+    result = host.apply(mr, replace(p, create=(huge, *p.create[1:])))
+    assert result.created == 2 and result.to_summary == 1
+    summary = next(iter(fake.issue_comments.values()))["body"]
+    assert len(summary) <= 65_536 and "cut to fit" in summary
+
+
+def test_a_pull_request_with_2500_binary_files_gets_a_summary_github_accepts(fake, tmp_path):
+    from bot import diff as diffmod
+    from bot.findings import Skip
+
+    repo = make_repo(tmp_path / "bin")
+    repo.write("a.txt", "a\n")
+    base = repo.commit("base")
+    for i in range(2500):
+        (repo.root / f"img{i:04d}.bin").write_bytes(bytes([0, 1, 2, i % 256]) * 8)
+    head = repo.commit("binaries")
+    fake.add_pull(7, diff=repo.diff(base, head), head_sha=head, base_sha=base)
+    host = host_for(fake)
+    mr = host.fetch(REF)
+    skips = tuple(Skip(s.path, s.reason) for s in diffmod.parse(mr.diff).skipped)
+    assert len(skips) == 2500
+    p = plan([], [], PlanConfig(commit=head), mr.existing, skips)
+    host.apply(mr, p, StatusSpec("success", "0 finding(s)"))
+    summary = next(iter(fake.issue_comments.values()))["body"]
+    assert "2500 item(s) not reviewed" in summary and "… and 2450 more item(s)" in summary
+    assert len(summary) <= 65_536 and fake.statuses[head][0]["state"] == "success"
+
+
+def test_feedback_collect_reports_the_real_number_of_api_calls(fake, tmp_path):
+    from bot import feedback_app, store
+
+    repo, base, head = make_change(tmp_path)
+    open_pull(fake, repo, base, head)
+    run_review(host_for(fake), findings_for(repo, base, head))
+    fake.react("pulls", min(fake.review_comments), "maint", "+1")
+    fake.reset_log()
+    db = store.open_store(str(tmp_path / "feedback.db"))
+    try:
+        stats = feedback_app.collect(host_for(fake), "octo/app", None, db)
+    finally:
+        db.close()
+    assert stats.comments == 3 and stats.api_calls == len(fake.requests) > 0
+    assert f"{len(fake.requests)} API call(s)" in str(stats)

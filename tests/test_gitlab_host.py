@@ -280,3 +280,70 @@ def test_gitlab_ci_template_validates():
     assert done.returncode == 0, done.stdout + done.stderr
     text = (ROOT / "examples" / "gitlab-ci.yml").read_text()
     assert '$CI_PIPELINE_SOURCE == "merge_request_event"' in text and "SIEVE_GITLAB_TOKEN" in text
+
+
+# --- races, unknown write results, size limits ---------------------------------------------------------------
+
+def _copies(world: World) -> tuple[dict[str, int], int]:
+    from bot import markers
+
+    per_print: dict[str, int] = {}
+    summaries = 0
+    for d in world.mr.discussions:
+        body = d["notes"][0]["body"]
+        summaries += markers.is_summary(body)
+        mark = markers.decode(body)
+        if mark:
+            per_print[mark.fingerprint] = per_print.get(mark.fingerprint, 0) + 1
+    return per_print, summaries
+
+
+def test_two_overlapping_runs_leave_one_copy_and_a_third_run_is_clean(world: World):
+    import threading
+
+    world.fake.write_latency = 0.2  # every write takes a while: the two runs interleave
+    fetched = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def one_run() -> None:
+        try:
+            host = world.host()
+            mr = host.fetch(world.ref)
+            fetched.wait(timeout=30)
+            findings = findings_for(mr.diff, FIRST)
+            the_plan = plan(findings, rate(findings), PlanConfig(threshold=Severity.TRIVIAL, commit=mr.head_sha,
+                                                                 flavor="gitlab"), mr.existing)
+            host.apply(mr, the_plan)
+        except BaseException as exc:  # noqa: BLE001 — re-raised below in the test thread
+            errors.append(exc)
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+    assert not errors
+    assert len([r for r in world.fake.requests if r[0] == "POST" and r[1].endswith("/discussions")]) >= 12
+    per_print, summaries = _copies(world)
+    assert sorted(per_print.values()) == [1] * 6 and summaries == 1
+    world.fake.write_latency = 0.0
+    before = len(world.fake.requests)
+    _, again, result = review(world, world.host())
+    assert again.create == () and result.created == 0 and _copies(world) == (per_print, 1)
+    assert [r[0] for r in world.fake.requests[before:] if r[0] != "GET"] in ([], ["PUT"])
+
+
+def test_a_summary_that_lands_and_then_answers_502_is_not_posted_twice(world: World):
+    world.fake.inject("502-after", "POST", "/notes$")
+    _, _, result = review(world, world.host())
+    assert _copies(world)[1] == 1 and result.created == 6
+    assert [r[2] for r in world.fake.requests if r[0] == "POST" and r[1].endswith("/notes")] == [502]
+
+
+def test_the_fake_refuses_notes_over_gitlabs_limit(world: World):
+    import requests
+
+    url = f"{world.fake.url}/api/v4/projects/{world.project['id']}/merge_requests/7/notes"
+    refused = requests.post(url, json={"body": "x" * 1_000_001}, headers={"PRIVATE-TOKEN": TOKEN}, timeout=10)
+    assert refused.status_code == 400 and "too long" in refused.text
+    assert requests.post(url, json={"body": "x" * 1_000}, headers={"PRIVATE-TOKEN": TOKEN}, timeout=10).ok

@@ -20,7 +20,8 @@ import pytest
 from bot.errors import EndpointError, RateLimitError
 from bot.findings import Anchor, Finding
 from bot.rater.base import make_rating
-from bot.rater.openai import OpenAIRater, RetryPolicy
+from bot.http import Policy
+from bot.rater.openai import OpenAIRater
 from bot.severity import LABELS
 
 EXAMPLES = [
@@ -29,7 +30,7 @@ EXAMPLES = [
     ("@@ -1,3 +1,3 @@\n-def getUser(id):\n+def get_user(id):\n     \"\"\"Return user\"\"\"",
      "Nit: the docstring should end with a period."),
 ]
-FAST = RetryPolicy(attempts=3, backoff_s=0.01, max_pause_s=0.05)
+FAST = Policy(retries=2, backoff=0.01, max_wait=0.05)
 
 
 def _free_port() -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ from bot.diff import parse
 from bot.errors import ConfigError, EndpointError, RateLimitError
 from bot.findings import ParsedDiff
 from bot.reviewers import REVIEWERS, LLMConfig, LLMReviewer, ReviewContext
-from bot.reviewers.llm import retry_delay
 from tests.fake_openai import Reply, ScriptedOpenAIServer, chat_reply, error_reply
 from tests.gitrepo import make_repo
 
@@ -248,10 +245,8 @@ def test_unknown_response_format_is_a_config_error() -> None:
         LLMReviewer(LLMConfig(response_format="yaml"))
 
 
+def test_policy_follows_the_reviewer_settings() -> None:
+    from bot.reviewers.llm import policy_for
 
-def test_retry_after_as_http_date_and_ms() -> None:
-    config = LLMConfig(backoff_s=2.0, max_backoff_s=5.0)
-    assert retry_delay({"retry-after-ms": "250"}, 1, config) == 0.25
-    assert 8.0 <= retry_delay({"retry-after": formatdate(time.time() + 10, usegmt=True)}, 1, config) <= 10
-    assert retry_delay({"retry-after": "soon"}, 1, config) == 2.0
-    assert retry_delay(None, 3, config) == 5.0  # capped
+    policy = policy_for(LLMConfig(backoff_s=2.0, max_wait_s=5.0, max_attempts=4, timeout_s=9.0))
+    assert (policy.retries, policy.backoff, policy.max_wait, policy.timeout) == (3, 2.0, 5.0, 9.0)

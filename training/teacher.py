@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import EndpointError, TrainingError
+from bot.http import MAX_WAIT
 from bot.prompt import render_input
 from bot.registry import Registry
 from bot.severity import LABELS, MEANINGS
@@ -249,7 +249,7 @@ class OpenAITeacherConfig:
     price_completion_per_m: float = 0.0  # $ per 1M completion tokens
     max_retries: int = 3  # extra attempts on broken JSON, 429 and 5xx
     backoff_s: float = 1.0  # first wait between attempts (doubles; Retry-After wins when given)
-    max_wait_s: float = 30.0  # cap on one wait
+    max_wait_s: float = MAX_WAIT  # the one cap on any wait (bot.http); a longer Retry-After gives up
     timeout_s: float = 120.0  # per request
     temperature: float = 0.7
     batch: int = 10  # items asked for per request
@@ -323,8 +323,13 @@ class OpenAITeacher:
         self.config = config or OpenAITeacherConfig()
         self._openai = openai
         key = os.environ.get(self.config.api_key_env) or "unset"
+        from bot import http
+
+        self.counters = http.Counters()
         self._client = openai.OpenAI(base_url=self.config.base_url, api_key=key, max_retries=0,
-                                     timeout=self.config.timeout_s)
+                                     timeout=self.config.timeout_s,
+                                     http_client=http.httpx_client(openai.DefaultHttpxClient, self._policy(),
+                                                                   self.counters))
         self.usage = Usage()
         self._mark = Usage()
         self._seen: set[str] = set(exclude or ())
@@ -343,18 +348,47 @@ class OpenAITeacher:
                                      hint="raise the teacher's max_tokens to continue; what was produced is kept")
 
     # -- transport ------------------------------------------------------------------------------------
-    def _wait(self, attempt: int, exc: Exception | None) -> None:
-        delay = self.config.backoff_s * (2 ** attempt)
-        headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-        if headers.get("retry-after", "").strip().isdigit():
-            delay = float(headers["retry-after"])
-        time.sleep(min(delay, self.config.max_wait_s))
+    def _policy(self) -> Any:
+        from bot import http
+
+        return http.Policy(retries=self.config.max_retries, backoff=self.config.backoff_s,
+                           max_wait=self.config.max_wait_s, timeout=self.config.timeout_s)
+
+    def _answer(self, exc: Exception) -> Any:
+        """Read an openai SDK exception as a neutral answer for bot.http (None: not an HTTP failure)."""
+        from bot import http
+
+        errors = self._openai
+        if isinstance(exc, errors.APIStatusError):
+            return http.Answer(exc.status_code, dict(exc.response.headers) if exc.response is not None else {})
+        if isinstance(exc, errors.APITimeoutError):
+            return http.Answer(failure="timeout", message=str(exc.__cause__ or exc))
+        if isinstance(exc, errors.APIConnectionError):
+            return http.Answer(failure="connection", message=type(exc).__name__)
+        return None
+
+    def _fail(self, answer: Any, verdict: Any, attempts: int) -> Exception:
+        if verdict.kind == "refused":
+            return EndpointError(f"teacher endpoint refused the request (HTTP {answer.status})", status=answer.status,
+                                 hint=f"check the teacher's model name, key (${self.config.api_key_env}) and base URL")
+        last = f"HTTP {answer.status}" if answer.status else f"no answer ({answer.message or answer.failure})"
+        return EndpointError(f"teacher endpoint failed after {attempts} attempts: {last}", status=answer.status,
+                             hint="check that the endpoint is up; raise max_retries or max_wait_s")
+
+    def _create(self, kwargs: dict[str, Any]) -> Any:
+        """One chat completion under Sieve's HTTP policy (retries, waits, deadline, counters)."""
+        from bot import http
+
+        retries_before = self.counters.retries
+        try:
+            return http.run(lambda: self._client.chat.completions.create(**kwargs), self._policy(),
+                            classify=self._answer, fail=self._fail, counters=self.counters)
+        finally:
+            self.usage.retries += self.counters.retries - retries_before
 
     def _request(self, messages: list[dict[str, str]], *, schema: dict | None = None, partial: Any = None,
                  **extra: Any) -> tuple[Any, Any]:
-        """One chat completion (parsed as JSON when ``schema`` is given), retried on 429/5xx/broken JSON."""
-        errors = self._openai
-        last = "no attempt"
+        """One chat completion (parsed as JSON when ``schema`` is given); a broken JSON answer is asked again."""
         for attempt in range(self.config.max_retries + 1):
             self._check_budget(partial)
             kwargs: dict[str, Any] = {"model": self.config.model, "messages": messages,
@@ -362,33 +396,20 @@ class OpenAITeacher:
             if schema is not None:
                 kwargs["response_format"] = {"type": "json_schema",
                                              "json_schema": {"name": "answer", "strict": True, "schema": schema}}
-            exc: Exception | None = None
-            try:
-                response = self._client.chat.completions.create(**kwargs)
-            except errors.APIStatusError as err:
-                if err.status_code != 429 and err.status_code < 500:
-                    raise EndpointError(f"teacher endpoint refused the request (HTTP {err.status_code})",
-                                        status=err.status_code, hint="check the teacher's model name, key "
-                                        f"(${self.config.api_key_env}) and base URL") from None
-                exc, last = err, f"HTTP {err.status_code}"
-            except errors.APIConnectionError as err:
-                exc, last = err, f"connection failed ({type(err).__name__})"
-            else:
-                self.usage.calls += 1
-                if response.usage is not None:
-                    self.usage.prompt_tokens += response.usage.prompt_tokens or 0
-                    self.usage.completion_tokens += response.usage.completion_tokens or 0
-                if schema is None:
-                    return None, response
-                parsed = _parse_json(response.choices[0].message.content or "")
-                if parsed is not None:
-                    return parsed, response
-                last = "the answer was not valid JSON"
+            response = self._create(kwargs)
+            self.usage.calls += 1
+            if response.usage is not None:
+                self.usage.prompt_tokens += response.usage.prompt_tokens or 0
+                self.usage.completion_tokens += response.usage.completion_tokens or 0
+            if schema is None:
+                return None, response
+            parsed = _parse_json(response.choices[0].message.content or "")
+            if parsed is not None:
+                return parsed, response
             if attempt < self.config.max_retries:
                 self.usage.retries += 1
-                self._wait(attempt, exc)
-        raise EndpointError(f"teacher endpoint failed after {self.config.max_retries + 1} attempts: {last}",
-                            hint="check that the endpoint is up and supports JSON output; raise max_retries")
+        raise EndpointError(f"teacher endpoint failed after {self.config.max_retries + 1} attempts: the answer was "
+                            "not valid JSON", hint="check that the endpoint supports JSON output; raise max_retries")
 
     # -- items ----------------------------------------------------------------------------------------
     def _items(self, n: int, prompt: str, **fields: Any) -> list[Example]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Iterator, Literal, Protocol
 
 from bot.comments import Comment
 from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
+
+if TYPE_CHECKING:
+    from bot.http import Counters
 
 HostName = Literal["github", "gitlab", "local"]
 
@@ -107,6 +110,7 @@ class CommentFeedback:
 
 class Host(Protocol):
     name: HostName
+    counters: Counters  # every HTTP request the host made (bot.http), read by `sieve feedback collect` and apply
 
     def fetch(self, ref: MergeRequestRef) -> MergeRequest: ...
 

@@ -3,16 +3,17 @@
 Why it looks the way it does:
 - **One batched review per run** (``POST pulls/{n}/reviews``, event COMMENT) keeps within GitHub's
   content-creation limits; existing comments are edited in place; the summary is one issue comment.
-- **Idempotent and crash-safe**: every Sieve comment carries a hidden marker, and the existing comments are
-  re-read right before the review is posted, so a run that dies between two writes and is run again ends
-  like one clean run. Comments are never deleted: a vanished finding's comment is marked outdated.
-- **Never lose a comment**: a 422 for a line GitHub does not accept is narrowed down by bisection; those
-  comments become file-level comments, and where that fails too, a section of the summary.
-- **Faults**: PyGithub's own retries and request pacing are switched off so that one place here decides:
-  ``Retry-After`` / ``x-ratelimit-reset`` are honoured, secondary limits back off, 5xx and timeouts are
-  retried a bounded number of times, then a :class:`HostError` without the token in it.
-- Requests are counted at the HTTP layer (a urllib3 ``Retry`` hook that sees every response and error),
-  so ``ApplyResult.api_calls``/``writes`` are measured, not estimated.
+- **Idempotent, crash-safe, race-safe**: every Sieve comment carries a hidden marker. Every creation is read
+  back right after it is made (and a write whose result is unknown before it is sent again), so a run that
+  dies between two writes and is run again ends like one clean run, and two runs on the same pull request
+  end with one copy of each comment and one summary (the newer copy of a duplicate is removed, the older
+  kept). Otherwise comments are never deleted: a vanished finding's comment is marked outdated.
+- **Never lose a comment**: a 422 for a line (or a body) GitHub does not accept is narrowed down by bisection;
+  those comments become file-level comments, and where that fails too, a section of the summary.
+- **Faults**: PyGithub's own retries and request pacing are switched off; :mod:`bot.http` decides
+  (``Retry-After`` / ``x-ratelimit-reset``, secondary limits, 5xx, timeouts, a deadline per request), then a
+  :class:`HostError` without the token in it. Its transport is mounted on PyGithub's session, so every request
+  is counted (``counters``; ``ApplyResult.api_calls``/``writes`` are measured, not estimated).
 """
 
 from __future__ import annotations
@@ -20,16 +21,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException
-from urllib3.util.retry import Retry
 
-from bot import comments
+from bot import comments, http, markers
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitHubOptions
@@ -54,60 +53,12 @@ DIFF_MEDIA_TYPE = "application/vnd.github.diff"
 _MAX_READ_BYTES = 1_000_000
 
 
-@dataclass
-class CallCounter:
-    """Requests seen at the HTTP layer (every response and every failed attempt)."""
-
-    calls: int = 0
-    writes: int = 0
-    log: list[tuple[str, int | str]] = field(default_factory=list)
-
-    def record(self, method: str | None, outcome: int | str) -> None:
-        self.calls += 1
-        if (method or "GET").upper() not in ("GET", "HEAD"):
-            self.writes += 1
-        self.log.append(((method or "GET").upper(), outcome))
-
-
-class _CountingRetry(Retry):
-    """urllib3 consults this for every response (``is_retry``) and every error (``increment``).
-
-    It never retries by itself (total=0, read=False: errors surface at once) — it only counts.
-    """
-
-    counter: CallCounter
-
-    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
-        self.counter.record(method, status_code)
-        return False
-
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
-        if error is not None:
-            self.counter.record(method, type(error).__name__)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    def new(self, **kw: Any) -> _CountingRetry:
-        fresh = super().new(**kw)
-        fresh.counter = self.counter
-        return fresh
-
-
 class GitHubAPIError(HostError):
     """GitHub answered with an error status (kept so callers can tell a 422 from a 403)."""
 
     def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         self.status = status
         super().__init__(message, hint=hint)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """Why one attempt failed, and whether/when to try again."""
-
-    status: int | None
-    message: str
-    wait: float | None  # None: do not retry
-    ambiguous: bool = False  # a write may have landed (timeout, reset, 5xx)
 
 
 class GitHubHost:
@@ -119,32 +70,41 @@ class GitHubHost:
                  max_retries: int = 4, write_pause: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  bot_login: str | None = None,
                  trusted_users: tuple[str, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
-                 max_wait: float = 900.0, per_page: int = 100) -> None:
+                 max_wait: float = http.MAX_WAIT, per_page: int = 100) -> None:
         if not token:
             raise ConfigError("no GitHub token given", hint="set GITHUB_TOKEN to a token that can read the repository")
         self._token = token
         self.base_url = base_url.rstrip("/")
-        self.max_retries, self.write_pause, self.sleep = max_retries, write_pause, sleep
-        self.backoff, self.secondary_wait, self.max_wait = backoff, secondary_wait, max_wait
+        self.sleep = sleep
         self.trusted_users = tuple(u.lower() for u in trusted_users)
         self._write_access: dict[tuple[str, str], bool] = {}  # (repo, login) → may write; one lookup per run
-        self.counter = CallCounter()
-        retry = _CountingRetry(total=0, read=False, redirect=0, raise_on_status=False)
-        retry.counter = self.counter
-        self._gh = Github(auth=Auth.Token(token), base_url=self.base_url, timeout=max(1, math.ceil(timeout)), retry=retry,
+        self.policy = http.Policy(retries=max_retries, backoff=backoff, limit_backoff=secondary_wait,
+                                  max_wait=max_wait, write_pause=write_pause, timeout=timeout)
+        self.counters = http.Counters()
+        self._gh = Github(auth=Auth.Token(token), base_url=self.base_url, timeout=max(1, math.ceil(timeout)), retry=0,
                           per_page=per_page, seconds_between_requests=None, seconds_between_writes=None)
         self._lazy = self._gh.withLazy(True)
+        # PyGithub's sessions get Sieve's transport (one for both clients: one pacer, one set of counters)
+        adapter = http.PolicyAdapter(self.policy, self.counters, sleep=sleep)
+        for client in (self._gh, self._lazy):
+            connection = client.requester._Requester__createConnection()  # PyGithub has no public hook for this
+            connection.session.mount("http://", adapter)
+            connection.session.mount("https://", adapter)
         self.per_page = per_page
         self._bot_login = bot_login or None
-        self._last_write = float("-inf")
+        self._seen_summaries: dict[str, list[dict[str, Any]]] = {}  # ref → the summaries the last read found
 
     # ------------------------------------------------------------------ faults and retries
-    def _error(self, what: str, failure: _Failure) -> GitHubAPIError:
+    def _error(self, what: str, answer: http.Answer, verdict: http.Verdict, attempts: int) -> HostError:
         """One error per failure, with what to do; the token is removed from every message."""
-        text = redact(f"GitHub {what} failed" + (f" ({failure.status})" if failure.status else "")
-                      + f": {failure.message}", (self._token,))
-        status = failure.status
-        if status == 403 and "not accessible" in failure.message.lower():
+        status, message = answer.status, answer.message
+        if verdict.kind == "limited":
+            waited = (f"asks to wait {verdict.wait:.0f} s, over the {self.policy.max_wait:.0f} s cap"
+                      if verdict.too_long else f"still rate limited after {attempts} attempt(s)")
+            return RateLimitError(redact(f"GitHub {what}: {waited} ({message})", (self._token,)), status=status,
+                                  hint="run again after the limit resets, or lower the request volume")
+        text = redact(f"GitHub {what} failed" + (f" ({status})" if status else "") + f": {message}", (self._token,))
+        if status == 403 and "not accessible" in message.lower():
             hint = ("the token is read-only here (pull requests from forks get one): use the fork-safe "
                     "workflow in docs/github.md, or run with --dry-run")
         elif status == 401:
@@ -155,71 +115,35 @@ class GitHubHost:
         elif status is not None and status < 500:
             hint = "GitHub refused the request as sent; this is likely a bug in Sieve — please report it"
         else:
-            hint = "GitHub did not answer in time after retries; run again later"
-        return GitHubAPIError(redact(text, (self._token,)), status=status, hint=hint)
+            hint = f"GitHub did not answer in time after {attempts} attempt(s); run again later"
+        return GitHubAPIError(text, status=status, hint=hint)
 
-    def _classify(self, exc: Exception, attempt: int) -> _Failure:
-        """Map an exception to a retry decision (statuses map to decisions here and nowhere else)."""
+    @staticmethod
+    def _answer(exc: Exception) -> http.Answer | None:
+        """Read a PyGithub / transport exception as a neutral answer (None: not an HTTP failure)."""
+        if isinstance(exc, http.AmbiguousWrite):
+            return exc.answer
+        if isinstance(exc, http.DeadlineExceeded):
+            return http.Answer(failure="deadline", message=str(exc))
         if isinstance(exc, requests.exceptions.Timeout):
-            return _Failure(None, "timed out", self.backoff * 2 ** attempt, ambiguous=True)
+            return http.Answer(failure="timeout", message="timed out")
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return _Failure(None, "connection failed", self.backoff * 2 ** attempt, ambiguous=True)
-        assert isinstance(exc, GithubException)
+            return http.Answer(failure="connection", message="connection failed")
+        if not isinstance(exc, GithubException):
+            return None
         data = exc.data if isinstance(exc.data, dict) else {}
         message = str(data.get("message") or exc.message or "")
-        headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
-        status = exc.status
-        limited = status == 429 or (status == 403 and ("rate limit" in message.lower()
-                                                        or headers.get("x-ratelimit-remaining") == "0"))
-        if limited:
-            return _Failure(status, message or "rate limited", self._limit_wait(headers, attempt))
-        if status >= 500:
-            return _Failure(status, message or "server error", self.backoff * 2 ** attempt, ambiguous=True)
         detail = "; ".join(str(e.get("message", e.get("code", e)) if isinstance(e, dict) else e)
                            for e in data.get("errors") or [])
-        return _Failure(status, f"{message}: {detail}" if detail else message, None)
-
-    def _limit_wait(self, headers: dict[str, str], attempt: int) -> float:
-        """Retry-After first, then the primary limit's reset time, else the secondary-limit back-off."""
-        if headers.get("retry-after", "").strip().isdigit():
-            return float(headers["retry-after"])
-        reset = headers.get("x-ratelimit-reset", "")
-        if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
-            return max(1.0, int(reset) - time.time() + 1.0)
-        return self.secondary_wait * 2 ** attempt
+        return http.Answer(exc.status, dict(exc.headers or {}), f"{message}: {detail}" if detail else message)
 
     def _call(self, what: str, fn: Callable[[], T], *, write: bool = False,
               landed: Callable[[], bool] | None = None) -> T:
-        """Run one API operation with bounded retries. ``landed`` tells whether an ambiguous write took effect."""
-        for attempt in range(self.max_retries + 1):
-            if write:
-                self._pace()
-            try:
-                return fn()
-            except (GithubException, requests.exceptions.RequestException) as exc:
-                failure = self._classify(exc, attempt)
-            finally:
-                if write:
-                    self._last_write = time.monotonic()
-            if failure.wait is None or attempt >= self.max_retries:
-                break
-            if failure.wait > self.max_wait:
-                raise RateLimitError(f"GitHub {what}: rate limited for {failure.wait:.0f} s more",
-                                     status=failure.status, hint="run again after the limit resets")
-            self.sleep(failure.wait)
-            if write and failure.ambiguous and landed is not None and landed():
-                return None  # type: ignore[return-value]
-        if failure.status in (403, 429) and failure.wait is not None:
-            raise RateLimitError(redact(f"GitHub {what}: still rate limited after {self.max_retries} retries "
-                                        f"({failure.message})", (self._token,)), status=failure.status,
-                                 hint="run again later or lower the request volume")
-        raise self._error(what, failure)
-
-    def _pace(self) -> None:
-        """Keep ``write_pause`` seconds between writes (GitHub's content-creation limits)."""
-        gap = self.write_pause - (time.monotonic() - self._last_write)
-        if gap > 0:
-            self.sleep(gap)
+        """One API operation under the HTTP policy. ``landed`` tells whether a write whose result is unknown
+        (timeout, reset, 5xx) took effect; then it is not sent again (and None is returned)."""
+        return http.run(fn, self.policy, classify=self._answer, sleep=self.sleep, counters=self.counters,
+                        fail=lambda answer, verdict, n: self._error(what, answer, verdict, n),
+                        landed=landed if write else None)  # type: ignore[return-value]
 
     def _pages(self, what: str, path: str, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every page of a list endpoint, following Link ``rel="next"``, as plain dicts.
@@ -301,11 +225,17 @@ class GitHubHost:
         return [c for c in found if c.finding]
 
     def _summary(self, ref: MergeRequestRef) -> dict[str, Any] | None:
+        found = self._summaries(ref)
+        return found[0] if found else None
+
+    def _summaries(self, ref: MergeRequestRef) -> list[dict[str, Any]]:
+        """The bot's summary comments, oldest first (more than one only after two runs raced); remembered."""
         me = self.identity()
-        for c in self._pages(f"listing comments of {ref}", f"/repos/{ref.repo}/issues/{ref.number}/comments"):
-            if comments.read(c["id"], _login(c), c.get("body"), me).summary:
-                return c
-        return None
+        found = sorted((c for c in self._pages(f"listing comments of {ref}",
+                                               f"/repos/{ref.repo}/issues/{ref.number}/comments")
+                        if comments.read(c["id"], _login(c), c.get("body"), me).summary), key=lambda c: c["id"])
+        self._seen_summaries[str(ref)] = found
+        return found
 
     def read_file(self, mr: MergeRequest, path: str) -> bytes | None:
         """A file at the head commit; None when it is absent, a directory, binary-only or too big."""
@@ -323,14 +253,22 @@ class GitHubHost:
 
     # ------------------------------------------------------------------ writing
     def apply(self, mr: MergeRequest, plan: ReviewPlan, status: StatusSpec | None = None) -> ApplyResult:
-        start_calls, start_writes = self.counter.calls, self.counter.writes
+        """Post the new comments as one review, edit and mark outdated, then the summary and the status.
+
+        Runs may race (a quick double push): every creation is read back right after it is made, and where two
+        runs posted the same finding the newer copy is removed — the older always wins, so racing runs agree.
+        A write whose result is unknown (timeout, reset, 5xx) is checked the same way before it is sent again.
+        """
+        start_calls, start_writes = self.counters.api_calls, self.counters.writes
         result = ApplyResult()
         pr = self._lazy_pull(mr.ref)
-        on_host = {c.marker.fingerprint for c in self._existing(mr.ref)}
-        fresh = [c for c in plan.create if c.fingerprint not in on_host]
-        result.notes += [f"{len(plan.create) - len(fresh)} comment(s) were already posted (an earlier run)"] \
-            if len(fresh) < len(plan.create) else []
-        unplaced = [c for c in self._post_review(mr, pr, fresh, result) if not self._file_level(mr, pr, c, result)]
+        fresh = list(plan.create)
+        unplaced = self._post_review(mr, pr, fresh, result)
+        on_host = self._settle(mr, result) if fresh else self._drop_duplicates(mr, list(mr.existing), result)
+        unplaced = [c for c in unplaced if c.fingerprint not in on_host]
+        unplaced = [c for c in unplaced if not self._file_level(mr, pr, c, result)]
+        if result.file_level:
+            self._settle(mr, result)
         result.to_summary = len(unplaced)
         for update in plan.update:
             if self._edit_review_comment(mr, update.existing, update.comment.body, result):
@@ -342,13 +280,44 @@ class GitHubHost:
         self._upsert_summary(mr, summary_with(plan.summary, unplaced), result)
         if status is not None:
             self._set_status(mr, status)
-        result.api_calls = self.counter.calls - start_calls
-        result.writes = self.counter.writes - start_writes
+        result.api_calls = self.counters.api_calls - start_calls
+        result.writes = self.counters.writes - start_writes
         return result
+
+    def _settle(self, mr: MergeRequest, result: ApplyResult) -> set[str]:
+        """Read the bot's comments back after creating some; remove duplicates a racing run made. Fingerprints."""
+        return self._drop_duplicates(mr, self._existing(mr.ref), result)
+
+    def _drop_duplicates(self, mr: MergeRequest, found: list[ExistingComment], result: ApplyResult) -> set[str]:
+        """Keep the oldest comment per fingerprint; delete newer copies nobody replied to. Returns the fingerprints."""
+        seen: dict[str, ExistingComment] = {}
+        for comment in sorted(found, key=lambda c: int(c.id)):
+            mark = comment.marker
+            if mark is None:
+                continue
+            if mark.fingerprint not in seen:
+                seen[mark.fingerprint] = comment
+            elif not comment.has_replies and self._delete(mr, "pulls", comment.id):
+                result.notes.append(f"comment {comment.id} removed: a copy of comment "
+                                    f"{seen[mark.fingerprint].id} (two runs overlapped)")
+        return set(seen)
+
+    def _delete(self, mr: MergeRequest, kind: str, comment_id: str) -> bool:
+        """Delete one of the bot's duplicate comments (``kind``: pulls or issues); False when already gone."""
+        url = f"/repos/{mr.ref.repo}/{kind}/comments/{comment_id}"
+        try:
+            self._call(f"removing duplicate comment {comment_id}", lambda: self._gh.requester.requestJsonAndCheck(
+                "DELETE", url), write=True)
+            return True
+        except GitHubAPIError as exc:
+            if exc.status == 404:
+                return False
+            raise
 
     def _post_review(self, mr: MergeRequest, pr: Any, comments: list[PlannedComment],
                      result: ApplyResult) -> list[PlannedComment]:
-        """Post the comments as one review; on a line 422, bisect. Returns the comments GitHub refused."""
+        """Post the comments as one review; on a 422 for a line (or a body) GitHub refuses, bisect.
+        Returns the comments GitHub refused."""
         if not comments:
             return []
         try:
@@ -364,18 +333,18 @@ class GitHubHost:
         return (self._post_review(mr, pr, comments[:half], result)
                 + self._post_review(mr, pr, comments[half:], result))
 
-    def _create_review(self, mr: MergeRequest, pr: Any, comments: list[PlannedComment]) -> None:
-        payload = [review_comment_payload(c) for c in comments]
-        wanted = {c.fingerprint for c in comments}
-
+    def _on_host(self, mr: MergeRequest, wanted: set[str]) -> Callable[[], bool]:
         def landed() -> bool:
             present = {c.marker.fingerprint for c in self._existing(mr.ref)}
             return wanted <= present
+        return landed
 
+    def _create_review(self, mr: MergeRequest, pr: Any, comments: list[PlannedComment]) -> None:
+        payload = [review_comment_payload(c) for c in comments]
         self._call(f"posting the review on {mr.ref}", lambda: pr.create_review(
             commit=self._repo(mr.ref.repo).get_commit(mr.head_sha),
             body=f"Sieve: {len(comments)} comment(s); counts and details are in the summary comment.",
-            event="COMMENT", comments=payload), write=True, landed=landed)
+            event="COMMENT", comments=payload), write=True, landed=self._on_host(mr, {c.fingerprint for c in comments}))
 
     def _file_level(self, mr: MergeRequest, pr: Any, comment: PlannedComment, result: ApplyResult) -> bool:
         """Fallback for a line GitHub refused: a comment on the whole file (``subject_type: file``)."""
@@ -383,7 +352,8 @@ class GitHubHost:
         note = f"_(GitHub would not place this on line {anchor.line}, so it is on the file)_\n\n"
         try:
             self._call(f"posting a file-level comment on {anchor.path}", lambda: pr.create_review_comment(
-                note + comment.body, mr.head_sha, anchor.path, subject_type="file"), write=True)
+                note + comment.body, mr.head_sha, anchor.path, subject_type="file"), write=True,
+                landed=self._on_host(mr, {comment.fingerprint}))
         except GitHubAPIError as exc:
             if exc.status != 422:
                 raise
@@ -409,29 +379,55 @@ class GitHubHost:
             raise
 
     def _upsert_summary(self, mr: MergeRequest, body: str, result: ApplyResult) -> None:
-        """Create the summary once; afterwards edit it in place, and only when it changed."""
-        current = self._summary(mr.ref)
-        if current is not None:
-            result.summary_url = current.get("html_url") or ""
-            if current.get("body") != body:
-                url = f"/repos/{mr.ref.repo}/issues/comments/{current['id']}"
-                self._call("editing the summary", lambda: self._gh.requester.requestJsonAndCheck(
-                    "PATCH", url, input={"body": body}), write=True)
+        """One summary: edit the one fetch found (only when its text changed), else create it and read back.
+
+        A second summary (two runs that both created one) is removed, the older one is kept, so racing runs
+        agree; a later run removes any that are left. A POST that lands and then fails is not sent again.
+        """
+        known = self._seen_summaries.get(str(mr.ref))
+        if known is None:
+            known = self._summaries(mr.ref)
+        for extra in known[1:]:
+            if self._delete(mr, "issues", str(extra["id"])):
+                result.notes.append(f"summary {extra['id']} removed: a second summary (two runs overlapped)")
+        if known and self._edit_summary(mr, known[0], body):
+            result.summary_url = known[0].get("html_url") or ""
             return
         issue = self._repo(mr.ref.repo).get_issue(mr.ref.number)
-        created = self._call("posting the summary", lambda: issue.create_comment(body), write=True)
-        result.summary_url = created.html_url if created is not None else ""
+        created = self._call("posting the summary", lambda: issue.create_comment(body), write=True,
+                             landed=lambda: bool(self._summaries(mr.ref)))
         author = created.user.login if created is not None and created.user else ""
         if author and not self.identity().is_self(author):
             result.notes.append(f"this token writes as {author}, not as {self.bot_login()}: set github.bot_login = "
                                 f"\"{author}\" ([github] table of .sieve.toml), or every run starts afresh")
+        found = self._summaries(mr.ref)
+        for extra in found[1:]:
+            if self._delete(mr, "issues", str(extra["id"])):
+                result.notes.append(f"summary {extra['id']} removed: a second summary (two runs overlapped)")
+        self._seen_summaries[str(mr.ref)] = found[:1]
+        result.summary_url = found[0].get("html_url") or "" if found else ""
+
+    def _edit_summary(self, mr: MergeRequest, current: dict[str, Any], body: str) -> bool:
+        """Edit the summary in place when its text changed; False when it is gone (then it is created anew)."""
+        if current.get("body") == body:
+            return True
+        url = f"/repos/{mr.ref.repo}/issues/comments/{current['id']}"
+        try:
+            self._call("editing the summary", lambda: self._gh.requester.requestJsonAndCheck(
+                "PATCH", url, input={"body": body}), write=True)
+        except GitHubAPIError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        current["body"] = body
+        return True
 
     def _set_status(self, mr: MergeRequest, status: StatusSpec) -> None:
-        """Commit status "sieve"; skipped when the same state and text are already set."""
+        """Commit status "sieve", read right before it is set and skipped when the same state and text are set."""
         commit = self._repo(mr.ref.repo).get_commit(mr.head_sha)
         combined = self._call("reading the commit status", lambda: commit.get_combined_status())
         for s in combined.statuses:
-            if s.context == status.context and s.state == status.state and s.description == status.description:
+            if s.context == status.context and s.state == status.state and s.description == status.description[:140]:
                 return
         self._call("setting the commit status", lambda: commit.create_status(
             state=status.state, description=status.description[:140], context=status.context), write=True)

@@ -16,7 +16,7 @@ from bot.plan import PlannedComment
 OUTDATED_MARK = "<!-- sieve:outdated -->"
 _REF_RE = re.compile(r"^(?:https?://[^/]+/)?([\w.-]+/[\w.-]+?)(?:#|/pull/|/pulls/)(\d+)/?$")
 _LINE_ERRORS = ("must be part of the diff", "could not be resolved", "line must be", "is not part of the diff",
-                "start_line must")
+                "start_line must", "is too long")  # the last: a body over GitHub's limit (bisected like a line)
 
 
 def parse_github_ref(text: str) -> MergeRequestRef:
@@ -72,19 +72,25 @@ def outdated_body(body: str, reason: str) -> str:
 
 
 def summary_with(summary: str, unplaced: list[PlannedComment]) -> str:
-    """The summary plus the comments GitHub accepted neither on a line nor on the file (markers removed)."""
+    """The summary plus the comments GitHub accepted neither on a line nor on the file (markers removed), the
+    first ``MAX_LISTED`` of them, each cut to a few thousand characters, the whole within GitHub's limit."""
+    limit = render.body_limit("github")
     if not unplaced:
-        return summary
+        return render.fit_text(summary, limit, markers.SUMMARY_MARKER)
     items = []
-    for c in unplaced:
-        text = markers.without_footer(c.body).strip()
+    for c in unplaced[: render.MAX_LISTED]:
+        text = render.fit_text(markers.without_footer(c.body).strip(), 4_000)
         items.append(f"#### {render.code(f'{c.finding.anchor.path}:{c.finding.anchor.line}')}\n\n{text}")
+    if len(unplaced) > render.MAX_LISTED:
+        items.append(f"… and {len(unplaced) - render.MAX_LISTED} more")
     section = ("\n\n<details><summary>" + f"{len(unplaced)} comment(s) GitHub would not place on the diff"
                + "</summary>\n\n" + "\n\n".join(items) + "\n\n</details>\n")
     if markers.is_summary(summary):
         head = summary.rstrip()[: -len(markers.SUMMARY_MARKER)]
-        return head + section.strip() + "\n\n" + markers.SUMMARY_MARKER
-    return summary + section
+        whole = head + section.strip() + "\n\n" + markers.SUMMARY_MARKER
+    else:
+        whole = summary + section
+    return render.fit_text(whole, limit, markers.SUMMARY_MARKER)
 
 
 def _is_line_error(text: str) -> bool:

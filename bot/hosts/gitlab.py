@@ -5,26 +5,26 @@ discussions and summary note), posts one discussion per new finding with a full 
 place, resolves discussions whose finding is gone (never deletes anything), keeps one summary note, and
 harvests award emoji and ``/sieve severity`` replies.
 
-Retries, back-off and call counting live in one place, the HTTP adapter below: GitLab's 429 may come without
-headers (exponential back-off), ``Retry-After`` / ``RateLimit-Reset`` are honoured when present, 5xx and
-timeouts are retried a bounded number of times. python-gitlab's own retry loop is kept out of the way so that
-the budget is ours and the sleep can be injected.
+Retries, back-off, pacing, call counting and the per-request deadline come from :mod:`bot.http`, whose
+transport is mounted on python-gitlab's session: GitLab's 429 may come without headers (exponential back-off),
+``Retry-After`` / ``RateLimit-Reset`` are honoured when present, 5xx and timeouts are retried a bounded number
+of times. A POST whose result is unknown (5xx, timeout, reset) is not resent blindly: the host reads the merge
+request's notes first, and sends it again only if it did not land. Every creation is read back, and where two
+runs raced, the newer copy of a duplicate note is removed (the older kept), so racing runs agree.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 import gitlab
 import requests
-from requests.adapters import HTTPAdapter
 
-from bot import comments, markers, render
+from bot import comments, http, markers, render
 from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitLabOptions
@@ -43,85 +43,6 @@ from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public
 
 DEVELOPER = 30
 _EMOJI_VOTES = {"thumbsup": "+1", "thumbsdown": "-1"}
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_MAX_WAIT = 60.0
-
-
-class _GaveUp(requests.RequestException):
-    """Raised by the adapter when its retry budget is spent (python-gitlab passes it through untouched)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        super().__init__(message)
-
-
-@dataclass
-class _Counters:
-    api_calls: int = 0
-    writes: int = 0
-    retries: int = 0
-    waits: list[float] = field(default_factory=list)
-
-
-def _wait_for(headers: Mapping[str, str], attempt: int, now: float) -> float:
-    """Seconds to wait before the next attempt: Retry-After, then RateLimit-Reset, else 1, 2, 4 … s."""
-    retry_after = headers.get("Retry-After")
-    if retry_after:
-        try:
-            return min(_MAX_WAIT, max(0.0, float(retry_after)))
-        except ValueError:
-            try:
-                return min(_MAX_WAIT, max(0.0, parsedate_to_datetime(retry_after).timestamp() - now))
-            except (TypeError, ValueError):
-                pass
-    reset = headers.get("RateLimit-Reset")
-    if reset:
-        try:
-            return min(_MAX_WAIT, max(0.0, float(reset) - now))
-        except ValueError:
-            pass
-    return min(_MAX_WAIT, float(2 ** attempt))
-
-
-class _Transport(HTTPAdapter):
-    """Counts every HTTP attempt, paces writes and retries 429 / 5xx / timeouts a bounded number of times."""
-
-    def __init__(self, counters: _Counters, *, max_retries: int, write_pause: float,
-                 sleep: Callable[[float], None]) -> None:
-        super().__init__()
-        self.counters = counters
-        self.retry_budget = max_retries
-        self.write_pause = write_pause
-        self.sleep = sleep
-        self._wrote = False
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        is_write = request.method not in ("GET", "HEAD")
-        for attempt in range(self.retry_budget + 1):
-            if is_write and self._wrote and self.write_pause > 0:
-                self.sleep(self.write_pause)
-            self.counters.api_calls += 1
-            self.counters.writes += is_write
-            self._wrote = self._wrote or is_write
-            last = attempt == self.retry_budget
-            try:
-                response = super().send(request, **kwargs)
-            except (requests.Timeout, requests.ConnectionError) as exc:
-                if last:
-                    raise _GaveUp(0, f"{type(exc).__name__} after {attempt + 1} attempt(s)") from None
-                self._pause(2.0 ** attempt)
-                continue
-            if response.status_code not in _RETRY_STATUSES:
-                return response
-            if last:
-                raise _GaveUp(response.status_code, f"HTTP {response.status_code} after {attempt + 1} attempt(s)")
-            self._pause(_wait_for(response.headers, attempt, time.time()))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _pause(self, seconds: float) -> None:
-        self.counters.retries += 1
-        self.counters.waits.append(seconds)
-        self.sleep(seconds)
 
 
 def _error(exc: Exception, what: str, secret: str) -> Exception:
@@ -138,7 +59,7 @@ def _error(exc: Exception, what: str, secret: str) -> Exception:
     if status == 404:
         return HostError(f"GitLab found nothing for {what} (404)",
                          hint="check the project path and merge request number, and that the token can see it")
-    if isinstance(exc, (_GaveUp, requests.RequestException)) or (status or 0) >= 500:
+    if isinstance(exc, requests.RequestException) or (status or 0) >= 500:
         return EndpointError(f"GitLab did not answer {what}: {detail}", status=status or None,
                              hint="the instance may be down or overloaded; run again later")
     return HostError(f"GitLab failed {what} ({status}): {detail}")
@@ -158,6 +79,14 @@ def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in discussion.get("notes") or [] if not n.get("system")]
 
 
+def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> list[tuple[int, str, bool]]:
+    """``[(note id, what it is: "summary" or the finding's fingerprint, replied)]`` for a note Sieve's own
+    identity wrote, else []."""
+    record = comments.read(note.get("id"), (note.get("author") or {}).get("username"), note.get("body"), me)
+    key = "summary" if record.summary else record.marker.fingerprint if record.finding else None
+    return [(int(note["id"]), key, replied)] if key else []
+
+
 @HOSTS.register("gitlab", options=GitLabOptions)
 class GitLabHost:
     """The Host protocol for GitLab (gitlab.com or self-managed) through python-gitlab."""
@@ -172,16 +101,16 @@ class GitLabHost:
                               hint="set GITLAB_TOKEN (a project access token with the 'api' scope)")
         self._token = token
         self.url = url.rstrip("/")
-        self.counters = _Counters()
+        self.policy = http.Policy(retries=max_retries, write_pause=write_pause, timeout=timeout)
+        self.counters = http.Counters()
+        self.sleep = sleep
         self.bot_username = bot_username
         self.min_trusted_access = min_trusted_access
         self._trust: dict[int, bool] = {}
         self._summary_bodies: dict[str, str] = {}
         self._line_code_needed = False
-        session = requests.Session()
-        adapter = _Transport(self.counters, max_retries=max_retries, write_pause=write_pause, sleep=sleep)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        self._seen: dict[str, list[tuple[int, str, bool]]] = {}  # ref → Sieve's notes as the last read found them
+        session = http.requests_session(self.policy, self.counters, sleep=sleep, retry=True)
         self._gl = gitlab.Gitlab(self.url, private_token=token, timeout=timeout, session=session, per_page=100)
 
     # --- plumbing ------------------------------------------------------------------------------------------
@@ -220,7 +149,7 @@ class GitLabHost:
                             hint="run again in a minute")
         entries = self._diff_entries(base)
         me = self._bot()
-        existing, summary_id = [], None
+        existing, summary_id, seen = [], None, []
         for discussion in self._list("reading discussions", f"{base}/discussions"):
             notes = _notes(discussion)
             if not notes:
@@ -235,6 +164,8 @@ class GitLabHost:
                 self._summary_bodies[str(first["id"])] = record.body
             elif record.finding:
                 existing.append(record)
+            seen += _sieve_note(first, len(notes) > 1, me)
+        self._seen[str(ref)] = seen
         return MergeRequest(ref=ref, title=mr.get("title", ""), base_sha=refs.get("base_sha", ""),
                             head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs.get("base_sha", ""),
                             diff=assemble_diff(entries), existing=tuple(existing), summary_id=summary_id,
@@ -291,20 +222,67 @@ class GitLabHost:
             self._call("resolving a discussion", self._gl.http_put, f"{base}/discussions/{discussion}",
                        post_data={"resolved": True})
             result.resolved += 1
-        result.summary_url = self._summary(base, mr, plan.summary, leftovers)
+        result.summary_url, created = self._summary(base, mr, plan.summary, leftovers)
+        seen = self._read_back(base) if created or result.created else self._seen.get(str(mr.ref), [])
+        self._drop_duplicates(base, seen, result)
         if status is not None:
             self._status(mr, status)
         result.api_calls = self.counters.api_calls - calls
         result.writes = self.counters.writes - writes
         return result
 
-    def _post_discussion(self, base: str, body: str, position: dict[str, Any] | None) -> str | None:
+    def _read_back(self, base: str) -> list[tuple[int, str, bool]]:
+        """Sieve's notes on the merge request as they are now (after creating some, or after a failed POST)."""
+        me = self._bot()
+        seen = []
+        for discussion in self._list("reading discussions", f"{base}/discussions"):
+            notes = _notes(discussion)
+            if notes:
+                seen += _sieve_note(notes[0], len(notes) > 1, me)
+        return seen
+
+    def _drop_duplicates(self, base: str, seen: list[tuple[int, str, bool]], result: ApplyResult) -> None:
+        """Where two runs raced, keep the oldest note per finding (and one summary); delete newer copies that
+        nobody replied to."""
+        first: dict[str, int] = {}
+        for note_id, key, replied in sorted(seen):
+            if key not in first:
+                first[key] = note_id
+                continue
+            if replied:
+                continue
+            try:
+                self._gl.http_delete(f"{base}/notes/{note_id}")
+            except gitlab.exceptions.GitlabHttpError as exc:
+                if exc.response_code == 404:
+                    continue  # the racing run removed it first
+                raise _error(exc, "removing a duplicate note", self._token) from None
+            except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+                raise _error(exc, "removing a duplicate note", self._token) from None
+            what = "summary" if key == "summary" else "comment"
+            result.notes.append(f"{what} note {note_id} removed: a copy of note {first[key]} (two runs overlapped)")
+
+    def _post(self, what: str, path: str, data: dict[str, Any], landed: Callable[[], bool]) -> dict[str, Any] | None:
+        """POST once; when the result is unknown (5xx, timeout, reset) read the notes and resend only if it did
+        not land (then None is returned)."""
+        def fail(answer: http.Answer, verdict: http.Verdict, attempts: int) -> Exception:
+            detail = answer.message or f"HTTP {answer.status}"
+            return EndpointError(f"GitLab did not answer {what}: {detail} after {attempts} attempt(s)",
+                                 status=answer.status, hint="the instance may be down or overloaded; run again later")
+
+        return http.run(lambda: self._gl.http_post(path, post_data=data), self.policy, sleep=self.sleep,
+                        classify=lambda exc: exc.answer if isinstance(exc, http.AmbiguousWrite) else None,
+                        fail=fail, counters=self.counters, landed=landed)
+
+    def _post_discussion(self, base: str, body: str, position: dict[str, Any] | None,
+                         fingerprint: str = "") -> str | None:
         """POST a discussion; the refusal message on a 400 (position not accepted), None on success."""
         data: dict[str, Any] = {"body": body}
         if position is not None:
             data["position"] = position
         try:
-            self._gl.http_post(f"{base}/discussions", post_data=data)
+            self._post("posting a comment", f"{base}/discussions", data,
+                       landed=lambda: any(key == fingerprint for _, key, _ in self._read_back(base)))
             return None
         except gitlab.exceptions.GitlabHttpError as exc:
             if exc.response_code == 400:
@@ -317,11 +295,12 @@ class GitLabHost:
                 result: ApplyResult, leftovers: list[str]) -> None:
         """Inline (with line_code if demanded) → file-level → general note → summary. Never lost."""
         anchor = comment.finding.anchor
+        post = functools.partial(self._post_discussion, base, fingerprint=comment.fingerprint)
         position = build_position(comment, mr, files, self._line_code_needed)
-        refusal = "line not in the diff" if position is None else self._post_discussion(base, comment.body, position)
+        refusal = "line not in the diff" if position is None else post(comment.body, position)
         if position is not None and refusal and _needs_line_code(refusal) and not self._line_code_needed:
             retry = build_position(comment, mr, files, True)
-            refusal = self._post_discussion(base, comment.body, retry)
+            refusal = post(comment.body, retry)
             self._line_code_needed = refusal is None
         if refusal is None:
             result.created += 1
@@ -330,38 +309,58 @@ class GitLabHost:
         result.notes.append(f"{where}: inline position refused ({redact(refusal)}); posted less precisely")
         fallback = f"**{where}** (GitLab could not anchor this comment to the line)\n\n{comment.body}"
         for pos in [p for p in (file_position(comment, mr, files),) if p] + [None]:
-            if self._post_discussion(base, fallback if pos is None else comment.body, pos) is None:
+            if post(fallback if pos is None else comment.body, pos) is None:
                 result.created += 1
                 result.file_level += 1
                 return
         leftovers.append(f"- {where}: {render.inert(comment.finding.review.strip())}")
         result.to_summary += 1
 
-    def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str]) -> str:
-        """Create the summary note once, then edit it in place (no write at all when nothing changed)."""
+    def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str]) -> tuple[str, bool]:
+        """Create the summary note once, then edit it in place (no write at all when nothing changed).
+        Returns its URL and whether this run created it."""
         body = summary
         if leftovers:
+            listed = leftovers[: render.MAX_LISTED] + ([f"- … and {len(leftovers) - render.MAX_LISTED} more"]
+                                                       if len(leftovers) > render.MAX_LISTED else [])
             head = summary.rstrip()
             head = head[: -len(markers.SUMMARY_MARKER)] if markers.is_summary(head) else head
-            body = head.rstrip() + "\n\n**Could not be posted inline:**\n" + "\n".join(leftovers) + "\n\n" + \
+            body = head.rstrip() + "\n\n**Could not be posted inline:**\n" + "\n".join(listed) + "\n\n" + \
                 markers.SUMMARY_MARKER
-        if mr.summary_id:
-            if self._summary_bodies.get(mr.summary_id) != body:
-                self._call("editing the summary", self._gl.http_put, f"{base}/notes/{mr.summary_id}",
-                           post_data={"body": body})
-            note_id = mr.summary_id
-        else:
-            note = self._call("posting the summary", self._gl.http_post, f"{base}/notes", post_data={"body": body})
-            note_id = str(note.get("id", ""))
+        body = render.fit_text(body, render.body_limit("gitlab"), markers.SUMMARY_MARKER)
+        note_id, created = mr.summary_id, False
+        if note_id and self._summary_bodies.get(note_id) != body:
+            try:
+                self._gl.http_put(f"{base}/notes/{note_id}", post_data={"body": body})
+            except gitlab.exceptions.GitlabHttpError as exc:
+                if exc.response_code != 404:
+                    raise _error(exc, "editing the summary", self._token) from None
+                note_id = None  # removed meanwhile: create it anew
+            except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+                raise _error(exc, "editing the summary", self._token) from None
+        if not note_id:
+            note = self._post_summary(base, body)
+            note_id, created = str(note.get("id", "")) if note else "", True
         self._summary_bodies[note_id] = body
-        return f"{mr.web_url}#note_{note_id}" if mr.web_url else note_id
+        return (f"{mr.web_url}#note_{note_id}" if mr.web_url else note_id), created
+
+    def _post_summary(self, base: str, body: str) -> dict[str, Any] | None:
+        try:
+            return self._post("posting the summary", f"{base}/notes", {"body": body},
+                              landed=lambda: any(key == "summary" for _, key, _ in self._read_back(base)))
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "posting the summary", self._token) from None
 
     def _status(self, mr: MergeRequest, status: StatusSpec) -> None:
+        """The pipeline-visible commit status; sent again after an unknown result (a repeated status is harmless)."""
         state = {"failure": "failed"}.get(status.state, status.state)
-        self._call("setting the commit status", self._gl.http_post,
-                   f"/projects/{_encode(mr.ref.repo)}/statuses/{mr.head_sha}",
-                   post_data={"state": state, "name": status.context, "description": status.description[:140],
-                              "target_url": mr.web_url or None})
+        data = {"state": state, "name": status.context, "description": status.description[:140],
+                "target_url": mr.web_url or None}
+        try:
+            self._post("setting the commit status", f"/projects/{_encode(mr.ref.repo)}/statuses/{mr.head_sha}",
+                       data, landed=lambda: False)
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "setting the commit status", self._token) from None
 
     # --- feedback ------------------------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import openai
 
+from bot import http
 from bot.errors import EndpointError, RateLimitError
 from bot.findings import Finding, Rating
 from bot.prompt import TEMPLATES, render, render_explanation_request
@@ -31,49 +31,40 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries for 429, 5xx, timeouts and dropped connections."""
-
-    attempts: int = 4  # total tries, the first included
-    backoff_s: float = 0.5  # first pause; doubles each time
-    max_pause_s: float = 8.0  # cap, also applied to a server's Retry-After
+#: Bounded retries for 429, 5xx, timeouts and dropped connections (a local server rarely needs long waits).
+DEFAULT_POLICY = http.Policy(retries=3, backoff=0.5)
 
 
-def _retry_after(error: openai.APIStatusError) -> float | None:
-    value = error.response.headers.get("retry-after") if error.response is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+def _answer(exc: Exception) -> http.Answer | None:
+    """Read an openai SDK exception as a neutral answer (None: not an HTTP failure)."""
+    if isinstance(exc, openai.APIStatusError):
+        return http.Answer(exc.status_code, dict(exc.response.headers) if exc.response is not None else {})
+    if isinstance(exc, openai.APITimeoutError):
+        deadline = "deadline" in str(exc.__cause__ or "")
+        return http.Answer(failure="deadline" if deadline else "timeout", message=str(exc.__cause__ or ""))
+    if isinstance(exc, openai.APIConnectionError):
+        return http.Answer(failure="connection")
+    return None
 
 
-def call_with_retries(call: Callable[[], T], policy: RetryPolicy, where: str) -> T:
-    """Run ``call``; retry transient failures with exponential backoff, then raise EndpointError."""
-    last: str = "no attempt made"
-    status: int | None = None
-    for attempt in range(max(1, policy.attempts)):
-        pause = policy.backoff_s * (2 ** attempt)
-        try:
-            return call()
-        except openai.RateLimitError as exc:
-            status, last = 429, "rate limited (429)"
-            pause = _retry_after(exc) if _retry_after(exc) is not None else pause
-        except openai.InternalServerError as exc:
-            status, last = exc.status_code, f"server error {exc.status_code}"
-        except openai.APITimeoutError:
-            status, last = None, "request timed out"
-        except openai.APIConnectionError:
-            status, last = None, "could not connect"
-        except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
-            raise EndpointError(f"{where} refused the request: HTTP {exc.status_code}", status=exc.status_code,
-                                hint="check the model name, the prompt length limit and the API key "
-                                     "variable") from None
-        if attempt + 1 < policy.attempts:
-            time.sleep(min(pause, policy.max_pause_s))
-    error = RateLimitError if status == 429 else EndpointError
-    raise error(f"{where} failed after {policy.attempts} attempts: {last}", status=status,
-                hint="check that the endpoint is up and not overloaded, or raise the retry budget")
+def call_with_retries(call: Callable[[], T], policy: http.Policy, where: str,
+                      counters: http.Counters | None = None) -> T:
+    """Run ``call`` under the HTTP policy; 4xx other than 429 fail at once, the rest raise EndpointError."""
+    def fail(answer: http.Answer, verdict: http.Verdict, attempts: int) -> Exception:
+        if verdict.kind == "refused":
+            return EndpointError(f"{where} refused the request: HTTP {answer.status}", status=answer.status,
+                                 hint="check the model name, the prompt length limit and the API key variable")
+        last = {"limited": "rate limited (429)", "server": f"server error {answer.status}",
+                "connection": "could not connect"}.get(verdict.kind, "request timed out")
+        if answer.failure == "deadline":
+            last = f"request timed out ({answer.message})"
+        if verdict.too_long:
+            last += f", asking to wait {verdict.wait:.0f} s (over the {policy.max_wait:g} s cap)"
+        error = RateLimitError if answer.status == 429 else EndpointError
+        return error(f"{where} failed after {attempts} attempts: {last}", status=answer.status,
+                     hint="check that the endpoint is up and not overloaded, or raise the retry budget")
+
+    return http.run(call, policy, classify=_answer, fail=fail, counters=counters)  # type: ignore[return-value]
 
 
 def label_logprob(logprobs: Any, text: str, prompt: str, label: str) -> float:
@@ -124,7 +115,7 @@ class OpenAIRater:
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str = "SIEVE_LLM_API_KEY", timeout: float = 60.0,
-                 *, template: str = "chatml", retry: RetryPolicy = RetryPolicy(),
+                 *, template: str = "chatml", retry: http.Policy = DEFAULT_POLICY,
                  batch_prompts: bool | None = None, model_id: str | None = None, mode: str = "top",
                  top_k: int = 20) -> None:
         if mode not in ("top", "echo"):
@@ -137,18 +128,21 @@ class OpenAIRater:
         self.model = model
         self.model_id = model_id or model
         self.template = template
-        self.retry = retry
+        self.retry = replace(retry, timeout=timeout)
+        self.counters = http.Counters()
         self._batch = batch_prompts  # None: try a list prompt once, fall back to one prompt per request
         key = os.environ.get(api_key_env) or "sieve-no-key"  # local servers accept any key
-        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0)
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=0,
+                                     http_client=http.httpx_client(openai.DefaultHttpxClient, self.retry,
+                                                                   self.counters))
         self._where = f"completions endpoint {self.base_url}"
 
-    def _complete(self, prompts: list[str], retry: RetryPolicy | None = None) -> tuple[list[Any], int]:
+    def _complete(self, prompts: list[str], retry: http.Policy | None = None) -> tuple[list[Any], int]:
         def call() -> Any:
             return self._client.completions.create(model=self.model, prompt=prompts if len(prompts) > 1 else
                                                    prompts[0], echo=True, max_tokens=1, logprobs=1, temperature=0)
 
-        response = call_with_retries(call, retry or self.retry, self._where)
+        response = call_with_retries(call, retry or self.retry, self._where, self.counters)
         choices = sorted(response.choices, key=lambda choice: choice.index)
         if len(choices) != len(prompts):
             raise EndpointError(f"{self._where} answered {len(choices)} choices for {len(prompts)} prompts")
@@ -159,7 +153,7 @@ class OpenAIRater:
         """All four prompts in one request when the server allows it, else one per request."""
         if self._batch is not False:
             try:
-                result = self._complete(prompts, RetryPolicy(1) if self._batch is None else None)
+                result = self._complete(prompts, replace(self.retry, retries=0) if self._batch is None else None)
                 self._batch = True
                 return result
             except EndpointError:
@@ -179,7 +173,7 @@ class OpenAIRater:
             return self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0,
                                                    logprobs=self.top_k)
 
-        response = call_with_retries(call, self.retry, self._where)
+        response = call_with_retries(call, self.retry, self._where, self.counters)
         return _top_at(response), (response.usage.prompt_tokens if response.usage else 0)
 
     def _score_top(self, prompt: str) -> tuple[dict[str, float] | None, int]:
@@ -235,7 +229,7 @@ class OpenAIRater:
         try:
             response = call_with_retries(lambda: self._client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0,
-                stop=["<|im_end|>", "<end_of_turn>"]), self.retry, self._where)
+                stop=["<|im_end|>", "<end_of_turn>"]), self.retry, self._where, self.counters)
             return clean_explanation(response.choices[0].text or "") if response.choices else ""
         except EndpointError as exc:
             log.info("explanation skipped: %s", exc)

@@ -3,8 +3,8 @@
 Hunks are packed into requests within a token budget and the model must answer a JSON schema
 (one list of findings, each naming its hunk and an added line). Every item is validated against the
 diff before it becomes a finding; a broken answer is asked again once, then that batch's hunks are
-skipped with a reason. Retries (429 honouring ``Retry-After``, 5xx, timeouts) are done here with a
-bounded exponential backoff rather than inside the SDK, so their behaviour is explicit and tested.
+skipped with a reason. Retries (429 honouring ``Retry-After``, 5xx, timeouts), the cap on waits and the
+per-request deadline come from :mod:`bot.http` rather than from the SDK, so their behaviour is explicit and tested.
 
 Hunk text is untrusted: it travels JSON-encoded in the user message and the system prompt tells the
 model to ignore instructions inside it. The ``openai`` package is imported only when a request is
@@ -13,7 +13,6 @@ made. The task definition (prompt, schema, validation) is shared with the local 
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from bot import http
 from bot.errors import ConfigError, EndpointError, RateLimitError, redact
 from bot.findings import Finding, Hunk, ParsedDiff, ReviewerResult, Skip
 from bot.registry import check_url, require
@@ -176,9 +176,8 @@ class LLMConfig:
     timeout_s: float = field(default=120.0, metadata={"help": "seconds to wait for one answer"})
     max_attempts: int = field(default=3, metadata={"help": "tries per request for 429, 5xx and timeouts"})
     backoff_s: float = field(default=1.0, metadata={"help": "first retry delay; doubles each retry"})
-    max_backoff_s: float = field(default=30.0, metadata={"help": "cap on one retry delay"})
-    max_retry_after_s: float = field(default=120.0,
-                                     metadata={"help": "longest Retry-After honoured; longer → give up"})
+    max_wait_s: float = field(default=http.MAX_WAIT, metadata={"help": "cap on any wait: back-off stops there, a longer "
+                                                               "Retry-After gives up"})
     max_input_tokens: int = field(default=6000,
                                   metadata={"help": "estimated prompt tokens per request (hunks are batched)"})
     max_output_tokens: int = field(default=2000, metadata={"help": "answer token cap per request"})
@@ -219,6 +218,7 @@ class LLMReviewer:
         self._key_var, self._key = _api_key(self.config)
         self._client: Any = None
         self.usage = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self.counters = http.Counters()
 
     def review(self, diff: ParsedDiff, ctx: ReviewContext) -> ReviewerResult:
         result = ReviewerResult()
@@ -287,7 +287,7 @@ class LLMReviewer:
             kwargs["response_format"] = {"type": "json_object"}
         response = call_with_retries(lambda: self._openai().chat.completions.create(**kwargs),
                                      self.config, key_var=self._key_var, key=self._key,
-                                     sleep=self._sleep)
+                                     sleep=self._sleep, counters=self.counters)
         usage = getattr(response, "usage", None)
         self.usage["requests"] += 1
         self.usage["prompt_tokens"] += int(getattr(usage, "prompt_tokens", 0) or 0)
@@ -298,8 +298,10 @@ class LLMReviewer:
         if self._client is None:
             import openai
 
-            self._client = openai.OpenAI(base_url=self.config.base_url, api_key=self._key or "sieve-no-key",
-                                         timeout=self.config.timeout_s, max_retries=0)
+            self._client = openai.OpenAI(
+                base_url=self.config.base_url, api_key=self._key or "sieve-no-key", timeout=self.config.timeout_s,
+                max_retries=0, http_client=http.httpx_client(openai.DefaultHttpxClient, policy_for(self.config),
+                                                             self.counters))
         return self._client
 
 
@@ -322,27 +324,29 @@ def _times(n: int) -> str:
     return _COUNT_WORDS.get(n, f"{n} times")
 
 
-def retry_delay(headers: Any, attempt: int, config: LLMConfig) -> float:
-    """Seconds to wait before try ``attempt + 1``: the server's Retry-After(-ms) if any, else backoff."""
-    if headers is not None:
-        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-            value = headers.get(name)
-            if not value:
-                continue
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                pass
-            try:  # Retry-After may also be an HTTP date
-                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    return min(config.max_backoff_s, config.backoff_s * 2 ** (attempt - 1))
+def policy_for(config: LLMConfig) -> http.Policy:
+    """The endpoint's HTTP policy (bot.http decides retries and waits for every remote Sieve calls)."""
+    return http.Policy(retries=max(0, config.max_attempts - 1), backoff=config.backoff_s,
+                       max_wait=config.max_wait_s, timeout=config.timeout_s)
+
+
+def answer_of(exc: Exception) -> http.Answer | None:
+    """Read an openai SDK exception as a neutral answer (None: not an HTTP failure)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return http.Answer(exc.status_code, dict(exc.response.headers), _error_text(exc))
+    if isinstance(exc, openai.APITimeoutError):
+        cause = str(exc.__cause__ or "")
+        return http.Answer(failure="deadline" if "deadline" in cause else "timeout", message=cause)
+    if isinstance(exc, openai.APIConnectionError):
+        return http.Answer(failure="connection", message=type(exc).__name__)
+    return None
 
 
 def call_with_retries(call: Callable[[], Any], config: LLMConfig, *, key_var: str, key: str | None,
-                      sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Run ``call`` (one SDK request) with Sieve's retry policy; map failures to Sieve errors.
+                      sleep: Callable[[float], None] = time.sleep, counters: http.Counters | None = None) -> Any:
+    """Run ``call`` (one SDK request) under the HTTP policy; map failures to Sieve errors.
 
     429, 408, 5xx, timeouts and refused connections are retried up to ``max_attempts`` with
     exponential backoff (or the server's Retry-After); 401/403 become a ConfigError naming the key
@@ -351,49 +355,40 @@ def call_with_retries(call: Callable[[], Any], config: LLMConfig, *, key_var: st
     import openai
 
     url = config.base_url.rstrip("/")
-    last = ""
-    status: int | None = None
-    for attempt in range(1, config.max_attempts + 1):
-        try:
-            return call()
-        except openai.APIStatusError as exc:
-            status = exc.status_code
-            _raise_unretryable(exc, url, key_var, key)
-            delay = retry_delay(exc.response.headers, attempt, config)
-            last = f"answered {status}"
-            if status == 429 and delay > config.max_retry_after_s:
-                raise RateLimitError(f"endpoint {url} is rate limited and asks to wait {delay:.0f} s",
-                                     status=429, hint="retry later or raise reviewers.llm.max_retry_after_s")
-        except openai.APITimeoutError:
-            status, last = None, f"did not answer within {config.timeout_s:g} s"
-            delay = retry_delay(None, attempt, config)
-        except openai.APIConnectionError:
-            status, last = None, "could not be reached"
-            delay = retry_delay(None, attempt, config)
-        except openai.APIError as exc:  # a 2xx whose body the client could not read
-            raise EndpointError(f"endpoint {url} sent an unreadable answer: {redact(str(exc), extra=(key or '',))}",
-                                hint="check that base_url points at an OpenAI-compatible API") from None
-        if attempt < config.max_attempts:
-            sleep(delay)
-    error = RateLimitError if status == 429 else EndpointError
-    raise error(f"endpoint {url} {last} {_times(config.max_attempts)}", status=status,
-                hint="check the server or retry later")
+
+    def fail(answer: http.Answer, verdict: http.Verdict, attempts: int) -> Exception:
+        return _failure(answer, verdict, attempts, url, config, key_var, key)
+
+    try:
+        return http.run(call, policy_for(config), classify=answer_of, fail=fail, sleep=sleep, counters=counters)
+    except openai.APIError as exc:  # a 2xx whose body the client could not read
+        raise EndpointError(f"endpoint {url} sent an unreadable answer: {redact(str(exc), extra=(key or '',))}",
+                            hint="check that base_url points at an OpenAI-compatible API") from None
 
 
-def _raise_unretryable(exc: Any, url: str, key_var: str, key: str | None) -> None:
-    """Raise the right Sieve error for a status that retrying cannot fix."""
-    status = exc.status_code
-    if status in (408, 429) or status >= 500:
-        return
-    if status in (401, 403):
+def _failure(answer: http.Answer, verdict: http.Verdict, attempts: int, url: str, config: LLMConfig,
+             key_var: str, key: str | None) -> Exception:
+    """The Sieve error for an answer the policy will not retry (any more)."""
+    status = answer.status
+    if verdict.kind == "refused" and status in (401, 403):
         if key:
-            raise ConfigError(f"endpoint {url} rejected the API key from {key_var} ({status})",
-                              hint=f"check the value of {key_var}")
-        raise ConfigError(f"endpoint {url} needs an API key ({status}) and {key_var} is not set",
-                          hint=f"export {key_var}=<key> (or OPENAI_API_KEY)")
-    body = redact(_error_text(exc), extra=(key or "",))[:300]
-    raise EndpointError(f"endpoint {url} answered {status}: {body}", status=status,
-                        hint="check reviewers.llm.model and base_url")
+            return ConfigError(f"endpoint {url} rejected the API key from {key_var} ({status})",
+                               hint=f"check the value of {key_var}")
+        return ConfigError(f"endpoint {url} needs an API key ({status}) and {key_var} is not set",
+                           hint=f"export {key_var}=<key> (or OPENAI_API_KEY)")
+    if verdict.kind == "refused":
+        body = redact(answer.message, extra=(key or "",))[:300]
+        return EndpointError(f"endpoint {url} answered {status}: {body}", status=status,
+                             hint="check reviewers.llm.model and base_url")
+    if verdict.too_long:
+        return RateLimitError(f"endpoint {url} is rate limited and asks to wait {verdict.wait:.0f} s",
+                              status=status, hint="retry later or raise reviewers.llm.max_wait_s")
+    last = {"timeout": f"did not answer within {config.timeout_s:g} s",
+            "connection": "could not be reached"}.get(verdict.kind, f"answered {status}")
+    if answer.failure == "deadline":
+        last = f"sent no complete answer within the {policy_for(config).request_deadline:g} s deadline"
+    error = RateLimitError if status == 429 else EndpointError
+    return error(f"endpoint {url} {last} {_times(attempts)}", status=status, hint="check the server or retry later")
 
 
 def _error_text(exc: Any) -> str:
