@@ -79,7 +79,7 @@ def bench_naive(rater: LlamaCppRater, pairs: list[tuple[str, str]]) -> dict[str,
     opener = TEMPLATES[rater.template]["assistant_open"]
     times, failures, labels = [], 0, []
     for code, review in pairs:
-        parts = render(code, review, rater.template)
+        parts = render(code, review, rater.template, version=rater.prompt_version)
         prompt = parts.prefix + parts.body + opener
         llm.reset()
         started = time.perf_counter()
