@@ -205,11 +205,12 @@ class OpenAIRater:
         return {label: label_logprob(choice.logprobs, choice.text or "", full, label)
                 for label, full, choice in zip(LABELS, prompts, choices)}, used
 
-    def rate_texts(self, pairs: Sequence[tuple[str, str]]) -> list[Rating]:
-        """Rate raw (code, review) pairs."""
+    def rate_texts(self, pairs: Sequence[tuple[str, ...]]) -> list[Rating]:
+        """Rate raw ``(code, review)`` pairs or ``(code, review, origin)`` triples."""
         ratings: list[Rating] = []
-        for code, review in pairs:
-            parts = render(code, review, self.template)
+        for item in pairs:
+            code, review, origin = (tuple(item) + ("",))[:3]
+            parts = render(code, review, self.template, origin)
             scores, used = self._score_top(parts.text) if self.mode == "top" else (None, 0)
             if scores is None:
                 scores, more = self._score_echo(parts.text)
@@ -219,13 +220,14 @@ class OpenAIRater:
 
     def rate(self, findings: Sequence[Finding]) -> list[Rating]:
         """One rating per finding, in order."""
-        return self.rate_texts([(finding.code, finding.review) for finding in findings])
+        return self.rate_texts([(finding.code, finding.review, finding.origin()) for finding in findings])
 
     def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
         """Greedy continuation after the chosen label; "" when the endpoint fails or says nothing usable."""
         if max_tokens <= 0:
             return ""
-        prompt = render_explanation_request(render(finding.code, finding.review, self.template), rating.severity)
+        prompt = render_explanation_request(render(finding.code, finding.review, self.template, finding.origin()),
+                                            rating.severity)
         try:
             response = call_with_retries(lambda: self._client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0,
