@@ -447,7 +447,7 @@ class OpenAITeacher:
         for i, (example, answer) in enumerate(zip(exam, answers)):
             label, probs = label_and_probs(answer)
             confidence = probs.get(label) if probs else None
-            block, _ = render_input(example.code, example.review)
+            block, _ = render_input(example.code, example.review, str(example.meta.get("origin") or ""))
             conf = f" (confidence {confidence:.2f})" if confidence is not None else ""
             lines.append(f"[{i}] {block}\ncorrect: {example.label}; student: {label}{conf}")
         prompt = EXAM_EVALUATION_PROMPT.format(n=n_examples, exam="\n".join(lines))
@@ -470,7 +470,7 @@ class OpenAITeacher:
 
     def _soft(self, example: Example) -> Example:
         """Attach the teacher's own label distribution from top-logprobs, when the endpoint gives them."""
-        block, _ = render_input(example.code, example.review)
+        block, _ = render_input(example.code, example.review, str(example.meta.get("origin") or ""))
         messages = [{"role": "user", "content": "Severity levels:\n" + _LEVEL_TEXT + block +
                      "\nAnswer with the level name only."}]
         _, response = self._request(messages, logprobs=True, top_logprobs=self.config.top_logprobs, max_tokens=1)
