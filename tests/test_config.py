@@ -75,7 +75,7 @@ def test_component_tables_are_real_and_reach_the_component(tmp_path):
     assert ruff.timeout_s == 7.5 and ruff.select == ("F",)
     assert c.bot_login == "sieve-bot" and c.trusted_users == ("octo", "cat")
     host = app.make_host("github", c, "token-for-tests", "")
-    assert host.bot_login() == "sieve-bot" and host.trusted_users == ("octo", "cat") and host.write_pause == 0 and host.base_url == "https://api.github.com"
+    assert host.bot_login() == "sieve-bot" and host.trusted_users == ("octo", "cat") and host.policy.write_pause == 0 and host.base_url == "https://api.github.com"
 
 
 def test_reviewers_and_rater_may_be_chosen_inside_their_tables(tmp_path):
@@ -210,7 +210,7 @@ def test_the_scan_finds_settings_that_do_not_exist():
         "reviewers.llm.max_retry_after", "max_diff_bytes"}
     assert not cfg.setting_exists("reviewers.llm.max_retry_after")
     assert not cfg.setting_exists("reviewers.ruff.timeout")
-    assert cfg.setting_exists("reviewers.llm.max_retry_after_s") and cfg.setting_exists("reviewers.ruff.timeout_s")
+    assert cfg.setting_exists("reviewers.llm.max_wait_s") and cfg.setting_exists("reviewers.ruff.timeout_s")
     assert setting_names("see https://api.github.com/repos or gitlab.com") == set()
 
 
@@ -222,7 +222,7 @@ def test_every_setting_named_in_the_code_exists():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 for name in setting_names(node.value):
                     named.setdefault(name, []).append(f"{path.relative_to(root)}:{node.lineno}")
-    assert "reviewers.llm.max_retry_after_s" in named and "reviewers.ruff.timeout_s" in named  # the scan sees them
+    assert "reviewers.llm.max_wait_s" in named and "reviewers.ruff.timeout_s" in named  # the scan sees them
     missing = {name: where for name, where in named.items() if not cfg.setting_exists(name)}
     assert missing == {}
 

@@ -197,7 +197,7 @@ class LLMConfig:
         check_url("reviewers.llm.base_url", self.base_url)
         for key in ("timeout_s",):
             require(getattr(self, key) > 0, f"reviewers.llm.{key}", getattr(self, key), "a number of seconds > 0")
-        for key in ("backoff_s", "max_backoff_s", "max_retry_after_s"):
+        for key in ("backoff_s", "max_wait_s"):
             require(getattr(self, key) >= 0, f"reviewers.llm.{key}", getattr(self, key), "a number of seconds ≥ 0")
         for key in ("max_attempts", "max_input_tokens", "max_output_tokens", "max_requests", "max_findings_per_hunk"):
             require(getattr(self, key) >= 1, f"reviewers.llm.{key}", getattr(self, key), "a whole number ≥ 1")
