@@ -175,7 +175,7 @@ def _script(name: str) -> Script:
     return next(s for s in github_scripts() + gitlab_scripts() if s.where.startswith(name))
 
 
-def _stats_rows(db: Path) -> int:
+def _tables(db: Path) -> int:
     with contextlib.closing(sqlite3.connect(db)) as con:
         return con.execute("select count(*) from sqlite_master").fetchone()[0]
 
@@ -188,7 +188,7 @@ def test_the_nightly_feedback_job_runs(tmp_path, since):
         fake.add_token(TOKEN, "github-actions[bot]", actions=True)
         done = run_script(collect, tmp_path, {}, github_values(fake.base_url, since=since), timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (tmp_path / "feedback.db").is_file() and _stats_rows(tmp_path / "feedback.db") > 0
+    assert (tmp_path / "feedback.db").is_file() and _tables(tmp_path / "feedback.db") > 0
     assert TOKEN not in done.stdout + done.stderr
 
 
@@ -208,19 +208,19 @@ def test_fork_review_then_post_then_nightly_feedback(tmp_path):
     repo, base, head = _pull(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    values_for = lambda url: github_values(url, head=head)  # noqa: E731
     with FakeGitHub("octo", "shop") as fake:
+        values = github_values(fake.base_url, head=head)
         fake.add_token(TOKEN, "github-actions[bot]", actions=True)
         fake.add_pull(3, diff=repo.diff(base, head), head_sha=head, base_sha=base,
                       files={"shop.py": repo.show(head, "shop.py")})
-        readonly = {**values_for(fake.base_url), "github.token": READ_TOKEN}
+        readonly = {**values, "github.token": READ_TOKEN}
         fake.add_token(READ_TOKEN, "github-actions[bot]", readonly=True, actions=True)
         first = run_script(_script("sieve-review.yml › fork › "), work, {}, readonly)
         assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
         assert (work / "sieve-out" / "review.json").is_file() and not fake.writes()  # dry run: nothing posted
         assert (work / "sieve-out" / "pr-number").read_text().strip() == "3"
 
-        post = run_script(_script("sieve-fork-review.yml › post › "), work, {}, values_for(fake.base_url))
+        post = run_script(_script("sieve-fork-review.yml › post › "), work, {}, values)
         assert post.returncode in (0, 1), post.stdout[-2000:] + post.stderr[-2000:]  # 1: --fail-on critical hit
         assert "Traceback" not in post.stderr and TOKEN not in post.stdout + post.stderr
         assert len(fake.reviews) == 1 and len(fake.issue_comments) == 1
@@ -228,7 +228,7 @@ def test_fork_review_then_post_then_nightly_feedback(tmp_path):
         assert markers.decode(fake.review_comments[first_id]["body"]).model.startswith("default@")
         fake.react("pulls", first_id, "octo", "+1")  # the owner agrees
 
-        harvest = run_script(_script("sieve-feedback.yml › collect › Collect"), work, {}, values_for(fake.base_url))
+        harvest = run_script(_script("sieve-feedback.yml › collect › Collect"), work, {}, values)
     assert harvest.returncode == 0, harvest.stdout[-2000:] + harvest.stderr[-2000:]
     assert re.search(r"posted=\d+ .*up=1", harvest.stdout), harvest.stdout
 
