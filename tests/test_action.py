@@ -58,7 +58,7 @@ def test_the_schema_check_can_fail(tmp_path):
 
 def test_action_interface_and_least_permissions():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
-    assert {"github-token", "threshold", "fail-on", "reviewers", "llm-base-url", "llm-model", "model",
+    assert {"github-token", "threshold", "fail-on", "reviewers", "llm-base-url", "llm-model", "model", "models-dir",
             "max-comments"} <= set(action["inputs"])
     assert set(LEVELS) <= set(action["outputs"])
     uses = [s.get("uses", "") for s in action["runs"]["steps"]]
@@ -85,16 +85,19 @@ def _inputs() -> dict[str, str]:
 
 
 def _source_copy(target: Path) -> Path:
-    """The files a checkout of the action's repository holds: the committed tree (git archive), else a copy."""
-    target.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD"], capture_output=True,
-                             check=False, timeout=120)
-    if archive.returncode == 0:
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True, timeout=120)
-    else:  # not a git checkout (an unpacked source archive)
-        shutil.rmtree(target)
+    """The files a checkout of the action's repository holds: the working tree's files that git tracks or would
+    track (ignored build outputs and virtual environments left out), else, outside git, a filtered copy."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=False, timeout=120)
+    if listed.returncode != 0:  # not a git checkout (an unpacked source archive)
         shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
             ".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache", "*.db"))
+        return target
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
     return target
 
 
