@@ -10,7 +10,8 @@ Each round, top to bottom:
    maintainers' feedback, the previous curriculum; weak areas weighted up; held-out items never included;
 5. LoRA fine-tune on it, export the adapter to GGUF;
 6. the candidate takes the held-out exam through the same rater;
-7. it replaces ``models/<name>`` only if it beats the current model there.
+7. it replaces ``<models folder>/<name>`` only if it beats the current model there (the folder the user names,
+   or a source checkout's ``models/``; never an installed Sieve's).
 
 Every round appends one JSON line to ``<run_dir>/log.jsonl``. A spent teacher budget ends the run
 cleanly after keeping what the teacher produced.
