@@ -1,11 +1,12 @@
 # Sieve — set-up, the offline demo review, and the tests.
 #   make demo   set up (first run compiles llama-cpp-python: ≈4.5 min on 2 cores) and review examples/change.patch
-#   make test   set up with the training and test extras, then run the whole test suite
+#   make test   set up with the training and test extras, then run the whole test suite (what CI runs)
+#   make test-fast  the same set-up, the suite without the tests marked slow (real models, installs, training)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev demo test bench clean
+.PHONY: setup setup-dev demo test test-fast bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +30,9 @@ demo: setup
 
 test: setup-dev
 	$(BIN)/python -m pytest -q
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup-dev
 	$(BIN)/python -m benchmarks.diff_parse

@@ -38,7 +38,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-comments", dest="max_comments", help="cap on inline comments")
     p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
     p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
-    p.add_argument("--model", help="student model: a name in models/, a folder, or 'base'")
+    p.add_argument("--model", help="student model: a name (yours or a shipped one), a folder, or 'base'")
+    p.add_argument("--models-dir", dest="models_dir", help="your models folder, searched before the shipped students")
     p.add_argument("--no-lexical", dest="lexical", action="store_const", const=False, default=None,
                    help="rate with the student alone, without its model's lexical prior")
     p.add_argument("--rater", choices=("llamacpp", "openai"))
@@ -67,10 +68,12 @@ def _feedback_parser(sub: argparse._SubParsersAction) -> None:
     e = fsub.add_parser("export", help="write training examples (JSONL, the shape of the severity data)")
     e.add_argument("--out", required=True)
     e.add_argument("--include-untrusted", action="store_true")
-    fsub.add_parser("stats", help="posted count and 👍-rate per severity level and model")
-    for q in (c, e, p):
-        q.add_argument("--db", help="SQLite feedback store")
-        q.add_argument("--config", help="path to .sieve.toml")
+    st = fsub.add_parser("stats", help="posted count and 👍-rate per severity level and model")
+    # accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value given before it
+    for q in (c, e, st, p):
+        default = None if q is p else argparse.SUPPRESS
+        q.add_argument("--db", default=default, help="SQLite feedback store")
+        q.add_argument("--config", default=default, help="path to .sieve.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _feedback_parser(sub)
     m = sub.add_parser("models", help="list the student models")
     m.add_argument("action", choices=("list",))
-    m.add_argument("--models-dir", dest="models_dir")
+    m.add_argument("--models-dir", dest="models_dir", help="your models folder (default: $SIEVE_MODELS_DIR)")
+    m.add_argument("--format", choices=("text", "json"), default="text")
+    m.add_argument("--config", help="path to .sieve.toml")
     sub.add_parser("train", help="teacher–student training (needs the 'train' extra)", add_help=False)
     return parser
 
@@ -187,7 +192,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from bot import models
 
-    return models.models_list_main(["--models-dir", args.models_dir] if args.models_dir else [])
+    models_dir = make_config(args).models_dir  # --models-dir, SIEVE_MODELS_DIR or .sieve.toml
+    return models.models_list_main((["--models-dir", models_dir] if models_dir else []) + ["--format", args.format])
 
 
 def dispatch(argv: list[str]) -> int:

@@ -23,7 +23,7 @@ from bot import prompt
 from bot.errors import ModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
 from bot.rater.lexical import REFIT_HINT
-from bot.rater.locate import cache_dir, file_sha256, packaged_model_path
+from bot.rater.locate import cache_dir, file_sha256, packaged_model_path, packaged_models_root
 
 MANIFEST = "manifest.json"
 BASE_NAME = "base"  # the packaged SmolLM2 without adapter
@@ -114,8 +114,17 @@ def parse_lexical(raw: Any, folder: Path | None, where: str = "model") -> tuple[
 
 
 def default_root() -> Path:
-    """The repository's ``models/`` folder, found next to the ``bot`` package."""
-    return Path(__file__).resolve().parents[1] / "models"
+    """The students shipped with Sieve (the checkout's ``models/``, or the installed ``sieve_models/``)."""
+    return packaged_models_root()
+
+
+def model_roots(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Where names resolve, in order: the user's models folder (if any), then the shipped students."""
+    folders = [Path(root).expanduser()] if root else []
+    packaged = default_root()
+    if not any(f.resolve() == packaged.resolve() for f in folders):
+        folders.append(packaged)
+    return folders
 
 
 def packaged_base(name: str) -> Path:
@@ -279,11 +288,12 @@ def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[
         return ModelInfo(name=path.stem, base_path=path, adapter_path=None, model_id=path.stem)
     if path.is_dir() and (path / MANIFEST).is_file():
         return model_from_folder(path)
-    folder = Path(root) if root else default_root()
-    if (folder / text / MANIFEST).is_file():
-        return model_from_folder(folder / text)
-    known = ", ".join([BASE_NAME] + [m.name for m in list_models(folder)])
-    raise ModelError(f"no model {text!r} (looked in {folder})",
+    folders = model_roots(root)
+    for folder in folders:
+        if (folder / text / MANIFEST).is_file():
+            return model_from_folder(folder / text)
+    known = ", ".join(dict.fromkeys([BASE_NAME] + [m.name for folder in folders for m in list_models(folder)]))
+    raise ModelError(f"no model {text!r} (looked in {' and '.join(str(f) for f in folders)})",
                      hint=f"use one of: {known}, a model folder, or a .gguf path")
 
 
@@ -299,36 +309,54 @@ def list_models(root: str | os.PathLike[str] | None = None) -> list[ModelInfo]:
     return found
 
 
+def list_all(root: str | os.PathLike[str] | None = None) -> list[tuple[ModelInfo, str]]:
+    """The user's models (``root``) and the shipped ones, each with its source: ``yours``, ``packaged``, or
+    ``packaged, hidden`` when a model of yours has the same name (yours is the one a name resolves to)."""
+    found: list[tuple[ModelInfo, str]] = []
+    seen: set[str] = set()
+    folders = model_roots(root)
+    for folder in folders:
+        source = "packaged" if folder == folders[-1] else "yours"
+        for info in list_models(folder):
+            found.append((info, f"{source}, hidden" if info.name in seen else source))
+            seen.add(info.name)
+    return found
+
+
 def _metric(manifest: dict[str, Any], split: str, key: str) -> str:
     value = ((manifest.get("metrics") or {}).get(split) or {}).get(key)
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
-def format_table(models: list[ModelInfo]) -> str:
-    """The ``sieve models list`` table."""
-    header = ("name", "base", "prompt", "dev acc", "dev macro-F1", "created")
+def format_table(models: list[ModelInfo], sources: list[str] | None = None) -> str:
+    """The ``sieve models list`` table (with a ``source`` column when ``sources`` is given)."""
+    header = ("name", "base", "prompt", "dev acc", "dev macro-F1", "created") + (("source",) if sources else ())
     rows = [header]
-    for m in models:
+    for i, m in enumerate(models):
         rows.append((m.name, m.base_path.name, m.prompt_version, _metric(m.manifest, "dev", "accuracy"),
-                     _metric(m.manifest, "dev", "macro_f1"), str(m.manifest.get("created", "-"))[:19]))
+                     _metric(m.manifest, "dev", "macro_f1"), str(m.manifest.get("created", "-"))[:19])
+                    + ((sources[i],) if sources else ()))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def models_list_main(argv: list[str]) -> int:
-    """``sieve models list [--root DIR] [--format text|json]``."""
-    parser = argparse.ArgumentParser(prog="sieve models list", description="List the registered student models.")
-    parser.add_argument("--models-dir", "--root", dest="root", help="models folder (default: the repository's models/)")
+    """``sieve models list [--models-dir DIR] [--format text|json]``: your models and the shipped ones."""
+    parser = argparse.ArgumentParser(prog="sieve models list", description="List the student models.")
+    parser.add_argument("--models-dir", "--root", dest="root",
+                        help="your models folder, listed before the shipped students")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    models = list_models(args.root)
+    listed = list_all(args.root)
     if args.format == "json":
-        print(json.dumps([{"name": m.name, "base": m.base_path.name, "adapter": str(m.adapter_path or ""),
-                           "model_id": m.model_id, "prompt_version": m.prompt_version,
-                           "metrics": m.manifest.get("metrics", {}), "created": m.manifest.get("created")}
-                          for m in models], indent=1))
+        print(json.dumps([{"name": m.name, "source": source, "folder": str(m.folder), "base": m.base_path.name,
+                           "adapter": str(m.adapter_path or ""), "model_id": m.model_id,
+                           "prompt_version": m.prompt_version, "metrics": m.manifest.get("metrics", {}),
+                           "created": m.manifest.get("created")} for m, source in listed], indent=1))
         return 0
     base = ModelInfo(name=BASE_NAME, base_path=Path(packaged_model_path().name), adapter_path=None,
                      model_id="smollm2-base")
-    print(format_table([base] + models))
+    print(format_table([base] + [m for m, _ in listed], ["packaged"] + [source for _, source in listed]))
+    roots = model_roots(args.root)
+    print("\n" + "\n".join(f"{'packaged' if r == roots[-1] else 'yours'}: {r}" for r in roots))
     return 0

@@ -7,7 +7,7 @@ paginate with GitHub's Link headers, and every request and response is checked w
 ``github-api-subset.nullable-enum-fixed.json``. Validation errors are collected; :meth:`FakeGitHub.stop`
 raises if there were any, so a test fails on a shape Sieve or the fake got wrong.
 
-Known spec exceptions (the written-down list; see ../shared/apispecs/README.md):
+Known spec exceptions (the written-down list; see tests/apispecs/README.md):
 1. ``GET pulls/{n}`` with ``Accept: application/vnd.github.diff`` answers a diff: only prose in the spec, so
    that response body is not validated (the request is).
 2. ``GET /repos/{o}/{r}/pulls/comments`` (all review comments of a repository) is not in the cut-down spec;
@@ -38,8 +38,7 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-SPEC_PATH = (Path(__file__).resolve().parents[1] / ".." / "shared" / "apispecs"
-             / "github-api-subset.nullable-enum-fixed.json")
+SPEC_PATH = Path(__file__).resolve().parent / "apispecs" / "github-api-subset.nullable-enum-fixed.json"
 DOCS = "https://docs.github.com/rest"
 _NOW = "2024-01-01T00:00:00Z"
 

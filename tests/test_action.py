@@ -1,20 +1,27 @@
-"""The composite action and the workflows: schema validation, and the Action's review step run for real.
+"""The composite action and the workflows: schema validation, the wheel's contents, and the Action run as shipped.
 
-The review step of action.yml is taken from the file itself and run with bash — the same command the Action
-runs — against the validating fake GitHub, with a synthetic GITHUB_EVENT_PATH, the real ``sieve`` CLI, the
-ruff reviewer and the packaged base model as the rater.
+The Action's install and review steps are taken from action.yml itself and run with bash, as the runner runs
+them: a fresh virtual environment in ``~/.sieve-venv`` (HOME is a temporary folder) and a plain, non-editable
+``pip install`` of the action's path (a copy of this checkout's committed files), then the review step with the
+inputs' defaults — the default student included — against the validating fake GitHub. pip's cache (the real
+one) keeps the compiled llama-cpp-python wheel, so the install costs a minute, not a compile.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bot import markers
 from tests.fake_github import SPEC_PATH, FakeGitHub
 from tests.gitrepo import make_repo
 
@@ -51,7 +58,7 @@ def test_the_schema_check_can_fail(tmp_path):
 
 def test_action_interface_and_least_permissions():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
-    assert {"github-token", "threshold", "fail-on", "reviewers", "llm-base-url", "llm-model", "model",
+    assert {"github-token", "threshold", "fail-on", "reviewers", "llm-base-url", "llm-model", "model", "models-dir",
             "max-comments"} <= set(action["inputs"])
     assert set(LEVELS) <= set(action["outputs"])
     uses = [s.get("uses", "") for s in action["runs"]["steps"]]
@@ -67,24 +74,119 @@ def test_action_interface_and_least_permissions():
         assert "head" not in str(step.get("with", {}).get("ref", ""))
 
 
-def _review_step() -> dict:
+def _step(key: str) -> dict:
     action = yaml.safe_load((ROOT / "action.yml").read_text())
-    return next(s for s in action["runs"]["steps"] if s.get("id") == "review")
+    return next(s for s in action["runs"]["steps"] if key in (s.get("id"), s.get("name")))
+
+
+def _inputs() -> dict[str, str]:
+    action = yaml.safe_load((ROOT / "action.yml").read_text())
+    return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
+
+
+def _source_copy(target: Path) -> Path:
+    """The files a checkout of the action's repository holds: the working tree's files that git tracks or would
+    track (ignored build outputs and virtual environments left out), else, outside git, a filtered copy."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=False, timeout=120)
+    if listed.returncode != 0:  # not a git checkout (an unpacked source archive)
+        shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache", "*.db"))
+        return target
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def _runner_env(home: Path, **extra: str) -> dict[str, str]:
+    """A runner's environment: HOME is ``home``; nothing of this development environment leaks in (no
+    PYTHONPATH, no virtualenv, no SIEVE_/GITHUB_ variables); pip keeps its real cache and settings."""
+    keep = {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "VIRTUAL_ENV", "SIEVE_", "GITHUB_", "CI_", "GITLAB_"))}
+    python_dir = home / "python-bin"  # what actions/setup-python puts first on PATH: a plain `python`
+    if not python_dir.exists():
+        python_dir.mkdir(parents=True)
+        (python_dir / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    return {**keep, "HOME": str(home), "PATH": f"{python_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+            "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config"),
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+
+
+def test_the_wheel_carries_the_shipped_students(tmp_path):
+    """`pip install .` and `pip install dist/*.whl` get models/ as the `sieve_models` folder, byte for byte."""
+    source = _source_copy(tmp_path / "src")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True,
+                          check=False, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("sieve_review-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        for folder in ("default", "smollm2-student"):
+            manifest = json.loads(archive.read(f"sieve_models/{folder}/manifest.json"))
+            shipped = {p.name for p in (ROOT / "models" / folder).iterdir() if p.is_file()}
+            assert {f"sieve_models/{folder}/{name}" for name in shipped} <= names
+            adapter = archive.read(f"sieve_models/{folder}/{manifest['adapter']['file']}")
+            assert adapter == (ROOT / "models" / folder / manifest["adapter"]["file"]).read_bytes()
+        assert "sieve_models/default/lexical.json" in names
+        packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
+    on_disk = {str(p.parent.relative_to(ROOT)) for top in ("bot", "training") for p in (ROOT / top).rglob("__init__.py")}
+    assert on_disk <= packages, f"packages missing from pyproject's [tool.setuptools] packages: {on_disk - packages}"
+
+
+@pytest.fixture(scope="module")
+def runner_home(tmp_path_factory) -> Path:
+    """HOME of a runner after the Action's install step ran, as written, on the action's path."""
+    home = tmp_path_factory.mktemp("runner")
+    action_path = _source_copy(home / "action")
+    step = _step("Install Sieve from the action's own path")
+    assert set(step["env"]) == {"SIEVE_ACTION_PATH"}
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=home, capture_output=True,
+                          text=True, check=False, timeout=1500, env=_runner_env(home, SIEVE_ACTION_PATH=str(action_path)))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return home
 
 
 def _change(tmp_path: Path):
     repo = make_repo(tmp_path / "repo")
-    repo.write("shop.py", "def total(items):\n    return sum(items)\n")
+    repo.write("shop.py", "import subprocess\n\n\ndef total(items):\n    return sum(items)\n")
     base = repo.commit("base")
-    repo.write("shop.py", "def total(items):\n    return sum(items) + shipping_fee\n")
-    return repo, base, repo.commit("use an undefined name")
+    repo.write("shop.py", "import subprocess\n\n\ndef total(items):\n    return sum(items) + shipping_fee\n\n\n"
+                          "def run(cmd):\n    return subprocess.run(cmd, shell=True)\n")
+    return repo, base, repo.commit("an undefined name and a shell")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"shared API description missing: {SPEC_PATH}")
-@pytest.mark.skipif(not (BIN / "sieve").exists(), reason="the sieve CLI is not installed in this environment")
-def test_the_actions_review_step_posts_to_github(tmp_path):
-    step = _review_step()
+def test_the_installed_copy_ships_its_students_and_keeps_training_out(runner_home, tmp_path):
+    venv = runner_home / ".sieve-venv"
+    env = _runner_env(runner_home)
+    mine = tmp_path / "my-models"
+    shutil.copytree(ROOT / "models" / "smollm2-student", mine / "mine")
+    listed = subprocess.run([str(venv / "bin" / "sieve"), "models", "list", "--format", "json"], capture_output=True,
+                            text=True, check=False, timeout=120, env={**env, "SIEVE_MODELS_DIR": str(mine)}, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    found = {(e["name"], e["source"]): e["folder"] for e in json.loads(listed.stdout)}
+    assert ("mine", "yours") in found
+    for name in ("default", "smollm2-student"):
+        assert "site-packages" in found[(name, "packaged")] and found[(name, "packaged")].endswith(f"sieve_models/{name}")
+    probe = ("from bot.errors import SieveError\nfrom training.registry import models_root\n"
+             "try:\n    models_root()\nexcept SieveError as exc:\n    print(exc)\nelse:\n    print('accepted')\n"
+             "print(models_root(r'" + str(mine) + "'))\n")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True, check=False,
+                          timeout=120, env=env, cwd=tmp_path)  # not this checkout: `-c` puts the cwd on sys.path
+    assert done.returncode == 0, done.stderr
+    refused, accepted = done.stdout.splitlines()
+    assert "will not write into the installed package" in refused and accepted == str(mine)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"API description missing: {SPEC_PATH}")
+def test_the_action_installs_and_reviews_with_the_default_student(runner_home, tmp_path):
+    step = _step("review")
     repo, base, head = _change(tmp_path)
     token = "ghs_" + "Q7" * 18
     event = tmp_path / "event.json"
@@ -93,25 +195,27 @@ def test_the_actions_review_step_posts_to_github(tmp_path):
     output.write_text("")
     workspace = tmp_path / "workspace"
     workspace.mkdir()
+    inputs = {**_inputs(), "github-token": token, "threshold": "trivial"}  # every other input at its default
+    env = {}
+    for key, value in step["env"].items():  # `${{ inputs.x }}` as the runner fills it; other values verbatim
+        match = re.fullmatch(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", str(value))
+        env[key] = inputs[match.group(1)] if match else str(value)
+    assert env["SIEVE_ACTION_MODEL"] == "" and env["SIEVE_ACTION_BIN"] == "~/.sieve-venv/bin"
     with FakeGitHub("octo", "shop") as fake:
         fake.add_token(token, "github-actions[bot]", actions=True)
         fake.add_pull(3, diff=repo.diff(base, head), head_sha=head, base_sha=base,
                       files={"shop.py": repo.show(head, "shop.py")})
-        inputs = {"SIEVE_ACTION_BIN": str(BIN), "SIEVE_ACTION_THRESHOLD": "trivial", "SIEVE_ACTION_FAIL_ON": "",
-                  "SIEVE_ACTION_REVIEWERS": "ruff", "SIEVE_ACTION_LLM_BASE_URL": "", "SIEVE_ACTION_LLM_MODEL": "",
-                  "SIEVE_ACTION_MODEL": "base", "SIEVE_ACTION_MAX_COMMENTS": "25"}
-        assert set(inputs) | {"GITHUB_TOKEN"} == set(step["env"])  # every variable the step reads is set here
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "GITHUB_ACTIONS": "true",
-               "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event), "GITHUB_REPOSITORY": "octo/shop",
-               "GITHUB_API_URL": fake.base_url, "GITHUB_OUTPUT": str(output), "RUNNER_TEMP": str(tmp_path),
-               "GITHUB_TOKEN": token, "SIEVE_EXPLAIN": "false", **inputs}
-        done = subprocess.run(["bash", "-c", step["run"]], check=False, cwd=workspace, env=env, capture_output=True, text=True,
-                              timeout=540)
+        runner = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+                  "GITHUB_REPOSITORY": "octo/shop", "GITHUB_API_URL": fake.base_url, "GITHUB_OUTPUT": str(output),
+                  "RUNNER_TEMP": str(tmp_path)}
+        done = subprocess.run(["bash", "-c", step["run"]], check=False, cwd=workspace, capture_output=True, text=True,
+                              env=_runner_env(runner_home, **runner, **env), timeout=540)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert token not in done.stdout + done.stderr
         counts = dict(line.split("=", 1) for line in output.read_text().split())
-        assert set(counts) == set(LEVELS) and sum(int(v) for v in counts.values()) >= 1
+        assert set(counts) == set(LEVELS) and sum(int(v) for v in counts.values()) >= 2
         comments = list(fake.review_comments.values())
         assert len(fake.reviews) == 1 and comments and all(c["path"] == "shop.py" for c in comments)
         assert any("shipping_fee" in c["body"] for c in comments)
+        assert all(markers.decode(c["body"]).model.startswith("default@") for c in comments)
         assert len(fake.issue_comments) == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +49,8 @@ def sieve(*args: str, cwd: Path, stdin: bytes | None = None, env: dict | None = 
     full_env = {**os.environ, **(env or {})}
     full_env.pop("GITHUB_EVENT_PATH", None)
     full_env.pop("CI_MERGE_REQUEST_IID", None)
-    return subprocess.run([str(exe), *args], cwd=cwd, input=stdin, capture_output=True, timeout=300, env=full_env)
+    return subprocess.run([str(exe), *args], cwd=cwd, input=stdin, capture_output=True, timeout=300, env=full_env,
+                          check=False)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +152,61 @@ def test_markdown_with_explanations_for_posted_findings(repo: GitRepo, patch: by
     text = out.read_text()
     assert text.startswith("## Sieve review") and "<!-- sieve:summary -->" in text
     assert text.count("(ruff; posted)") <= 2
+
+
+# ---------------------------------------------------------------- the feedback store and the models folders
+@pytest.mark.parametrize("argv", [
+    ["feedback", "stats", "--db", "{db}"],  # the form the workflows use
+    ["feedback", "--db", "{db}", "stats"],
+    ["feedback", "export", "--db", "{db}", "--out", "{out}"],
+    ["feedback", "--db", "{db}", "export", "--out", "{out}"],
+])
+def test_db_is_accepted_before_and_after_the_subcommand(tmp_path: Path, argv: list[str]):
+    db, out = tmp_path / "store" / "feedback.db", tmp_path / "curriculum.jsonl"
+    db.parent.mkdir()
+    done = sieve(*[a.format(db=db, out=out) for a in argv], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()
+    assert db.is_file() and not (tmp_path / "sieve-feedback.db").exists()  # the named store, not the default
+
+
+def _my_models(tmp_path: Path) -> Path:
+    """A models folder of the user's own: a copy of the shipped SmolLM2 student under a new name."""
+    root = tmp_path / "my-models"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models" / "smollm2-student", root / "mine")
+    return root
+
+
+def test_models_list_shows_yours_and_the_shipped_students(tmp_path: Path):
+    root = _my_models(tmp_path)
+    done = sieve("models", "list", "--format", "json", cwd=tmp_path, env={"SIEVE_MODELS_DIR": str(root)})
+    assert done.returncode == 0, done.stderr.decode()
+    listed = {(e["name"], e["source"]) for e in json.loads(done.stdout)}
+    assert {("mine", "yours"), ("default", "packaged"), ("smollm2-student", "packaged")} <= listed
+    table = sieve("models", "list", "--models-dir", str(root), cwd=tmp_path).stdout.decode()
+    assert re.search(r"^mine .* yours$", table, re.MULTILINE) and f"yours: {root}" in table
+
+
+def test_an_unknown_model_names_both_folders(tmp_path: Path, repo: GitRepo, patch: bytes):
+    root = _my_models(tmp_path)
+    done = sieve("review", "-", "--models-dir", str(root), "--model", "nosuch", cwd=repo.root, stdin=patch)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.startswith("error: no model 'nosuch'") and "Traceback" not in err
+    assert str(root) in err and "mine" in err and "smollm2-student" in err
+
+
+@pytest.mark.slow
+def test_review_with_a_model_from_your_folder(tmp_path: Path, repo: GitRepo, patch: bytes):
+    root = _my_models(tmp_path)
+    done = sieve("review", "-", "--models-dir", str(root), "--model", "mine", "--format", "json", cwd=repo.root,
+                 stdin=patch)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout)["summary"]["model"].startswith("mine@")
+
+
+def test_training_writes_only_to_a_folder_the_user_names(tmp_path: Path):
+    from training.registry import models_root
+
+    root = Path(__file__).resolve().parents[1]
+    assert models_root(str(tmp_path / "a"), environ={}) == tmp_path / "a"
+    assert models_root(None, environ={"SIEVE_MODELS_DIR": str(tmp_path / "b")}) == tmp_path / "b"
+    assert models_root(None, environ={}) == root / "models"  # a source checkout: the models/ it ships

@@ -99,8 +99,11 @@ def test_models_list_table_and_json(tmp_path, capsys) -> None:
     assert table[0].split()[:4] == ["name", "base", "prompt", "dev"]
     assert table[1].startswith("base ") and "0.612" in table[2] and "0.544" in table[2]
     assert models_list_main(["--root", str(tmp_path / "reg"), "--format", "json"]) == 0
-    (entry,) = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)
+    (entry,) = [e for e in listed if e["source"] == "yours"]
     assert entry["name"] == "default" and entry["metrics"]["dev"]["accuracy"] == 0.612
+    # the shipped students are listed too; the shipped `default` is hidden by the user's
+    assert {(e["name"], e["source"]) for e in listed} >= {("default", "packaged, hidden"), ("smollm2-student", "packaged")}
 
 
 def test_label_bias_from_the_manifest_is_validated(tmp_path) -> None:

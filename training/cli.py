@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from bot.errors import SieveError, TrainingError
-from bot.models import default_root, resolve_model
+from bot.models import resolve_model
 from bot.prompt import MAX_CODE_CHARS
 from training.examples import Example, data_hash, load_jsonl, severity_split
 
@@ -51,7 +52,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.loop import llamacpp_rater
 
     examples = _examples(args.data, args.limit)
-    model = resolve_model(args.model, args.models_dir)
+    model = resolve_model(args.model, args.models_dir or os.environ.get("SIEVE_MODELS_DIR") or None)
     rater = llamacpp_rater(model)
     ratings = rater.rate_texts([(e.code, e.review) for e in examples])
     if args.calibrate:
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a model on labeled data through the serving rater")
     p.add_argument("--data", required=True, help="JSONL or exam JSON; 'dev' / 'train' for the shared splits")
     p.add_argument("--model", default="default", help="registered name, model folder, .gguf, or 'base'")
-    p.add_argument("--models-dir", help="registry folder (default: the repository's models/)")
+    p.add_argument("--models-dir", help="your models folder, searched before the shipped students "
+                                        "(default: $SIEVE_MODELS_DIR)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--png", help="folder for confusion-matrix and reliability PNGs")
     p.add_argument("--limit", type=int, help="only the first N examples")
@@ -235,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of a lexical prior fitted on each candidate's curriculum, 0 to 1 (default: the "
                         "--start-from student's; 0 serves the student alone)")
     p.add_argument("--model-name", default="default", help="registry name to promote to")
-    p.add_argument("--models-dir", help="registry folder (default: the repository's models/)")
+    p.add_argument("--models-dir", help="models folder the winner is promoted into (default: $SIEVE_MODELS_DIR; "
+                                        "in a source checkout, its models/); never the installed package")
     p.add_argument("--run-dir", default="runs/loop")
     p.add_argument("--soft-labels", action="store_true", help="attach teacher soft labels (distillation)")
     p.add_argument("--teacher-url", default="http://127.0.0.1:8000/v1")
@@ -250,10 +253,11 @@ def _lineage(args: argparse.Namespace) -> tuple[str, int]:
     """Base and code cap for the loop's candidates: as given, else those of the student it starts from
     (so a Gemma review-only default is followed by Gemma review-only candidates)."""
     from training.loop import _start_model
+    from training.registry import models_root
 
     if args.base is not None and args.code_chars is not None:
         return args.base, args.code_chars
-    root = Path(args.models_dir) if args.models_dir else default_root()
+    root = models_root(args.models_dir)
     try:
         current = _start_model(args.start_from, root, args.base or "smollm2")
     except SieveError:  # no such student yet: the loop itself reports that clearly

@@ -10,7 +10,8 @@ Each round, top to bottom:
    maintainers' feedback, the previous curriculum; weak areas weighted up; held-out items never included;
 5. LoRA fine-tune on it, export the adapter to GGUF;
 6. the candidate takes the held-out exam through the same rater;
-7. it replaces ``models/<name>`` only if it beats the current model there.
+7. it replaces ``<models folder>/<name>`` only if it beats the current model there (the folder the user names,
+   or a source checkout's ``models/``; never an installed Sieve's).
 
 Every round appends one JSON line to ``<run_dir>/log.jsonl``. A spent teacher budget ends the run
 cleanly after keeping what the teacher produced.
@@ -27,12 +28,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bot.models import ModelInfo, default_root, resolve_model
+from bot.models import ModelInfo, model_roots, resolve_model
 from training.curriculum import CurriculumConfig, build_curriculum
 from training.evaluate import Report, evaluate
 from training.exam import Exam, assert_no_leak
 from training.examples import Example, data_hash, load_jsonl
-from training.registry import PromotionRule, promote, write_manifest
+from training.registry import PromotionRule, models_root, promote, write_manifest
 from training.teacher import Evaluation, Teacher, TeacherBudgetSpent
 
 RaterFactory = Callable[[ModelInfo], Any]
@@ -51,7 +52,7 @@ class LoopConfig:
     examples_per_round: int = 200  # teacher-written training items per round
     start_from: str = "default"  # the current student: a registered name, a folder, or "base"
     model_name: str = "default"  # the registry name a better candidate is promoted to
-    models_root: str = ""  # registry folder (default: the repository's models/)
+    models_root: str = ""  # models folder promoted into (default: $SIEVE_MODELS_DIR, else a checkout's models/)
     base: str = "smollm2"  # base GGUF the adapter is trained for
     feedback: tuple[str, ...] = ()  # `sieve feedback export` files folded into the first curriculum
     #: earlier runs' ``curriculum.jsonl`` files, carried into the first round as "previous" items (decayed by
@@ -92,7 +93,7 @@ def run_loop(config: LoopConfig, teacher: Teacher, heldout: Exam, *, rater_facto
     run_dir.mkdir(parents=True, exist_ok=True)
     heldout.save(run_dir / "heldout.json")
     (run_dir / "config.json").write_text(json.dumps(config_dict(config), indent=1, default=str), encoding="utf-8")
-    root = Path(config.models_root) if config.models_root else default_root()
+    root = models_root(config.models_root or None)
     current = _start_model(config.start_from, root, config.base)
     rater = rater_factory(current)
     current_score = evaluate(rater, heldout.items).summary()
@@ -211,8 +212,10 @@ def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, 
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:
-    """The current student; a registry without ``name`` yet starts from the bare base model."""
-    if name != "base" and not (root / name / "manifest.json").is_file() and not Path(name).exists():
+    """The current student (yours in ``root``, else the shipped one of that name); a name neither has yet
+    starts from the bare base model."""
+    known = any((folder / name / "manifest.json").is_file() for folder in model_roots(root))
+    if name != "base" and not known and not Path(name).exists():
         return resolve_model("base" if base == "smollm2" else base, root)
     return resolve_model(name, root)
 

@@ -3,12 +3,14 @@
 Why a gate: a new adapter is trained on a curriculum that the teacher and the feedback shaped; nothing
 guarantees it is better. ``promote`` compares held-out exam figures with the current model's and refuses
 otherwise, so ``models/default`` never silently gets worse. Promotion copies into a temporary folder and
-renames it into place, so a reader never sees half a model.
+renames it into place, so a reader never sees half a model. Training writes only to a models folder the user
+names (``--models-dir``, ``SIEVE_MODELS_DIR``) or a source checkout's ``models/``, never into an installed Sieve.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -18,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import TrainingError
-from bot.models import MANIFEST, PACKAGED_BASES, read_manifest
+from bot.models import MANIFEST, PACKAGED_BASES, default_root, read_manifest
 from bot.prompt import PROMPT_VERSION
-from bot.rater.locate import file_sha256
+from bot.rater.locate import file_sha256, is_installed_copy
 
 _LIBRARIES = ("torch", "transformers", "peft", "gguf", "llama-cpp-python", "scikit-learn", "numpy")
 
@@ -32,6 +34,23 @@ class PromotionRule:
     metric: str = "macro_f1"  # the figure compared (macro-F1 resists a majority-class student)
     min_gain: float = 0.0  # the candidate must beat the current value by more than this
     tie_break: str = "accuracy"  # compared when the main metric is equal
+
+
+MODELS_DIR_HINT = "name a folder of your own with --models-dir DIR or SIEVE_MODELS_DIR (e.g. models/ in your repository)"
+
+
+def models_root(explicit: str | os.PathLike[str] | None = None, environ: Any = None) -> Path:
+    """The models folder training reads and promotes into: ``explicit`` (``--models-dir``), else
+    ``$SIEVE_MODELS_DIR``, else the checkout's ``models/`` when Sieve runs from a source checkout. An installed
+    Sieve's own models are never written to: without a folder named, that is an error with the fix."""
+    environ = os.environ if environ is None else environ
+    chosen = explicit or environ.get("SIEVE_MODELS_DIR")
+    root = Path(chosen).expanduser() if chosen else default_root()
+    if is_installed_copy(root):
+        why = f"{root} is inside the installed Sieve" if chosen else "no models folder was named"
+        raise TrainingError(f"training will not write into the installed package's models ({why})",
+                            hint=MODELS_DIR_HINT)
+    return root
 
 
 def library_versions() -> dict[str, str]:
@@ -99,6 +118,8 @@ def promote(candidate_dir: Path, name: str, metrics: dict[str, Any], current: di
     to the model it replaces. Returns False (and changes nothing) when the candidate is not better.
     """
     candidate_dir, root = Path(candidate_dir), Path(root)
+    if is_installed_copy(root):
+        raise TrainingError(f"will not promote into {root}: it is inside the installed Sieve", hint=MODELS_DIR_HINT)
     if not beats(metrics, current, rule):
         return False
     manifest = read_manifest(candidate_dir)

