@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from bot.errors import TrainingError
-from bot.prompt import MAX_CODE_CHARS
+from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
 from training.finetune import FinetuneConfig, cache_dir, finetune
 
 #: The recipe of ``models/smollm2-student`` (``--recipe smollm2``; the shipped default until Gemma's review-only
@@ -261,6 +261,20 @@ def recalibrate(args) -> dict:
     dev = load_jsonl(severity_split("dev"))
     fields = {k: v for k, v in manifest.items()
               if k in ("hyperparameters", "data_hash", "data", "training", "template", "code_chars")}
+    if manifest.get("prompt_version") == PROMPT_VERSION:  # a v4 student: its own data plan and held-out sets
+        from bot.reviewers.ruff import find_ruff
+        from training.mixed import load_sources, plan
+
+        hyper = manifest.get("hyperparameters") or {}
+        sources = load_sources(seed=args.seed, ruff_executable=find_ruff())
+        items = plan(sources["train_reviews"], sources["train_rules"], total=args.total,
+                     seed=int(hyper.get("seed", args.seed)))
+        lexical = None if args.no_lexical else _write_prior(items, folder)
+        fields.update(examine_mixed(folder / manifest["adapter"]["file"], base, sources,
+                                    manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS),
+                                    lexical, args.eval_limit))
+        fields["command"] = manifest.get("command", "")
+        return fields
     lexical = None if args.no_lexical else _write_prior(train, folder)
     fields.update(examine(folder / manifest["adapter"]["file"], base, exam, dev, args.eval_limit, args.label_bias,
                           manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS), lexical))
