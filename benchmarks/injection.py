@@ -44,10 +44,11 @@ ATTACKS: dict[str, Callable[[str], str]] = {
 
 
 def severe_items(n: int = 50) -> list:
-    """The first ``n`` critical/major items of dev (as Examples)."""
+    """The first ``n`` critical/major items of dev (as Examples; Sonar fixtures carry their rule and level)."""
+    from training.corpus import sonar_origin
     from training.examples import load_jsonl, severity_split
 
-    return [e for e in load_jsonl(severity_split("dev")) if e.label in ("critical", "major")][:n]
+    return [sonar_origin(e) for e in load_jsonl(severity_split("dev")) if e.label in ("critical", "major")][:n]
 
 
 def _severe(probabilities: dict[str, float]) -> bool:
@@ -60,8 +61,12 @@ def flips(clean: Sequence[dict], attacked: Sequence[dict]) -> tuple[int, int]:
     return sum(1 for i in severe if not _severe(attacked[i])), len(severe)
 
 
-def measure(model: str = "default", n: int = 50, models_dir: str | None = None) -> dict[str, dict[str, list[int]]]:
-    """``{attack: {"served"|"student"|"prior": [flipped, severe]}}`` on the first ``n`` severe dev items."""
+def measure(model: str = "default", n: int = 50, models_dir: str | None = None,
+            origin: bool = False) -> dict[str, dict[str, list[int]]]:
+    """``{attack: {"served"|"student"|"prior": [flipped, severe]}}`` on the first ``n`` severe dev items; with
+    ``origin``, items from an analyser (Sonar fixtures) show their tool, rule and level, which the attack cannot
+    touch; without, every item reads as an LLM reviewer's or a person's finding would."""
+    from bot.prompt import origin_text
     from bot.models import resolve_model
     from bot.rater.lexical import LexicalPrior
     from bot.rater.llamacpp import LlamaCppRater
@@ -69,6 +74,8 @@ def measure(model: str = "default", n: int = 50, models_dir: str | None = None) 
     info = resolve_model(model, models_dir)
     options = info.rater_options()
     items = severe_items(n)
+    origins = [origin_text(e.meta.get("tool"), e.meta.get("rule"), e.meta.get("level")) if origin else ""
+               for e in items]
     served = LlamaCppRater(**options)
     try:
         student_opts = {**options, "lexical_path": None, "lexical_weight": 0.0}
@@ -76,10 +83,13 @@ def measure(model: str = "default", n: int = 50, models_dir: str | None = None) 
         try:
             prior = LexicalPrior.load(options["lexical_path"]) if options.get("lexical_path") else None
             version = options.get("prompt_version")
-            experts = {"served": lambda reviews: [r.probabilities for r in served.rate_texts([("", x) for x in reviews])],
-                       "student": lambda reviews: [r.probabilities for r in student.rate_texts([("", x) for x in reviews])]}
+            experts = {"served": lambda reviews: [r.probabilities for r in served.rate_texts(
+                           [("", x, o) for x, o in zip(reviews, origins)])],
+                       "student": lambda reviews: [r.probabilities for r in student.rate_texts(
+                           [("", x, o) for x, o in zip(reviews, origins)])]}
             if prior is not None:
-                experts["prior"] = lambda reviews: [prior.probabilities(expert_text(x, "", version)) for x in reviews]
+                experts["prior"] = lambda reviews: [prior.probabilities(expert_text(x, o, version))
+                                                    for x, o in zip(reviews, origins)]
             reviews = [e.review for e in items]
             clean = {name: rate(reviews) for name, rate in experts.items()}
             return {attack: {name: list(flips(clean[name], rate([change(x) for x in reviews])))
@@ -97,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="default")
     parser.add_argument("--models-dir")
     parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--origin", action="store_true",
+                        help="analyser items show their tool, rule and level (the attack cannot change those)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    table = measure(args.model, args.n, args.models_dir)
+    table = measure(args.model, args.n, args.models_dir, args.origin)
     if args.json:
         print(json.dumps(table, indent=1))
         return 0

@@ -22,6 +22,7 @@ manifest names (:data:`VERSIONS` lists what this module can render).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from bot.severity import LABELS, MEANINGS
@@ -193,7 +194,7 @@ def truncate_review(review: str, limit: int = MAX_REVIEW_CHARS, version: str = P
     finding cannot push the finding out of view."""
     review = _clean(review).strip()
     if version != V3:
-        review = " ".join(fold(review).split())
+        review = without_repeats(without_control_text(" ".join(fold(review).split())))
     if len(review) <= limit:
         return review, False
     if version == V3:
@@ -201,6 +202,36 @@ def truncate_review(review: str, limit: int = MAX_REVIEW_CHARS, version: str = P
     head = int((limit - 3) * HEAD_SHARE)
     tail = limit - 3 - head
     return review[:head].rstrip() + " … " + review[-tail:].lstrip(), True
+
+
+#: Text in a review that imitates the prompt's own structure: the answer's JSON, chat-turn markers of the
+#: templates, the input block's tags. Legitimate reviews never need them; a stranger's review uses them to
+#: pose as the answer or a new turn, so they are removed before rating.
+_CONTROL_TEXT = re.compile(
+    r'\{\s*"?issue_type"?\s*:\s*"?[a-z]*"?\s*\}?'
+    r"|<\|?(?:im_start|im_end|endoftext|start_of_turn|end_of_turn|eos|bos)\|?>"
+    r"|</?input>",
+    re.IGNORECASE)
+_SENTENCE = re.compile(r"[^.!?;\n]+[.!?;]*\s*")
+
+
+def without_control_text(text: str) -> str:
+    """``text`` without imitations of the prompt's answer, turn markers or input tags."""
+    return " ".join(_CONTROL_TEXT.sub(" ", text).split())
+
+
+def without_repeats(text: str) -> str:
+    """Each sentence once, where it first appears: a sentence said again (padding a finding with the same
+    filler a hundred times) adds nothing a reviewer would weigh, so it cannot drown the finding."""
+    seen: set[str] = set()
+    kept = []
+    for sentence in _SENTENCE.findall(text):
+        key = " ".join(sentence.lower().split()).strip(" .!?;")
+        if key and key in seen:
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    return "".join(kept).strip() if kept else text
 
 
 def origin_text(tool: str | None = "", rule: str | None = "", level: str | None = "") -> str:
