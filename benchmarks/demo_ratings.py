@@ -91,8 +91,8 @@ def run(args: argparse.Namespace) -> dict:
 def to_text(result: dict) -> str:
     lines = []
     for model, r in result.items():
-        lines += [f"{model} ({r['model']}): demo goal {'met' if r['goal_met'] else 'NOT met'} as served; "
-                  f"student alone: {'met' if r['student_goal_met'] else 'NOT met'}",
+        lines += [(f"{model} ({r['model']}): demo goal {'met' if r['goal_met'] else 'NOT met'} as served; "
+                   f"student alone: {'met' if r['student_goal_met'] else 'NOT met'}"),
                   f"  {'rule':<6}{'served':>9}{'P>=maj':>8}  {'goal':<28}{'student':>9}{'P>=maj':>8}  review"]
         for row in r["rows"]:
             lines.append(f"  {row['rule']:<6}{row['severity']:>9}{row['p_major_or_above']:>8.3f}  {row['goal']:<28}"

@@ -177,12 +177,16 @@ def _hash(manifest: dict, items: list, seed: int) -> str:
     return data_hash([e for part in (reviews, rules) if part for e in with_teacher_soft_labels(part, seed=seed)])
 
 
-def tfidf_same(items: list, sets: dict[str, list]) -> dict[str, list]:
+def tfidf_same(items: list, sets: dict[str, list], version: str) -> dict[str, list]:
+    """TF-IDF + LR fitted on the student's own items, reading what the student reads (no origin for v3)."""
+    from bot.prompt import V3
     from training.examples import teacher_probabilities
+    from training.heldout import without_origin
     from training.lexical import fit_prior
 
     model = fit_prior(items)
-    return {name: teacher_probabilities(model, examples) for name, examples in sets.items()}
+    view = without_origin if version == V3 else list
+    return {name: teacher_probabilities(model, view(examples)) for name, examples in sets.items()}
 
 
 def tfidf_review(sources: dict, sets: dict[str, list]) -> dict[str, list]:
@@ -217,7 +221,7 @@ def paired_on_dev(sets: dict[str, list], student: dict[str, list], baseline: dic
     from training.mixed import family
 
     idx = [i for i, e in enumerate(sets["dev_no_origin"]) if family(e) == "crc-py"]
-    pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+    pick = lambda xs: [xs[i] for i in idx]
     return paired_difference(pick(sets["dev_no_origin"]), pick(student["dev_no_origin"]),
                              pick(baseline["dev_no_origin"]))
 
@@ -235,7 +239,7 @@ def run(args: argparse.Namespace) -> dict:
                          "separate runs")
     seed = seeds.pop()
     sources = load_sources(seed=seed, ruff_executable=find_ruff())
-    sets = {k: _subset(v, args.limit) for k, v in held_out_sets(sources).items()}
+    sets = {k: spread(v, args.limit) for k, v in held_out_sets(sources).items()}
     systems: dict[str, dict] = {"TF-IDF review": tfidf_review(sources, sets)}
     result: dict = {"seed": seed, "n": {k: len(v) for k, v in sets.items()}, "models": {}, "paired_dev_crc_py": {}}
     taken: set[str] = set()
@@ -252,7 +256,7 @@ def run(args: argparse.Namespace) -> dict:
             items = training_items(manifest, sources, rargs)
             note = check_rebuilt(manifest, items, rargs.seed, args.verify_hash)
             if not note.startswith("NOT"):
-                systems[f"{name} TF-IDF same items"] = tfidf_same(items, sets)
+                systems[f"{name} TF-IDF same items"] = tfidf_same(items, sets, info.prompt_version)
         result["models"][name] = {"folder": str(folder), "prompt_version": info.prompt_version,
                                   "lexical_weight": info.lexical[1] if info.lexical else None,
                                   "command": manifest.get("command"), "training_items": note}
@@ -265,7 +269,7 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def _subset(items: list, limit: int) -> list:
+def spread(items: list, limit: int) -> list:
     """Every item, or ``limit`` of them spread over the whole set (sets are ordered by source)."""
     return items if not limit or limit >= len(items) else items[:: len(items) // limit][:limit]
 

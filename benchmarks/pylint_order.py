@@ -47,7 +47,7 @@ def package_dirs() -> list[Path]:
     for name in PACKAGES:
         spec = importlib.util.find_spec(name)
         if spec and spec.submodule_search_locations:
-            out.append(Path(list(spec.submodule_search_locations)[0]))
+            out.append(Path(next(iter(spec.submodule_search_locations))))
     return out
 
 
@@ -95,7 +95,7 @@ def sample(messages: list[dict], per_symbol: int = PER_SYMBOL, seed: int = SEED)
     by_symbol: dict[str, list[dict]] = {}
     for m in seen.values():
         by_symbol.setdefault(m["symbol"], []).append(m)
-    key = lambda m: hashlib.sha256(f"{seed}:{m['symbol']}:{m['message']}".encode()).hexdigest()  # noqa: E731
+    key = lambda m: hashlib.sha256(f"{seed}:{m['symbol']}:{m['message']}".encode()).hexdigest()
     return [m for symbol in sorted(by_symbol) for m in sorted(by_symbol[symbol], key=key)[:per_symbol]]
 
 
@@ -112,8 +112,8 @@ def to_examples(messages: list[dict]) -> dict[str, list]:
             source = Path(m.get("absolute_path") or path)
             lines[path] = source.read_text(encoding="utf-8", errors="replace").splitlines() if source.is_file() else []
         code = lines[path][m["line"] - 1] if 0 < (m.get("line") or 0) <= len(lines[path]) else ""
-        fields = dict(code=code, review=f"{m['symbol']} {m['message']}", label=gold(m["type"]),
-                      source=f"pylint:{m['type']}", id=f"pylint-{i}", lang="python")
+        fields = {"code": code, "review": f"{m['symbol']} {m['message']}", "label": gold(m["type"]),
+                  "source": f"pylint:{m['type']}", "id": f"pylint-{i}", "lang": "python"}
         meta = {"category": m["type"], "message_id": m["message-id"]}
         with_origin.append(Example(**fields, meta={**meta, "origin": origin_text("pylint", m["message-id"],
                                                                                  m["type"])}))
@@ -136,13 +136,21 @@ def figures(examples: list, probs: list[dict]) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from collections import Counter
 
-    from benchmarks.heldout import (_subset, check_rebuilt, label_for, rate_model, recipe_args, tfidf_review,
-                                    tfidf_same, training_items)
+    from benchmarks.heldout import (
+        check_rebuilt,
+        label_for,
+        rate_model,
+        recipe_args,
+        spread,
+        tfidf_review,
+        tfidf_same,
+        training_items,
+    )
     from bot.models import read_manifest
     from bot.reviewers.ruff import find_ruff
     from training.mixed import load_sources
 
-    messages = _subset(sample(pylint_messages(args.threads)), args.limit)
+    messages = spread(sample(pylint_messages(args.threads)), args.limit)
     sets = to_examples(messages)
     sources = load_sources(seed=0, ruff_executable=find_ruff())
     systems = {"TF-IDF review": tfidf_review(sources, sets)}
@@ -150,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
     for folder in map(Path, args.model):
         manifest, name = read_manifest(folder), label_for(folder, taken)
         print(f"rating {2 * len(messages)} pylint findings with {folder}", file=sys.stderr)
-        _, student, as_served = rate_model(folder, sets, args.threads)
+        info, student, as_served = rate_model(folder, sets, args.threads)
         if as_served is not None:
             systems[f"{name} served"] = as_served
         systems[f"{name} student"] = student
@@ -159,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
             items = training_items(manifest, sources, rargs)
             notes[name] = check_rebuilt(manifest, items, rargs.seed, False)
             if not notes[name].startswith("NOT"):
-                systems[f"{name} TF-IDF same items"] = tfidf_same(items, sets)
+                systems[f"{name} TF-IDF same items"] = tfidf_same(items, sets, info.prompt_version)
     return {"versions": versions(), "messages": len(messages),
             "per_category": dict(Counter(m["type"] for m in messages)), "training_items": notes,
             "systems": {system: {way: figures(sets[way], probs[way]) for way in sets}
@@ -168,8 +176,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def to_text(result: dict) -> str:
     per = ", ".join(f"{k} {v}" for k, v in sorted(result["per_category"].items()))
-    lines = [f"pylint {result['versions']['pylint']} over {', '.join(PACKAGES)}: {result['messages']} findings "
-             f"({per}); at most {PER_SYMBOL} per symbol"]
+    lines = [(f"pylint {result['versions']['pylint']} over {', '.join(PACKAGES)}: {result['messages']} findings "
+              f"({per}); at most {PER_SYMBOL} per symbol")]
     width = max(map(len, result["systems"])) + 2
     head = f"{'conc E>C/R':>11}{'conc 3-tier':>12}{'E<=minor':>9}"
     lines += ["", " " * width + f"{'with origin':>32} | no origin", "system".ljust(width) + head + " | " + head]
