@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.heldout --model models/default [--model DIR ...] [--json] [--limit N]
                                            [--threads 1] [--verify-hash]
 
-Held-out sets (:func:`training.mixed.load_sources` with the seed in each model's manifest command): the review-data
+Held-out sets (:func:`training.mixed.load_sources` with the seed of the models' manifest commands; models held out
+with different seeds are compared in separate runs): the review-data
 exam per source family (crc-py, sonar-python, sven), each analyser tool's held-out rules (ruff, codeql, clippy,
 staticcheck, eslint) and dev per family — each rated with the finding's origin and without it
 (:func:`training.heldout.held_out_sets`). Systems per model: as served (with its lexical prior, when the manifest has
