@@ -95,3 +95,38 @@ def rater_for(adapter: Path, base: str, template: str, code_chars: int):
         return [dict(r.probabilities) for r in rater.rate_texts([rater_input(e) for e in examples])]
 
     return rater, rate
+
+
+def model_rater(folder: Path, n_threads: int | None = None):
+    """A registered model folder's student alone through the serving rater (its own prompt version, template,
+    code cap and label bias; lexical prior off), and ``(prior, weight)`` when its manifest combines one.
+
+    Returns ``(info, rater, rate, prior)``; ``rate(examples) -> probabilities``; close ``rater`` when done.
+    The served rating is :func:`served` over the student's probabilities (the rater's own product of experts).
+    """
+    from bot.models import model_from_folder
+    from bot.rater.lexical import LexicalPrior
+    from bot.rater.llamacpp import LlamaCppRater
+    from training.evaluate import rater_input
+
+    info = model_from_folder(Path(folder))
+    lexical = info.lexical
+    rater = LlamaCppRater(**{**info.rater_options(), "lexical_path": None, "lexical_weight": 0.0},
+                          n_threads=n_threads)
+    prior = (LexicalPrior.load(lexical[0]), lexical[1]) if lexical and lexical[1] > 0 else None
+
+    def rate(examples: Sequence[Example]) -> list[dict]:
+        return [dict(r.probabilities) for r in rater.rate_texts([rater_input(e) for e in examples])]
+
+    return info, rater, rate, prior
+
+
+def served(examples: Sequence[Example], student: Sequence[dict], prior, weight: float,
+           version: str) -> list[dict]:
+    """The rating as served: the student's probabilities combined with the lexical prior reading exactly what
+    the rater gives it for ``version`` (:func:`bot.prompt.expert_text`)."""
+    from bot.prompt import expert_text
+    from training.lexical import blend
+
+    probs = [prior.probabilities(expert_text(e.review, str(e.meta.get("origin") or ""), version)) for e in examples]
+    return blend(student, probs, weight)
