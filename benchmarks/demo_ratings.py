@@ -104,8 +104,6 @@ def to_text(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bot.errors import SieveError
-
     parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_ratings", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, help="a model folder (repeatable)")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON instead of a table")
@@ -114,13 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (ROOT / "examples/change.patch").is_file():
         print("skipped: examples/change.patch is absent")
         return 0
-    try:
-        result = run(args)
-    except (SieveError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=1) if args.json else to_text(result))
-    return 0
+    from benchmarks.heldout import finish
+
+    return finish(run, to_text, args)
 
 
 if __name__ == "__main__":

@@ -310,8 +310,21 @@ def to_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def finish(run, to_text, args) -> int:
+    """Run a benchmark and print its result (``--json`` or text); a Sieve, value or file error is one line, exit 2.
+    Shared by the benchmarks of this folder that report tables."""
     from bot.errors import SieveError
+
+    try:
+        result = run(args)
+    except (SieveError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else to_text(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.heldout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, help="a model folder (repeatable)")
@@ -325,13 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(missing)
         return 0
-    try:
-        result = run(args)
-    except (SieveError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=1) if args.json else to_text(result))
-    return 0
+    return finish(run, to_text, args)
 
 
 if __name__ == "__main__":

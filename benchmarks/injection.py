@@ -66,8 +66,8 @@ def measure(model: str = "default", n: int = 50, models_dir: str | None = None,
     """``{attack: {"served"|"student"|"prior": [flipped, severe]}}`` on the first ``n`` severe dev items; with
     ``origin``, items from an analyser (Sonar fixtures) show their tool, rule and level, which the attack cannot
     touch; without, every item reads as an LLM reviewer's or a person's finding would."""
-    from bot.prompt import origin_text
     from bot.models import resolve_model
+    from bot.prompt import origin_text
     from bot.rater.lexical import LexicalPrior
     from bot.rater.llamacpp import LlamaCppRater
 

@@ -195,7 +195,6 @@ def to_text(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.heldout import shared_ready
-    from bot.errors import SieveError
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pylint_order", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", required=True, help="a model folder (repeatable)")
@@ -212,13 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("skipped: pylint is not installed (pip install -e '.[dev]')")
         return 0
-    try:
-        result = run(args)
-    except (SieveError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(result, indent=1) if args.json else to_text(result))
-    return 0
+    from benchmarks.heldout import finish
+
+    return finish(run, to_text, args)
 
 
 if __name__ == "__main__":

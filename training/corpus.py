@@ -24,7 +24,7 @@ from typing import Any
 from bot.errors import TrainingError
 from bot.prompt import origin_text
 from bot.reviewers.origin import ruff_catalogue, security_severity
-from training.examples import Example, from_record
+from training.examples import Example, from_record, read_records
 
 #: ruff's rule categories → (label, lenient band). Security rules are vulnerabilities (critical); correctness
 #: rules are bugs that give wrong results or crash (major, band up to critical); suspicious constructs are
@@ -68,7 +68,7 @@ _PLACEHOLDER = re.compile(r"\{(\w*)\}")
 
 
 def _squash(text: str, limit: int = 400) -> str:
-    text = re.sub(r"```.*?```", " ", text or "", flags=re.S)
+    text = re.sub(r"```.*?```", " ", text or "", flags=re.DOTALL)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -81,7 +81,7 @@ def _first_sentence(text: str) -> str:
 
 def _section(markdown: str, heading: str) -> str:
     """The text under ``## heading`` of a ruff explanation."""
-    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", flags=re.M | re.S)
+    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", flags=re.MULTILINE | re.DOTALL)
     return _squash(match.group(1)) if match else ""
 
 
@@ -153,19 +153,10 @@ def _sarif_rule_records(tool: str, rule: Mapping[str, Any]) -> list[dict[str, An
 def analyser_records(path: str | Path) -> list[dict[str, Any]]:
     """The shared vendor-labelled rows (``../shared/data/analysers/analysers.jsonl``), with ``level`` = the
     vendor's own level string."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"no analyser rules at {path}", hint="point --analysers at analysers.jsonl")
-    out = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainingError(f"{path}:{number}: not JSON ({exc.msg})", hint="one JSON object per line") from None
-            record.setdefault("level", record.get("orig_label", ""))
-            out.append(record)
-    return out
+    records = [record for _, record in read_records(path, "point --analysers at analysers.jsonl")]
+    for record in records:
+        record.setdefault("level", record.get("orig_label", ""))
+    return records
 
 
 def with_origin(example: Example, mode: str) -> Example:

@@ -91,6 +91,22 @@ def load_jsonl(path: str | Path) -> list[Example]:
     return out
 
 
+def read_records(path: str | Path, missing_hint: str) -> list[tuple[str, dict]]:
+    """``(where, record)`` for each JSON object of a JSON-lines file; one clear error for a missing file or a
+    line that is not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"no such file {path}", hint=missing_hint)
+    out = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                out.append((f"{path}:{number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise TrainingError(f"{path}:{number}: not JSON ({exc.msg})", hint="one JSON object per line") from None
+    return out
+
+
 def to_record(example: Example) -> dict:
     """The JSON object for one example (inverse of :func:`from_record`)."""
     record = asdict(example)

@@ -49,7 +49,6 @@ def build_mixed(args) -> dict:
     """The v4 default: review data + analyser rules, examined on every source's held-out data both ways."""
     from bot.reviewers.ruff import find_ruff
     from training.examples import data_hash, with_teacher_soft_labels
-    from training.export import export_adapter
     from training.mixed import family, load_sources, plan
 
     overrides = {**({"epochs": args.epochs} if args.epochs else {}), **_parse_sets(args.set)}
@@ -63,12 +62,7 @@ def build_mixed(args) -> dict:
     rules = [e for e in items if e.meta.get("tool") and family(e) != "sonar-python"]
     # one teacher per kind of text: TF-IDF fitted on rule texts would blur the review comments (and back)
     train = [e for part in (reviews, rules) if part for e in with_teacher_soft_labels(part, seed=args.seed)]
-    work = Path(args.work)
-    result = finetune(train, config, work, resume=args.resume)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
-    lexical = None if args.no_lexical else _write_prior(train, out)
+    result, adapter, lexical = _train_and_export(train, config, args)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
         **examine_mixed(adapter, config.base, sources, config.prompt_template(), config.code_chars, lexical,
@@ -148,7 +142,6 @@ def build_default(args) -> dict:
         split_exam,
         with_teacher_soft_labels,
     )
-    from training.export import export_adapter
 
     overrides = {**({"epochs": args.epochs} if args.epochs else {}), **_parse_sets(args.set)}
     seed = args.seed if args.train_seed is None else args.train_seed
@@ -160,12 +153,7 @@ def build_default(args) -> dict:
     if args.limit:
         train = random.Random(args.seed).sample(train, min(args.limit, len(train)))
     train = balance_weights(with_teacher_soft_labels(train, seed=args.seed))
-    work = Path(args.work)
-    result = finetune(train, config, work, resume=args.resume)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
-    lexical = None if args.no_lexical else _write_prior(train, out)
+    result, adapter, lexical = _train_and_export(train, config, args)
     return {
         "hyperparameters": config.to_json(), "data_hash": data_hash(train),
         **examine(adapter, config.base, exam, dev, args.eval_limit, args.label_bias, config.prompt_template(),
@@ -280,6 +268,18 @@ def recalibrate(args) -> dict:
                           manifest.get("template", "chatml"), manifest.get("code_chars", MAX_CODE_CHARS), lexical))
     fields["command"] = manifest.get("command", "")
     return fields
+
+
+def _train_and_export(train: list, config: FinetuneConfig, args) -> tuple:
+    """Fine-tune on ``train`` (checkpoints in ``--work``), export the adapter into ``--out`` and fit the lexical
+    prior there (unless ``--no-lexical``): (FinetuneResult, adapter path, prior path or None)."""
+    from training.export import export_adapter
+
+    result = finetune(train, config, Path(args.work), resume=args.resume)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
+    return result, adapter, None if args.no_lexical else _write_prior(train, out)
 
 
 def _write_prior(train: list, folder: Path) -> Path:
