@@ -210,12 +210,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", action="store_true", help="also write manifest.json next to it")
     p.add_argument("--name", help="model name for the manifest")
     p.add_argument("--data", help="training JSONL (for the manifest's data hash)")
+    _corpus_parser(sub)
+    _loop_parser(sub)
+    return parser
+
+
+def _corpus_parser(sub) -> None:
     p = sub.add_parser("corpus", help="turn analysers' own rule metadata into labelled examples (vendor-rule teacher)")
     p.add_argument("--ruff", action="store_true", help="ruff's rule catalogue (`ruff rule --all`), by category")
     p.add_argument("--ruff-executable", help="ruff to ask (default: next to Python, then PATH)")
     p.add_argument("--sarif", nargs="*", default=[], help="SARIF logs whose rules (level, security-severity) to use")
     p.add_argument("--analysers", help="a rows file like ../shared/data/analysers/analysers.jsonl")
     p.add_argument("--out", required=True, help="JSONL to write (the training data's shape + tool, rule, level)")
+
+
+def _loop_parser(sub) -> None:
     p = sub.add_parser("loop", help="K rounds of exam → grade → curriculum → finetune → export → promote")
     _finetune_args(p, inherit=True)
     p.add_argument("--teacher", choices=("dataset", "openai"), default="dataset")
@@ -246,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-max-tokens", type=int, default=200_000, help="teacher token budget")
     p.add_argument("--price-in", type=float, default=0.0, help="$ per 1M prompt tokens")
     p.add_argument("--price-out", type=float, default=0.0, help="$ per 1M completion tokens")
-    return parser
 
 
 def _lineage(args: argparse.Namespace) -> tuple[str, int]:
