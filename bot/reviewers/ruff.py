@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ReviewerError
-from bot.reviewers.origin import ruff_level
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
 from bot.registry import require
 from bot.reviewers.base import (
@@ -33,6 +32,7 @@ from bot.reviewers.base import (
     dedupe,
     line_suggestion,
 )
+from bot.reviewers.origin import ruff_level
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 
@@ -62,6 +62,7 @@ class RuffReviewer:
 
     def __init__(self, config: RuffConfig | None = None) -> None:
         self.config = config or RuffConfig()
+        self._exe = "ruff"  # the executable the last run used
 
     def review(self, diff: ParsedDiff, ctx: ReviewContext) -> ReviewerResult:
         added = AddedLines(diff)
@@ -96,7 +97,7 @@ class RuffReviewer:
 
     def _run(self, root: Path, rel_paths: list[str]) -> list[dict[str, Any]]:
         """Run ruff once over all files; its JSON report is a list of diagnostics."""
-        exe = find_ruff(self.config.executable)
+        exe = self._exe = find_ruff(self.config.executable)  # also asked for rule categories (once per process)
         cmd = [exe, "check", "--output-format", "json", "--no-cache", "--exit-zero", "--isolated",
                "--select", ",".join(self.config.select)]
         if self.config.ignore:
@@ -134,7 +135,7 @@ class RuffReviewer:
         return Finding(anchor=anchor_on(hunk, line), review=f"{rule} {diag.get('message', '').strip()}",
                        source=self.name, code=code_for(hunk, line), rule_id=rule,
                        suggestion=self._suggestion(diag.get("fix"), sources[path], line),
-                       hint=diag.get("severity"), level=ruff_level(rule, find_ruff(self.config.executable)))
+                       hint=diag.get("severity"), level=ruff_level(rule, self._exe))
 
     def _suggestion(self, fix: dict[str, Any] | None, text: str, line: int) -> str | None:
         if not fix or not fix.get("edits"):

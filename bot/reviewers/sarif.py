@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import ReviewerError
-from bot.reviewers.origin import sarif_level
 from bot.findings import Finding, ParsedDiff, ReviewerResult, Skip
 from bot.reviewers.base import (
     REVIEWERS,
@@ -29,6 +28,7 @@ from bot.reviewers.base import (
     dedupe,
     line_suggestion,
 )
+from bot.reviewers.origin import sarif_level
 
 SARIF_VERSION = "2.1.0"
 
