@@ -120,13 +120,14 @@ def make_rater(config: Config, model=None):
     return RATERS.create(config.rater, **kwargs)
 
 
-def make_host(name: str, config: Config, token: str, url: str = ""):
-    """The host ``name`` (github, gitlab) with its ``[NAME]`` settings; ``url`` (from the CI job) wins."""
+def make_host(name: str, config: Config, token: str, url: str = "", marker_key: str = ""):
+    """The host ``name`` (github, gitlab) with its ``[NAME]`` settings; ``url`` (from the CI job) wins.
+    ``marker_key`` seals Sieve's comments (bot.markers.Seal)."""
     importlib.import_module(f"bot.hosts.{name}")  # registers it
     from bot.hosts.base import HOSTS
 
     options = config.options(name, {"url": url} if url else None)
-    return HOSTS.create(name, token, **options.host_kwargs())
+    return HOSTS.create(name, token, **options.host_kwargs(), marker_key=marker_key)
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:
@@ -146,8 +147,10 @@ def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig
                                commit=commit, flavor=flavor)
 
 
-def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None) -> Outcome:
-    """The whole offline review path. Hosts call this with their fetched diff and existing comments."""
+def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None,
+           refused=None) -> Outcome:
+    """The whole offline review path. Hosts call this with their fetched diff, existing comments and the
+    comments they refused before (``refused``: fingerprint → body hash, from the summary's seal)."""
     started = time.perf_counter()
     model = rater_model(config) if rater is None else None  # a broken model fails before any reviewer runs
     parsed, skips = parse_diff(source.diff, config)
@@ -177,7 +180,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
                 if text and _normal(text) != _normal(findings[i].review):  # an echo of the review says nothing
                     explanations[i] = text
         ratings = planning.with_explanations(ratings, explanations)
-    result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips))
+    result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips), refused)
     errors = [" ".join(e.split()) for e in errors]  # one line each
     if errors:
         result = replace(result, summary=render.with_failures(result.summary, errors, config.allow_reviewer_failure,
@@ -185,6 +188,19 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
     return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
+
+
+def refusal(source: Source, error: SieveError, config: Config, *, flavor: str, existing=()) -> Outcome:
+    """The outcome of a merge request Sieve would not review as a whole (its diff is over ``max_diff_bytes``):
+    nothing is rated, existing comments are kept as they are, and the summary and status say why."""
+    pconf = plan_config(config, source.head_sha or "", flavor)
+    empty = planning.plan([], [], pconf, tuple(existing))
+    kept = replace(empty, keep=tuple(existing), resolve=())
+    reason = " ".join(str(error).split())
+    summary = render.with_failures(kept.summary, [f"not reviewed: {reason}"], config.allow_reviewer_failure,
+                                   render.body_limit(flavor))
+    return Outcome(plan=replace(kept, summary=summary), errors=[f"not reviewed: {reason}"], model_id="-",
+                   prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name)
 
 
 def _normal(text: str) -> str:
@@ -210,8 +226,9 @@ def check_complete(outcome: Outcome, config: Config) -> None:
 
 
 def status_for(outcome: Outcome, config: Config):
-    """The commit status to set: failing when the review is incomplete or ``fail_on`` is hit; None when
-    neither applies and no ``fail_on`` is configured."""
+    """The commit status to set: failing when the review is incomplete or ``fail_on`` is hit; otherwise a
+    passing one — which, when no ``fail_on`` is configured, only replaces a Sieve status already on the head
+    (an earlier failed run's), so a re-run that passes never leaves a red status behind."""
     from bot.hosts.base import StatusSpec
 
     found = sum(outcome.counts.values())
@@ -219,6 +236,6 @@ def status_for(outcome: Outcome, config: Config):
         return StatusSpec("failure", f"review incomplete ({outcome.errors[0].split(':')[0]} failed); "
                                      f"{found} finding(s)")
     if config.fail_on is None:
-        return None
+        return StatusSpec("success", f"{found} finding(s)", only_to_replace=True)
     failed = fail_on_hit(outcome, config)
     return StatusSpec("failure" if failed else "success", f"{found} finding(s); fail-on {config.fail_on.label}")

@@ -3,7 +3,13 @@
 A marker is an HTML comment (invisible on GitHub and GitLab) holding a compact, base64-encoded JSON payload:
 fingerprint, severity, probabilities, model id, prompt version, commit, and the code excerpt plus review text
 the student read — enough to rebuild the training example later from the comment alone, with no local state.
-Base64 keeps ``--`` and ``>`` (which would end the HTML comment) out of the payload.
+Base64 keeps ``--`` and ``>`` (which would end the HTML comment) out of the payload. A marker is *bounded*: the
+review is kept up to ``MAX_MARKER_REVIEW`` characters (the student reads at most 600) with the sha256 of the
+whole text, and the code up to ``MAX_MARKER_CODE``, so a 1 MB review text still makes a comment the host takes.
+
+Every comment Sieve writes is *sealed* just before it is sent (:func:`seal`): the footer gets an HMAC over the
+repository, the kind of comment, the whole text above the footer and the payload. Under an identity other
+workflows share (``github-actions[bot]``) that is what tells Sieve's comments from theirs; see bot.comments.
 
 Only the *footer* counts: the marker (or the summary marker) that ends a comment, after any trailing whitespace.
 Sieve appends it last to every comment it writes, and untrusted text inside a comment is rendered inert (see
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import zlib
@@ -22,11 +29,16 @@ from dataclasses import asdict, dataclass, field
 
 from bot.findings import Finding
 
-MARKER_VERSION = 1
+MARKER_VERSION = 2
+LEGACY_VERSIONS = (1,)  # read (unsealed) only where the author alone proves the comment is Sieve's
+#: What planning and rendering put at the end of a summary; :func:`seal` replaces it with the sealed form.
 SUMMARY_MARKER = "<!-- sieve:summary -->"
-_MARKER_RE = re.compile(r"<!-- sieve:v(\d+) ([A-Za-z0-9+/=_\-]+) -->")
+_MARKER_RE = re.compile(r"<!-- sieve:v(\d+) ([A-Za-z0-9+/=_\-]+)(?: ([0-9a-f]{32}))? -->")
+_SUMMARY_RE = re.compile(r"<!-- sieve:summary(?: ([A-Za-z0-9+/=_\-]+) ([0-9a-f]{32}))? -->")
 #: Code kept in a marker. GitHub allows 65 536 characters per comment; the payload is compressed.
 MAX_MARKER_CODE = 4000
+#: Review text kept in a marker (the student reads at most 600 characters; the sha256 covers the whole text).
+MAX_MARKER_REVIEW = 2000
 
 
 @dataclass(frozen=True)
@@ -44,41 +56,98 @@ class Marker:
     source: str
     rule_id: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+    review_sha: str = ""  # sha256 of the whole review (the marker keeps its first MAX_MARKER_REVIEW characters)
+
+
+@dataclass(frozen=True)
+class SummaryData:
+    """What a sealed summary remembers: the head it describes, and the comments the host refused to place
+    (fingerprint → sha256 of the refused body), so that the same body is not sent again on the next run."""
+
+    commit: str = ""
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def review_sha(review: str) -> str:
+    return hashlib.sha256(review.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def body_sha(body: str) -> str:
+    """Identity of a comment's text, footer aside (the same body refused twice is recognised)."""
+    return hashlib.sha256(without_footer(body).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _pack(payload: dict[str, object]) -> str:
+    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
+
+
+def _unpack(data: str) -> dict[str, object]:
+    payload = json.loads(zlib.decompress(base64.urlsafe_b64decode(data)))
+    if not isinstance(payload, dict):
+        raise ValueError("not an object")
+    return payload
 
 
 def encode(marker: Marker) -> str:
-    """Marker → ``<!-- sieve:v1 … -->``."""
+    """Marker → ``<!-- sieve:v2 … -->`` (unsealed: a host seals it when it writes the comment)."""
     payload = asdict(marker)
     payload["code"] = payload["code"][-MAX_MARKER_CODE:]
+    payload["review"] = payload["review"][:MAX_MARKER_REVIEW]
+    payload["review_sha"] = marker.review_sha or review_sha(marker.review)
     payload["probabilities"] = {k: round(v, 4) for k, v in marker.probabilities.items()}
-    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-    data = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode()
-    return f"<!-- sieve:v{MARKER_VERSION} {data} -->"
+    return f"<!-- sieve:v{MARKER_VERSION} {_pack(payload)} -->"
 
 
 def decode(body: str | None) -> Marker | None:
-    """Read the marker that ends a comment body; None when absent, not last, or unreadable (never raises)."""
+    """Read the marker that ends a comment body; None when absent, not last, or unreadable (never raises).
+    Whether the comment is Sieve's at all is not decided here (see bot.comments)."""
     if not body:
         return None
     match = _footer(body)
-    if not match or int(match.group(1)) != MARKER_VERSION:
+    if not match or int(match.group(1)) not in (MARKER_VERSION, *LEGACY_VERSIONS):
         return None
     try:
-        payload = json.loads(zlib.decompress(base64.urlsafe_b64decode(match.group(2))))
+        payload = _unpack(match.group(2))
         known = {k: payload[k] for k in Marker.__dataclass_fields__ if k in payload}
-        return Marker(**known)
+        marker = Marker(**known)
     except (ValueError, TypeError, zlib.error, KeyError):
         return None
+    if not isinstance(marker.fingerprint, str) or not isinstance(marker.review, str):
+        return None
+    return marker
 
 
 def is_summary(body: str | None) -> bool:
-    """Does the body end with the summary marker?"""
-    return bool(body) and body.rstrip().endswith(SUMMARY_MARKER)
+    """Does the body end with a summary marker (sealed or not)?"""
+    return _summary_footer(body or "") is not None
+
+
+def summary_data(body: str | None) -> SummaryData:
+    """What a sealed summary remembers (empty for an unsealed or unreadable one; never raises)."""
+    match = _summary_footer(body or "")
+    if not match or not match.group(1):
+        return SummaryData()
+    try:
+        payload = _unpack(match.group(1))
+        refused = payload.get("refused") or {}
+        if not isinstance(refused, dict):
+            refused = {}
+        return SummaryData(commit=str(payload.get("commit") or ""),
+                           refused={str(k): str(v) for k, v in refused.items()})
+    except (ValueError, TypeError, zlib.error):
+        return SummaryData()
+
+
+def footer_version(body: str) -> int | None:
+    """The version of the finding marker that ends ``body`` (None: no finding marker there)."""
+    match = _footer(body)
+    return int(match.group(1)) if match else None
 
 
 def without_footer(body: str) -> str:
-    """The body with its ending marker removed (for quoting a comment inside another one)."""
-    match = _footer(body)
+    """The body with its ending marker (a finding's or a summary's) removed."""
+    match = _footer(body) or _summary_footer(body)
     return body[: match.start()].rstrip() if match else body
 
 
@@ -86,6 +155,55 @@ def _footer(body: str) -> re.Match[str] | None:
     """The marker that ends ``body`` (trailing whitespace aside), if the body ends with one."""
     start = body.rfind("<!-- sieve:v")
     return _MARKER_RE.fullmatch(body.rstrip(), start) if start >= 0 else None
+
+
+def _summary_footer(body: str) -> re.Match[str] | None:
+    start = body.rfind("<!-- sieve:summary")
+    return _SUMMARY_RE.fullmatch(body.rstrip(), start) if start >= 0 else None
+
+
+# ---------------------------------------------------------------------------------------------- sealing
+@dataclass(frozen=True)
+class Seal:
+    """The key and scope a host seals and checks its comments with.
+
+    ``key`` is the per-repository secret (``SIEVE_MARKER_KEY``); without one the HMAC is keyed with the scope
+    alone, which still binds the seal to the whole text of the comment (a marker copied into another text does
+    not verify) but can be recomputed by anyone who knows that text — under a shared identity set a key.
+    ``scope`` names the host and repository, so a comment copied from another repository does not verify."""
+
+    scope: str
+    key: bytes = b""
+
+    def _mac(self, kind: str, head: str, data: str) -> str:
+        message = "\x1f".join((self.scope.lower(), kind, head, data)).encode("utf-8", "surrogatepass")
+        return hmac.new(self.key or b"sieve-unkeyed", message, hashlib.sha256).hexdigest()[:32]
+
+    def seal(self, body: str, summary: SummaryData | None = None) -> str:
+        """The body with its footer sealed (a summary footer also gets ``summary``'s data). A body with no
+        footer is returned unchanged."""
+        match = _footer(body)
+        if match:
+            head = body[: match.start()].rstrip()
+            data = match.group(2)
+            return f"{body[: match.start()]}<!-- sieve:v{match.group(1)} {data} {self._mac('finding', head, data)} -->"
+        match = _summary_footer(body)
+        if match:
+            head = body[: match.start()].rstrip()
+            state = summary or summary_data(body)
+            data = _pack({"commit": state.commit, "refused": dict(sorted(state.refused.items()))})
+            return f"{body[: match.start()]}<!-- sieve:summary {data} {self._mac('summary', head, data)} -->"
+        return body
+
+    def verify(self, body: str) -> bool:
+        """Was this body sealed with this key and scope, and not changed since?"""
+        for kind, match, data_group, sig_group in (("finding", _footer(body), 2, 3),
+                                                   ("summary", _summary_footer(body), 1, 2)):
+            if match and match.group(sig_group):
+                head = body[: match.start()].rstrip()
+                expected = self._mac(kind, head, match.group(data_group))
+                return hmac.compare_digest(expected, match.group(sig_group))
+        return False
 
 
 def _normalise(text: str) -> str:

@@ -5,11 +5,15 @@ Decisions made here and nowhere else:
   comments — the rest are listed in the summary, never silently dropped);
 - which existing Sieve comments are kept (same fingerprint), updated (same fingerprint, changed severity,
   model or text), or resolved (their finding is gone: the code changed or was fixed);
-- the text of every comment and of the summary, each carrying its hidden marker.
+- the text of every comment and of the summary, each carrying its hidden marker;
+- which new comments are *held* in the summary instead of being posted: the host refused exactly this text on
+  an earlier run (the summary remembers the fingerprint and the body's hash), so sending it again would only
+  be refused again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -76,6 +80,7 @@ class ReviewPlan:
     decisions: tuple[Decision, ...]
     summary: str
     counts: dict[str, int] = field(default_factory=dict)
+    held: tuple[PlannedComment, ...] = ()  # refused by the host before with this very text: listed in the summary
 
     @property
     def posted(self) -> tuple[Decision, ...]:
@@ -138,13 +143,16 @@ def _marker_for(d: Decision, config: PlanConfig) -> str:
 
 def _changed(old: markers.Marker, new: Decision) -> bool:
     """An existing comment needs an edit when what it says changed (not merely the commit or line)."""
-    return (old.severity != new.rating.severity or old.model != new.rating.model_id
-            or old.review != new.finding.review)
+    same_review = (old.review_sha == markers.review_sha(new.finding.review) if old.review_sha
+                   else old.review == new.finding.review)
+    return old.severity != new.rating.severity or old.model != new.rating.model_id or not same_review
 
 
 def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
-         existing: tuple[ExistingComment, ...] = (), skips: tuple[Skip, ...] = ()) -> ReviewPlan:
-    """The whole review plan. Deterministic for the same inputs."""
+         existing: tuple[ExistingComment, ...] = (), skips: tuple[Skip, ...] = (),
+         refused: Mapping[str, str] | None = None) -> ReviewPlan:
+    """The whole review plan. Deterministic for the same inputs. ``refused``: fingerprint → hash of the body the
+    host refused on an earlier run (from the summary's seal)."""
     decisions = select(findings, ratings, config, existing)
     by_print: dict[str, ExistingComment] = {}
     for comment in existing:
@@ -152,7 +160,7 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
         if mark and mark.fingerprint not in by_print:
             by_print[mark.fingerprint] = comment
     present = {d.fingerprint for d in decisions}
-    create, update, keep = [], [], []
+    create, update, keep, held = [], [], [], []
     dropped = 0  # suggestions too long for the host, counted in the summary
     for d in decisions:
         if not d.posted:
@@ -161,7 +169,9 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
         dropped += cut
         planned = PlannedComment(d.finding, d.rating, d.fingerprint, body)
         old = by_print.get(d.fingerprint)
-        if old is None:
+        if old is None and (refused or {}).get(d.fingerprint) == markers.body_sha(body):
+            held.append(planned)
+        elif old is None:
             create.append(planned)
         elif _changed(old.marker, d) or old.resolved:
             update.append(Update(old, planned))
@@ -184,7 +194,8 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
         skips=list(skips), model_id=ratings[0].model_id if ratings else "-", threshold=config.threshold.label,
         mode=config.mode, commit=config.commit, marker=markers.SUMMARY_MARKER, dropped_suggestions=dropped,
         limit=render.body_limit(config.flavor))
-    return ReviewPlan(tuple(create), tuple(update), tuple(keep), tuple(resolve), tuple(decisions), summary, counts)
+    return ReviewPlan(tuple(create), tuple(update), tuple(keep), tuple(resolve), tuple(decisions), summary, counts,
+                      tuple(held))
 
 
 def with_explanations(ratings: list[Rating], explanations: dict[int, str]) -> list[Rating]:

@@ -9,12 +9,14 @@ from typing import Mapping
 
 from bot import app
 from bot.config import Config
-from bot.errors import ConfigError, ThresholdFailure
+from bot.errors import ConfigError, DiffError, ThresholdFailure
 from bot.hosts.base import MergeRequestRef
 from bot.outcome import Outcome
 
 GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 GITLAB_TOKEN_VARS = ("SIEVE_GITLAB_TOKEN", "GITLAB_TOKEN")
+#: The per-repository secret that seals Sieve's comments (bot.markers.Seal); a repository secret in CI.
+MARKER_KEY_VAR = "SIEVE_MARKER_KEY"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ def detect_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targe
 
 def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: str = ""):
     names = GITHUB_TOKEN_VARS if ref_host == "github" else GITLAB_TOKEN_VARS
-    return app.make_host(ref_host, config, _token(environ, names), url)
+    return app.make_host(ref_host, config, _token(environ, names), url, environ.get(MARKER_KEY_VAR, ""))
 
 
 def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Mapping[str, str]) -> Outcome:
@@ -61,9 +63,19 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     mr = host.fetch(target.ref)
     source = app.Source(diff=mr.diff, name=str(target.ref), read_file=lambda path: host.read_file(mr, path),
                         head_sha=mr.head_sha)
-    outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing)
+    try:
+        outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing,
+                             refused=mr.summary_state.refused)
+    except DiffError as exc:  # the diff as a whole is refused: the merge request still learns why
+        if dry_run:
+            raise
+        outcome = app.refusal(source, exc, config, flavor=target.ref.host, existing=mr.existing)
     if dry_run:
         return outcome
+    if host.name == "github" and host.identity(target.ref.repo).shared and not environ.get(MARKER_KEY_VAR):
+        outcome.warnings.append(f"Sieve writes as {host.bot_login()}, which other workflows share; set the "
+                                f"repository secret {MARKER_KEY_VAR} so that no other workflow's comment can pass "
+                                "for Sieve's (see docs/identity.md)")
     result = host.apply(mr, outcome.plan, app.status_for(outcome, config))
     outcome.warnings.append(f"{target.ref}: created {result.created}, updated {result.updated}, "
                             f"resolved {result.resolved}, file-level {result.file_level}, "

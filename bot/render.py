@@ -173,6 +173,14 @@ def summary_body(*, counts: dict[str, int], posted: int, kept: int, resolved: in
     return fit_text("\n".join(lines), limit, marker)
 
 
+_POSTED = re.compile(r"^Posted \d+ new comment\(s\)", re.M)
+
+
+def recount(summary: str, posted: int) -> str:
+    """The summary with its "Posted N new comment(s)" line saying how many the host really took."""
+    return _POSTED.sub(f"Posted {posted} new comment(s)", summary, count=1)
+
+
 def with_failures(summary: str, failures: list[str], allowed: bool = False, limit: int | None = None) -> str:
     """The summary with a section saying which reviewer (or the rater) failed and why, above its marker."""
     lines = _listed([f"- {inert(_one_line(f, 300))}" for f in failures], "failure(s)")

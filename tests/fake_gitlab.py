@@ -343,6 +343,8 @@ def _route(fs: FakeGitLab, method: str, parts: list[str], query: dict[str, str],
         shown = subprocess.run(["git", "-C", str(project["repo"]), "show", f"{query.get('ref')}:{rest[2]}"],
                                check=False, capture_output=True)
         return (200, shown.stdout, {}) if shown.returncode == 0 else (404, {"message": "404 File Not Found"}, {})
+    if rest[:2] == ["repository", "commits"] and rest[3:] == ["statuses"] and method == "GET":
+        return 200, [dict(s) for s in reversed(fs.statuses) if s["sha"] == rest[2]], {}  # newest first
     if rest[:1] == ["statuses"] and method == "POST":
         status = {"id": next(fs._ids), "sha": rest[1], "status": body.get("state"), "name": body.get("name"),
                   "description": body.get("description")}

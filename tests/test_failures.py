@@ -7,6 +7,7 @@ status, and exit non-zero — unless ``--allow-reviewer-failure`` is given.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -112,3 +113,65 @@ def test_a_local_review_with_a_failing_reviewer_exits_non_zero(tmp_path, monkeyp
     code = cli.main(["review", "--diff", str(patch), "--sarif", str(tmp_path / "nope.sarif"), "--model", "base"])
     captured = capsys.readouterr()
     assert code == 2 and "the review is incomplete" in captured.err
+
+
+def _sarif(path: Path, message: str = "eval of untrusted input") -> Path:
+    path.write_text(json.dumps({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "bandit", "rules": []}},
+        "results": [{"ruleId": "B307", "level": "error", "message": {"text": message}, "locations": [
+            {"physicalLocation": {"artifactLocation": {"uri": "app.py"}, "region": {"startLine": 2}}}]}]}]}))
+    return path
+
+
+def test_a_passing_rerun_clears_the_failed_status_it_left(github, tmp_path, capsys):
+    """Without fail_on a clean run sets no status of its own, but it replaces the red one a failed run left."""
+    fake, head = github
+    assert cli.main(["review", "--github", "octo/app#3", "--github-url", fake.base_url, "--model", "base",
+                     "--sarif", str(tmp_path / "missing.sarif")]) == 2
+    assert fake.statuses[head][0]["state"] == "failure"
+    capsys.readouterr()
+    assert cli.main(["review", "--github", "octo/app#3", "--github-url", fake.base_url, "--model", "base",
+                     "--sarif", str(_sarif(tmp_path / "ok.sarif"))]) == 0
+    assert fake.statuses[head][0]["state"] == "success"
+
+
+def test_an_oversized_diff_gets_a_summary_and_a_failing_status(github, tmp_path, capsys, monkeypatch):
+    fake, head = github
+    monkeypatch.setenv("SIEVE_MAX_DIFF_BYTES", "40")
+    code = cli.main(["review", "--github", "octo/app#3", "--github-url", fake.base_url, "--model", "base",
+                     "--sarif", str(_sarif(tmp_path / "ok.sarif"))])
+    err = capsys.readouterr().err
+    assert code == 2 and "over max_diff_bytes" in err and "Traceback" not in err
+    summary = next(c["body"] for c in fake.issue_comments.values() if markers.is_summary(c["body"]))
+    assert "not reviewed" in summary and "max_diff_bytes" in summary
+    assert fake.statuses[head][0]["state"] == "failure"
+
+
+def test_an_oversized_diff_on_gitlab_gets_a_summary_and_a_failing_status(tmp_path, monkeypatch, capsys):
+    repo, base, head = _change(tmp_path / "repo")
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_EVENT_PATH", "CI_MERGE_REQUEST_IID", "SIEVE_GITLAB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITLAB_TOKEN", GL_TOKEN)
+    monkeypatch.setenv("SIEVE_MAX_DIFF_BYTES", "40")
+    with FakeGitLab() as fake:
+        bot = fake.add_user("sieve-bot", GL_TOKEN)
+        project = fake.add_project("group/app", repo.root, {bot["id"]: 30})
+        fake.add_mr(project, 5, base, head, bot)
+        code = cli.main(["review", "--gitlab", "group/app!5", "--gitlab-url", fake.url, "--model", "base",
+                         "--sarif", str(_sarif(tmp_path / "ok.sarif"))])
+        assert code == 2 and "over max_diff_bytes" in capsys.readouterr().err
+        assert [s["status"] for s in fake.statuses] == ["failed"]
+        mr = fake.mrs[(project["id"], 5)]
+        summary = [d["notes"][0]["body"] for d in mr.discussions if markers.is_summary(d["notes"][0]["body"])]
+        assert len(summary) == 1 and "not reviewed" in summary[0]
+
+
+def test_a_wrong_bot_login_is_one_line_that_keeps_its_brackets(github, tmp_path, capsys):
+    fake, _ = github
+    (tmp_path / ".sieve.toml").write_text('[github]\nbot_login = "sieve-app[bot]"\n')
+    code = cli.main(["review", "--github", "octo/app#3", "--github-url", fake.base_url, "--model", "base",
+                     "--sarif", str(_sarif(tmp_path / "ok.sarif")), "--format", "json"])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert 'bot_login = "sieve-bot" in the [github] table' in err and "sieve-app[bot]" in err
+    assert fake.writes() == []

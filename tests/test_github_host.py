@@ -96,8 +96,8 @@ def run_review(host: GitHubHost, findings, ratings=None, status: StatusSpec | No
 def state(fake: FakeGitHub) -> dict:
     """What a maintainer sees: comments (path, line, body), the summary without its per-run counts, statuses."""
     comments = sorted((c["path"], c["line"], c["body"]) for c in fake.review_comments.values())
-    summaries = [re.sub(r"Posted \d+ new comment\(s\), kept \d+, resolved \d+\. ", "", c["body"])
-                 for c in fake.issue_comments.values()]
+    summaries = [re.sub(r"Posted \d+ new comment\(s\), kept \d+, resolved \d+\. ", "",
+                        markers.without_footer(c["body"])) for c in fake.issue_comments.values()]
     statuses = {sha: [(s["context"], s["state"]) for s in items[:1]] for sha, items in fake.statuses.items()}
     return {"comments": comments, "summaries": summaries, "statuses": statuses}
 
@@ -139,7 +139,7 @@ def test_first_review_is_one_batched_review_plus_summary_and_status(fake, tmp_pa
     bodies = [c["body"] for c in fake.review_comments.values()]
     assert all(markers.decode(b) for b in bodies)
     assert {c["line"] for c in fake.review_comments.values()} == {f.anchor.line for f in found}
-    assert len(fake.issue_comments) == 1 and markers.SUMMARY_MARKER in next(iter(fake.issue_comments.values()))["body"]
+    assert len(fake.issue_comments) == 1 and markers.is_summary(next(iter(fake.issue_comments.values()))["body"])
     assert host.read_file(mr, "app.py") == repo.show(head, "app.py")
     assert host.read_file(mr, "missing.py") is None
 

@@ -205,14 +205,26 @@ def test_line_code_retry_when_the_instance_demands_it(world: World):
 def test_refused_position_falls_back_and_nothing_is_lost(world: World):
     host = world.host()
     mr = host.fetch(world.ref)
-    findings = findings_for(mr.diff, FIRST[:2])
+    outside = [("app.py", {"outside": 1}, "x1 is never read", None), ("app.py", {"outside": 2}, "x2 too", None)]
+    findings = findings_for(mr.diff, outside)
     the_plan = plan(findings, rate(findings), PlanConfig(threshold=Severity.TRIVIAL, flavor="gitlab"), ())
-    world.push(head_app("x10 = 10\n"))  # a push between fetch and apply: GitLab refuses the old head sha
+    world.fake.file_positions = False  # an instance that refuses file-level positions as well
     result = host.apply(mr, the_plan)
     assert (result.created, result.file_level, result.to_summary) == (2, 2, 0)
     general = [d for d in world.mr.discussions if d["notes"][0]["position"] is None and not d["individual_note"]]
     assert len(general) == 2 and all("could not anchor" in d["notes"][0]["body"] for d in general)
     assert any("refused" in n for n in result.notes)
+
+
+def test_a_push_between_fetch_and_apply_leaves_the_writing_to_the_newer_run(world: World):
+    host = world.host()
+    mr = host.fetch(world.ref)
+    findings = findings_for(mr.diff, FIRST[:2])
+    the_plan = plan(findings, rate(findings), PlanConfig(threshold=Severity.TRIVIAL, flavor="gitlab"), ())
+    world.push(head_app("x10 = 10\n"))
+    result = host.apply(mr, the_plan)
+    assert result.stale and result.created == 0 and world.fake.writes() == []
+    assert any("moved on" in n for n in result.notes)
 
 
 def test_429_without_headers_backs_off_exponentially(world: World):

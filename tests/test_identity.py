@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from bot import cli, markers
+from bot.errors import ConfigError
 from bot.findings import Anchor, Finding, Rating
 from bot.hosts.base import StatusSpec
 from bot.hosts.github import GitHubHost
@@ -76,7 +77,7 @@ def test_a_strangers_summary_marker_does_not_hijack_the_summary(gh, tmp_path):
     result = host.apply(mr, p, StatusSpec("success", "3 finding(s)"))
     assert mr.summary_id is None and result.created == 3
     ours = [c for c in gh.issue_comments.values() if c["user"]["login"] == ACTIONS_BOT]
-    assert len(ours) == 1 and ours[0]["body"].rstrip().endswith(markers.SUMMARY_MARKER)
+    assert len(ours) == 1 and markers.is_summary(ours[0]["body"])
     assert gh.issue_comments[planted["id"]]["body"] == planted["body"]  # never touched
     assert [s["state"] for s in gh.statuses[head]] == ["success"]
 
@@ -151,13 +152,17 @@ def test_decode_reads_only_the_footer():
 def test_the_comment_record_decodes_only_our_own_comments():
     from bot import comments
 
-    me = comments.Identity("github-actions[bot]")
-    body = "text\n" + forged("3" * 16)
+    me = comments.Identity("github-actions[bot]", markers.Seal("github:octo/app", b"key"))
+    body = me.seal.seal("text\n" + forged("3" * 16))
     ours = comments.read("1", "GitHub-Actions[bot]", body, me)
     theirs = comments.read("2", "stranger", body, me)
     assert ours.ours and ours.marker.fingerprint == "3" * 16
     assert not theirs.ours and theirs.marker is None and not theirs.summary
-    assert comments.read("3", "github-actions[bot]", "x\n" + markers.SUMMARY_MARKER, me).summary
+    assert comments.read("3", "github-actions[bot]", me.seal.seal("x\n" + markers.SUMMARY_MARKER), me).summary
+    # the same account, but text Sieve did not seal (another workflow's): not Sieve's
+    assert not comments.read("4", "github-actions[bot]", "text\n" + forged("3" * 16), me).ours
+    assert not comments.read("5", "github-actions[bot]", "x\n" + markers.SUMMARY_MARKER, me).summary
+    assert not comments.read("6", "github-actions[bot]", "edited " + body, me).ours
 
 
 # ---------------------------------------------------------------- GitLab: the token's user is the identity
@@ -194,5 +199,6 @@ def test_a_wrong_identity_is_reported_with_the_setting_to_fix_it(gh, tmp_path):
     host = GitHubHost(app_token, base_url=gh.base_url, write_pause=0, sleep=lambda s: None)
     mr = host.fetch(REF)
     found = findings_for(repo, base, head)
-    result = host.apply(mr, plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing))
-    assert any('bot_login = "sieve-app[bot]"' in note for note in result.notes)
+    with pytest.raises(ConfigError, match=r'set bot_login = "sieve-app\[bot\]" in the \[github\] table'):
+        host.apply(mr, plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing))
+    assert gh.issue_comments == {}  # stopped after the review, before a summary that would also duplicate

@@ -104,7 +104,7 @@ def test_marker_round_trip_carries_the_training_example():
     assert mark is not None and mark.code == f.code and mark.review == f.review
     assert mark.commit == "abc123" and mark.severity == "critical"
     assert abs(sum(mark.probabilities.values()) - 1.0) < 1e-3
-    assert body.count("<!-- sieve:v1 ") == 1  # the code's fake marker is inside base64, not raw
+    assert body.count("<!-- sieve:v2 ") == 1  # the code's fake marker is inside base64, not raw
 
 
 def test_suggestion_fence_outlasts_backticks_in_text():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Literal, Protocol
 
+from bot import markers
 from bot.comments import Comment
 from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
@@ -37,6 +38,7 @@ class MergeRequest:
     diff: bytes
     existing: tuple[ExistingComment, ...] = ()
     summary_id: str | None = None  # the summary comment from an earlier run, if any
+    summary_state: markers.SummaryData = field(default_factory=markers.SummaryData)  # what that summary remembers
     is_fork: bool = False
     web_url: str = ""
     author: str = ""
@@ -53,15 +55,19 @@ class ApplyResult:
     api_calls: int = 0
     writes: int = 0
     notes: list[str] = field(default_factory=list)
+    stale: bool = False  # the merge request moved on to a newer head meanwhile: its own run owns the summary
 
 
 @dataclass(frozen=True)
 class StatusSpec:
-    """Commit status / check to set: ``state`` is success or failure."""
+    """Commit status / check to set: ``state`` is success or failure. ``only_to_replace``: set it only when a
+    Sieve status is already on the head (so a passing re-run clears an earlier failure, while a repository
+    that never asked for statuses is not given one)."""
 
     state: Literal["success", "failure", "pending"]
     description: str
     context: str = "sieve"
+    only_to_replace: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 Why it looks the way it does:
 - **One batched review per run** (``POST pulls/{n}/reviews``, event COMMENT) keeps within GitHub's
   content-creation limits; existing comments are edited in place; the summary is one issue comment.
-- **Idempotent, crash-safe, race-safe**: every Sieve comment carries a hidden marker. Every creation is read
-  back right after it is made (and a write whose result is unknown before it is sent again), so a run that
-  dies between two writes and is run again ends like one clean run, and two runs on the same pull request
-  end with one copy of each comment and one summary (the newer copy of a duplicate is removed, the older
-  kept). Otherwise comments are never deleted: a vanished finding's comment is marked outdated.
+- **Idempotent, crash-safe, race-safe**: every Sieve comment carries a hidden, sealed marker (bot.markers.Seal:
+  under ``github-actions[bot]`` other workflows' comments are not Sieve's even when they end with a marker).
+  Every creation is read back right after it is made (and a write whose result is unknown before it is sent
+  again), so a run that dies between two writes and is run again ends like one clean run, and two runs on the
+  same pull request end with one copy of each comment and one summary. A duplicate is removed only when nobody
+  reacted to or replied on it (a person's 👍 is feedback; it is never deleted), and of racing runs on different
+  heads the newest head's summary wins: a run whose head is no longer the pull request's writes neither
+  summary nor status. Otherwise comments are never deleted: a vanished finding's comment is marked outdated.
 - **Never lose a comment**: a 422 for a line (or a body) GitHub does not accept is narrowed down by bisection;
   those comments become file-level comments, and where that fails too, a section of the summary.
 - **Faults**: PyGithub's own retries and request pacing are switched off; :mod:`bot.http` decides
@@ -21,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -28,7 +32,7 @@ from urllib.parse import quote
 import requests
 from github import Auth, Github, GithubException
 
-from bot import comments, http, markers
+from bot import comments, http, markers, render
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitHubOptions
@@ -70,7 +74,7 @@ class GitHubHost:
                  max_retries: int = 4, write_pause: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  bot_login: str | None = None,
                  trusted_users: tuple[str, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
-                 max_wait: float = http.MAX_WAIT, per_page: int = 100) -> None:
+                 max_wait: float = http.MAX_WAIT, per_page: int = 100, marker_key: str = "") -> None:
         if not token:
             raise ConfigError("no GitHub token given", hint="set GITHUB_TOKEN to a token that can read the repository")
         self._token = token
@@ -92,6 +96,8 @@ class GitHubHost:
             connection.session.mount("https://", adapter)
         self.per_page = per_page
         self._bot_login = bot_login or None
+        self._login_checked = False  # the configured bot_login was compared with what the token writes as
+        self._marker_key = marker_key.encode()
         self._seen_summaries: dict[str, list[dict[str, Any]]] = {}  # ref → the summaries the last read found
 
     # ------------------------------------------------------------------ faults and retries
@@ -177,28 +183,60 @@ class GitHubHost:
     def bot_login(self) -> str:
         """The login Sieve writes as: ``bot_login`` when configured, else the token's user; a token that may not
         read ``GET /user`` (403: an Actions ``GITHUB_TOKEN``) writes as ``github-actions[bot]``. A GitHub App's
-        installation token writes as ``<app-slug>[bot]``, which GitHub will not tell it: configure ``bot_login``."""
+        installation token writes as ``<app-slug>[bot]``, which GitHub will not tell it: configure ``bot_login``.
+        A configured ``bot_login`` that the token can be seen not to write as stops the run before any write."""
         if self._bot_login is None:
-            try:
-                self._bot_login = self._call("reading the token's user", lambda: self._gh.get_user().login)
-            except GitHubAPIError as exc:
-                if exc.status != 403:
-                    raise
-                self._bot_login = ACTIONS_BOT
+            self._bot_login = self._token_login() or ACTIONS_BOT
+            self._login_checked = True
+        elif not self._login_checked:
+            self._login_checked = True
+            actual = self._token_login()
+            if actual and not comments.Identity(self._bot_login).is_self(actual):
+                raise self._wrong_login(actual)
         return self._bot_login
 
-    def identity(self) -> comments.Identity:
-        return comments.Identity(self.bot_login())
+    def _token_login(self) -> str | None:
+        """The token's own user, or None when the token may not read ``GET /user`` (Actions, GitHub Apps)."""
+        try:
+            return self._call("reading the token's user", lambda: self._gh.get_user().login)
+        except GitHubAPIError as exc:
+            if exc.status != 403:
+                raise
+            return None
+
+    def _wrong_login(self, actual: str) -> ConfigError:
+        return ConfigError(f"the token writes as {actual}, not as the configured bot_login {self._bot_login}, so Sieve "
+                           "would not recognise its own comments and would post them again on every run",
+                           hint=f'set bot_login = "{actual}" in the [github] table of .sieve.toml (or remove it)')
+
+    def _check_author(self, author: str | None) -> None:
+        """After a write: the comment must be by the identity Sieve reads as its own, else stop (one line)."""
+        if author and not comments.Identity(self.bot_login()).is_self(author):
+            raise self._wrong_login(author)
+
+    def _check_sealed_authors(self, listed: list[dict[str, Any]], me: comments.Identity) -> None:
+        """Comments sealed for this repository but written by another app account mean the token writes as that
+        account, not as the configured ``bot_login``: stop before writing anything that would duplicate them.
+        (Only ``[bot]`` accounts count: those are apps the repository installed, never a passing stranger.)"""
+        for c in listed:
+            author = _login(c)
+            if author.endswith("[bot]") and not me.is_self(author) and me.seal.verify(c.get("body") or ""):
+                raise self._wrong_login(author)
+
+    def identity(self, repo: str) -> comments.Identity:
+        """Sieve's identity in ``repo``: its login and the seal its comments there carry."""
+        return comments.Identity(self.bot_login(), markers.Seal(f"github:{repo}", self._marker_key))
 
     def fetch(self, ref: MergeRequestRef) -> MergeRequest:
         pr = self._pull(ref)
         diff = self._diff(ref, pr)
         existing = self._existing(ref)
-        summary = self._summary(ref)
+        summary = self._keeper(self._summaries(ref), pr.head.sha)
         head_repo = pr.head.repo.full_name if pr.head.repo else None
         return MergeRequest(ref=ref, title=pr.title or "", base_sha=pr.base.sha, head_sha=pr.head.sha,
                             start_sha=pr.base.sha, diff=diff, existing=tuple(existing),
                             summary_id=str(summary["id"]) if summary else None,
+                            summary_state=markers.summary_data(summary["body"]) if summary else markers.SummaryData(),
                             is_fork=head_repo != pr.base.repo.full_name, web_url=pr.html_url or "",
                             author=pr.user.login if pr.user else "")
 
@@ -214,28 +252,39 @@ class GitHubHost:
         return self._pages(f"listing review comments of {ref}", f"/repos/{ref.repo}/pulls/{ref.number}/comments")
 
     def _existing(self, ref: MergeRequestRef) -> list[ExistingComment]:
-        """Sieve's own finding comments (written by its identity, with its marker), with whether anyone replied."""
+        """Sieve's own finding comments (its identity, its seal), with whether anyone replied or reacted."""
         listed = self._review_comments(ref)
         replied = {c.get("in_reply_to_id") for c in listed if c.get("in_reply_to_id")}
-        me = self.identity()
+        me = self.identity(ref.repo)
+        self._check_sealed_authors(listed, me)
         found = (comments.read(c["id"], _login(c), c.get("body"), me, path=c.get("path"),
                                line=c.get("line") or c.get("original_line"), has_replies=c["id"] in replied,
-                               resolved=OUTDATED_MARK in (c.get("body") or ""))
+                               resolved=OUTDATED_MARK in (c.get("body") or ""),
+                               reacted=bool((c.get("reactions") or {}).get("total_count")))
                  for c in listed if not c.get("in_reply_to_id"))
         return [c for c in found if c.finding]
 
-    def _summary(self, ref: MergeRequestRef) -> dict[str, Any] | None:
-        found = self._summaries(ref)
-        return found[0] if found else None
-
     def _summaries(self, ref: MergeRequestRef) -> list[dict[str, Any]]:
         """The bot's summary comments, oldest first (more than one only after two runs raced); remembered."""
-        me = self.identity()
+        me = self.identity(ref.repo)
         found = sorted((c for c in self._pages(f"listing comments of {ref}",
                                                f"/repos/{ref.repo}/issues/{ref.number}/comments")
                         if comments.read(c["id"], _login(c), c.get("body"), me).summary), key=lambda c: c["id"])
         self._seen_summaries[str(ref)] = found
         return found
+
+    @staticmethod
+    def _keeper(found: list[dict[str, Any]], head: str) -> dict[str, Any] | None:
+        """The summary to keep of several: the oldest one about ``head`` (the pull request's newest commit), else
+        the oldest. Racing runs on different heads thus agree on the newest head's summary."""
+        about_head = [c for c in found if markers.summary_data(c.get("body")).commit == head]
+        return (about_head or found or [None])[0]
+
+    def _head(self, ref: MergeRequestRef) -> str:
+        """The pull request's head commit now (one request)."""
+        url = f"/repos/{ref.repo}/pulls/{ref.number}"
+        _, data = self._call(f"reading the head of {ref}", lambda: self._gh.requester.requestJsonAndCheck("GET", url))
+        return str(((data or {}).get("head") or {}).get("sha") or "")
 
     def read_file(self, mr: MergeRequest, path: str) -> bytes | None:
         """A file at the head commit; None when it is absent, a directory, binary-only or too big."""
@@ -255,14 +304,18 @@ class GitHubHost:
     def apply(self, mr: MergeRequest, plan: ReviewPlan, status: StatusSpec | None = None) -> ApplyResult:
         """Post the new comments as one review, edit and mark outdated, then the summary and the status.
 
-        Runs may race (a quick double push): every creation is read back right after it is made, and where two
-        runs posted the same finding the newer copy is removed — the older always wins, so racing runs agree.
+        A run whose head is no longer the pull request's (a newer push came in) writes nothing: the newer run
+        owns the comments, the summary and the status. Runs may race: every creation is read back right after it
+        is made, and where two runs posted the same finding the copy nobody reacted to or replied on is removed.
         A write whose result is unknown (timeout, reset, 5xx) is checked the same way before it is sent again.
         """
         start_calls, start_writes = self.counters.api_calls, self.counters.writes
         result = ApplyResult()
+        seal = self.identity(mr.ref.repo).seal
+        if self._moved_on(mr, result):
+            return self._counted(result, start_calls, start_writes)
         pr = self._lazy_pull(mr.ref)
-        fresh = list(plan.create)
+        fresh = [replace(c, body=seal.seal(c.body)) for c in plan.create]
         unplaced = self._post_review(mr, pr, fresh, result)
         on_host = self._settle(mr, result) if fresh else self._drop_duplicates(mr, list(mr.existing), result)
         unplaced = [c for c in unplaced if c.fingerprint not in on_host]
@@ -271,36 +324,63 @@ class GitHubHost:
             self._settle(mr, result)
         result.to_summary = len(unplaced)
         for update in plan.update:
-            if self._edit_review_comment(mr, update.existing, update.comment.body, result):
+            if self._edit_review_comment(mr, update.existing, seal.seal(update.comment.body), result):
                 result.updated += 1
         for resolve in plan.resolve:
-            if self._edit_review_comment(mr, resolve.existing, outdated_body(resolve.existing.body,
-                                                                             resolve.reason), result):
+            body = seal.seal(outdated_body(resolve.existing.body, resolve.reason))
+            if self._edit_review_comment(mr, resolve.existing, body, result):
                 result.resolved += 1
-        self._upsert_summary(mr, summary_with(plan.summary, unplaced), result)
-        if status is not None:
-            self._set_status(mr, status)
+        if not self._moved_on(mr, result):
+            self._write_summary(mr, plan, unplaced, result)
+            if status is not None:
+                self._set_status(mr, status)
+        return self._counted(result, start_calls, start_writes)
+
+    def _counted(self, result: ApplyResult, start_calls: int, start_writes: int) -> ApplyResult:
         result.api_calls = self.counters.api_calls - start_calls
         result.writes = self.counters.writes - start_writes
         return result
+
+    def _moved_on(self, mr: MergeRequest, result: ApplyResult) -> bool:
+        """Has the pull request moved on to a newer head than the one reviewed? Then say so and write no more."""
+        head = self._head(mr.ref)
+        if head and head != mr.head_sha:
+            result.stale = True
+            result.notes.append(f"{mr.ref} moved on from {mr.head_sha[:12]} to {head[:12]} during this run: the "
+                                "run for the new head writes the summary and the status")
+            return True
+        return False
+
+    def _write_summary(self, mr: MergeRequest, plan: ReviewPlan, unplaced: list[PlannedComment],
+                       result: ApplyResult) -> None:
+        """The summary: the real count of new comments, every comment GitHub refused (this run's and those held
+        from earlier runs) listed once, and in its seal the head and the refused bodies' hashes."""
+        placed = [*plan.held, *unplaced]
+        state = markers.SummaryData(mr.head_sha, {c.fingerprint: markers.body_sha(c.body) for c in placed})
+        body = summary_with(render.recount(plan.summary, result.created), placed)
+        for c in unplaced:
+            result.notes.append(f"{c.finding.anchor.path}:{c.finding.anchor.line}: GitHub refused the comment on the "
+                                "line and on the file; it is listed in the summary and not sent again unchanged")
+        self._upsert_summary(mr, self.identity(mr.ref.repo).seal.seal(body, state), result)
 
     def _settle(self, mr: MergeRequest, result: ApplyResult) -> set[str]:
         """Read the bot's comments back after creating some; remove duplicates a racing run made. Fingerprints."""
         return self._drop_duplicates(mr, self._existing(mr.ref), result)
 
     def _drop_duplicates(self, mr: MergeRequest, found: list[ExistingComment], result: ApplyResult) -> set[str]:
-        """Keep the oldest comment per fingerprint; delete newer copies nobody replied to. Returns the fingerprints."""
-        seen: dict[str, ExistingComment] = {}
+        """Of the copies of one finding, keep every copy a person reacted to or replied on (their feedback lives
+        there), or the oldest when nobody did; remove the others. Returns the fingerprints on the host."""
+        copies: dict[str, list[ExistingComment]] = {}
         for comment in sorted(found, key=lambda c: int(c.id)):
-            mark = comment.marker
-            if mark is None:
-                continue
-            if mark.fingerprint not in seen:
-                seen[mark.fingerprint] = comment
-            elif not comment.has_replies and self._delete(mr, "pulls", comment.id):
-                result.notes.append(f"comment {comment.id} removed: a copy of comment "
-                                    f"{seen[mark.fingerprint].id} (two runs overlapped)")
-        return set(seen)
+            if comment.marker is not None:
+                copies.setdefault(comment.marker.fingerprint, []).append(comment)
+        for group in copies.values():
+            keep = [c for c in group if c.signal] or group[:1]
+            for comment in group:
+                if comment not in keep and self._delete(mr, "pulls", comment.id):
+                    result.notes.append(f"comment {comment.id} removed: a copy of comment {keep[0].id} "
+                                        "(two runs overlapped)")
+        return set(copies)
 
     def _delete(self, mr: MergeRequest, kind: str, comment_id: str) -> bool:
         """Delete one of the bot's duplicate comments (``kind``: pulls or issues); False when already gone."""
@@ -341,24 +421,27 @@ class GitHubHost:
 
     def _create_review(self, mr: MergeRequest, pr: Any, comments: list[PlannedComment]) -> None:
         payload = [review_comment_payload(c) for c in comments]
-        self._call(f"posting the review on {mr.ref}", lambda: pr.create_review(
+        review = self._call(f"posting the review on {mr.ref}", lambda: pr.create_review(
             commit=self._repo(mr.ref.repo).get_commit(mr.head_sha),
             body=f"Sieve: {len(comments)} comment(s); counts and details are in the summary comment.",
             event="COMMENT", comments=payload), write=True, landed=self._on_host(mr, {c.fingerprint for c in comments}))
+        self._check_author(review.user.login if review is not None and review.user else None)
 
     def _file_level(self, mr: MergeRequest, pr: Any, comment: PlannedComment, result: ApplyResult) -> bool:
         """Fallback for a line GitHub refused: a comment on the whole file (``subject_type: file``)."""
         anchor = comment.finding.anchor
         note = f"_(GitHub would not place this on line {anchor.line}, so it is on the file)_\n\n"
+        body = self.identity(mr.ref.repo).seal.seal(note + comment.body)
         try:
-            self._call(f"posting a file-level comment on {anchor.path}", lambda: pr.create_review_comment(
-                note + comment.body, mr.head_sha, anchor.path, subject_type="file"), write=True,
+            made = self._call(f"posting a file-level comment on {anchor.path}", lambda: pr.create_review_comment(
+                body, mr.head_sha, anchor.path, subject_type="file"), write=True,
                 landed=self._on_host(mr, {comment.fingerprint}))
         except GitHubAPIError as exc:
             if exc.status != 422:
                 raise
             result.notes.append(f"{anchor.path}:{anchor.line}: moved to the summary ({exc})")
             return False
+        self._check_author(made.user.login if made is not None and made.user else None)
         result.file_level += 1
         result.notes.append(f"{anchor.path}:{anchor.line}: posted on the file (line refused by GitHub)")
         return True
@@ -379,33 +462,35 @@ class GitHubHost:
             raise
 
     def _upsert_summary(self, mr: MergeRequest, body: str, result: ApplyResult) -> None:
-        """One summary: edit the one fetch found (only when its text changed), else create it and read back.
+        """One summary: edit the one to keep (only when its text changed), else create it and read back.
 
-        A second summary (two runs that both created one) is removed, the older one is kept, so racing runs
-        agree; a later run removes any that are left. A POST that lands and then fails is not sent again.
+        Of several summaries (runs that raced) the one about this head is kept, so racing runs on different heads
+        converge on the newest head's (only a run for the current head gets here); the others are removed.
+        A POST that lands and then fails is not sent again.
         """
         known = self._seen_summaries.get(str(mr.ref))
         if known is None:
             known = self._summaries(mr.ref)
-        for extra in known[1:]:
-            if self._delete(mr, "issues", str(extra["id"])):
-                result.notes.append(f"summary {extra['id']} removed: a second summary (two runs overlapped)")
-        if known and self._edit_summary(mr, known[0], body):
-            result.summary_url = known[0].get("html_url") or ""
+        keeper = self._keeper(known, mr.head_sha)
+        self._drop_summaries(mr, [c for c in known if c is not keeper], result)
+        if keeper is not None and self._edit_summary(mr, keeper, body):
+            result.summary_url = keeper.get("html_url") or ""
+            self._seen_summaries[str(mr.ref)] = [keeper]
             return
         issue = self._repo(mr.ref.repo).get_issue(mr.ref.number)
         created = self._call("posting the summary", lambda: issue.create_comment(body), write=True,
                              landed=lambda: bool(self._summaries(mr.ref)))
-        author = created.user.login if created is not None and created.user else ""
-        if author and not self.identity().is_self(author):
-            result.notes.append(f"this token writes as {author}, not as {self.bot_login()}: set github.bot_login = "
-                                f"\"{author}\" ([github] table of .sieve.toml), or every run starts afresh")
+        self._check_author(created.user.login if created is not None and created.user else None)
         found = self._summaries(mr.ref)
-        for extra in found[1:]:
+        keeper = self._keeper(found, mr.head_sha)
+        self._drop_summaries(mr, [c for c in found if c is not keeper], result)
+        self._seen_summaries[str(mr.ref)] = [keeper] if keeper else []
+        result.summary_url = keeper.get("html_url") or "" if keeper else ""
+
+    def _drop_summaries(self, mr: MergeRequest, extras: list[dict[str, Any]], result: ApplyResult) -> None:
+        for extra in extras:
             if self._delete(mr, "issues", str(extra["id"])):
                 result.notes.append(f"summary {extra['id']} removed: a second summary (two runs overlapped)")
-        self._seen_summaries[str(mr.ref)] = found[:1]
-        result.summary_url = found[0].get("html_url") or "" if found else ""
 
     def _edit_summary(self, mr: MergeRequest, current: dict[str, Any], body: str) -> bool:
         """Edit the summary in place when its text changed; False when it is gone (then it is created anew)."""
@@ -426,9 +511,11 @@ class GitHubHost:
         """Commit status "sieve", read right before it is set and skipped when the same state and text are set."""
         commit = self._repo(mr.ref.repo).get_commit(mr.head_sha)
         combined = self._call("reading the commit status", lambda: commit.get_combined_status())
-        for s in combined.statuses:
-            if s.context == status.context and s.state == status.state and s.description == status.description[:140]:
-                return
+        ours = [s for s in combined.statuses if s.context == status.context]
+        if status.only_to_replace and not ours:
+            return
+        if any(s.state == status.state and s.description == status.description[:140] for s in ours):
+            return
         self._call("setting the commit status", lambda: commit.create_status(
             state=status.state, description=status.description[:140], context=status.context), write=True)
 
@@ -445,7 +532,7 @@ class GitHubHost:
         for c in listed:
             if c.get("in_reply_to_id"):
                 replies.setdefault(c["in_reply_to_id"], []).append(c)
-        me = self.identity()
+        me = self.identity(repo)
         for c in listed:
             record = comments.read(c["id"], _login(c), c.get("body"), me)
             if c.get("in_reply_to_id") or not record.finding:

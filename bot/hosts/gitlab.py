@@ -10,7 +10,11 @@ transport is mounted on python-gitlab's session: GitLab's 429 may come without h
 ``Retry-After`` / ``RateLimit-Reset`` are honoured when present, 5xx and timeouts are retried a bounded number
 of times. A POST whose result is unknown (5xx, timeout, reset) is not resent blindly: the host reads the merge
 request's notes first, and sends it again only if it did not land. Every creation is read back, and where two
-runs raced, the newer copy of a duplicate note is removed (the older kept), so racing runs agree.
+runs raced, a copy of a duplicate note is removed only when nobody reacted to or replied on it (the older kept
+otherwise), so racing runs agree and no person's 👍 is lost. A run whose head is no longer the merge request's
+writes neither summary nor status (the newer run owns them), and of several summaries the one about the newest
+head is kept. Every note Sieve writes is sealed (bot.markers.Seal), so a note another job posts under the same
+account is never taken for Sieve's.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -79,12 +84,12 @@ def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
     return [n for n in discussion.get("notes") or [] if not n.get("system")]
 
 
-def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> list[tuple[int, str, bool]]:
-    """``[(note id, what it is: "summary" or the finding's fingerprint, replied)]`` for a note Sieve's own
-    identity wrote, else []."""
+def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> list[tuple[int, str, bool, str]]:
+    """``[(note id, what it is: "summary" or the finding's fingerprint, replied, the summary's head)]`` for a
+    note that is Sieve's own (its identity, its seal), else []."""
     record = comments.read(note.get("id"), (note.get("author") or {}).get("username"), note.get("body"), me)
     key = "summary" if record.summary else record.marker.fingerprint if record.finding else None
-    return [(int(note["id"]), key, replied)] if key else []
+    return [(int(note["id"]), key, replied, record.summary_data.commit)] if key else []
 
 
 @HOSTS.register("gitlab", options=GitLabOptions)
@@ -95,7 +100,7 @@ class GitLabHost:
 
     def __init__(self, token: str, *, url: str = "https://gitlab.com", timeout: float = 30.0, max_retries: int = 4,
                  write_pause: float = 0.5, sleep: Callable[[float], None] = time.sleep,
-                 bot_username: str | None = None, min_trusted_access: int = DEVELOPER) -> None:
+                 bot_username: str | None = None, min_trusted_access: int = DEVELOPER, marker_key: str = "") -> None:
         if not token:
             raise ConfigError("no GitLab token given",
                               hint="set GITLAB_TOKEN (a project access token with the 'api' scope)")
@@ -105,11 +110,13 @@ class GitLabHost:
         self.counters = http.Counters()
         self.sleep = sleep
         self.bot_username = bot_username
+        self._username_checked = False
+        self._marker_key = marker_key.encode()
         self.min_trusted_access = min_trusted_access
         self._trust: dict[int, bool] = {}
         self._summary_bodies: dict[str, str] = {}
         self._line_code_needed = False
-        self._seen: dict[str, list[tuple[int, str, bool]]] = {}  # ref → Sieve's notes as the last read found them
+        self._seen: dict[str, list[tuple[int, str, bool, str]]] = {}  # ref → Sieve's notes as last read
         session = http.requests_session(self.policy, self.counters, sleep=sleep, retry=True)
         self._gl = gitlab.Gitlab(self.url, private_token=token, timeout=timeout, session=session, per_page=100)
 
@@ -125,15 +132,22 @@ class GitLabHost:
         """Every page of a list endpoint (python-gitlab follows the pagination links)."""
         return self._call(what, lambda: list(self._gl.http_list(path, query_data=query or {}, iterator=True)))
 
-    def _bot(self) -> comments.Identity:
-        """Sieve's identity: the token's own user (asked once when not configured); only its notes are Sieve's."""
-        if not self.bot_username:
+    def _bot(self, repo: str) -> comments.Identity:
+        """Sieve's identity in ``repo``: the token's own user (asked once; a configured ``bot_login`` that is not
+        the token's user stops the run before any write) and the seal its notes there carry."""
+        if not self._username_checked:
             me = self._call("reading the token's user", self._gl.http_get, "/user")
-            self.bot_username = str(me.get("username") or "") if isinstance(me, dict) else ""
-            if not self.bot_username:
+            actual = str(me.get("username") or "") if isinstance(me, dict) else ""
+            if not actual:
                 raise HostError("GitLab did not name the token's user, so Sieve cannot tell its own notes apart",
                                 hint="use a project or personal access token with the 'api' scope")
-        return comments.Identity(self.bot_username)
+            if self.bot_username and not comments.Identity(self.bot_username).is_self(actual):
+                raise ConfigError(f"the token writes as {actual}, not as the configured bot_login "
+                                  f"{self.bot_username}, so Sieve would not recognise its own notes and would post "
+                                  "them again on every run",
+                                  hint=f'set bot_login = "{actual}" in the [gitlab] table of .sieve.toml (or remove it)')
+            self.bot_username, self._username_checked = actual, True
+        return comments.Identity(self.bot_username, markers.Seal(f"gitlab:{repo}", self._marker_key))
 
     def _mr_path(self, ref: MergeRequestRef) -> str:
         return f"/projects/{_encode(ref.repo)}/merge_requests/{ref.number}"
@@ -148,8 +162,8 @@ class GitLabHost:
             raise HostError(f"merge request {ref} has no diff yet (GitLab is still preparing it)",
                             hint="run again in a minute")
         entries = self._diff_entries(base)
-        me = self._bot()
-        existing, summary_id, seen = [], None, []
+        me = self._bot(ref.repo)
+        existing, summaries, seen = [], [], []
         for discussion in self._list("reading discussions", f"{base}/discussions"):
             notes = _notes(discussion)
             if not notes:
@@ -160,15 +174,19 @@ class GitLabHost:
                                    line=pos.get("new_line") or pos.get("old_line"), has_replies=len(notes) > 1,
                                    resolved=bool(first.get("resolved")))
             if record.summary:
-                summary_id = summary_id or str(first["id"])
+                summaries.append(record)
                 self._summary_bodies[str(first["id"])] = record.body
             elif record.finding:
                 existing.append(record)
             seen += _sieve_note(first, len(notes) > 1, me)
         self._seen[str(ref)] = seen
+        summary = next((c for c in summaries if c.summary_data.commit == refs["head_sha"]),
+                       summaries[0] if summaries else None)
         return MergeRequest(ref=ref, title=mr.get("title", ""), base_sha=refs.get("base_sha", ""),
                             head_sha=refs["head_sha"], start_sha=refs.get("start_sha") or refs.get("base_sha", ""),
-                            diff=assemble_diff(entries), existing=tuple(existing), summary_id=summary_id,
+                            diff=assemble_diff(entries), existing=tuple(existing),
+                            summary_id=summary.id.rsplit(":", 1)[-1] if summary else None,
+                            summary_state=summary.summary_data if summary else markers.SummaryData(),
                             is_fork=mr.get("source_project_id") != mr.get("target_project_id"),
                             web_url=mr.get("web_url", ""), author=(mr.get("author") or {}).get("username", ""))
 
@@ -205,14 +223,22 @@ class GitLabHost:
         calls, writes = self.counters.api_calls, self.counters.writes
         result = ApplyResult()
         base = self._mr_path(mr.ref)
+        if self._moved_on(base, mr, result):
+            return self._counted(result, calls, writes)
         files = line_maps(mr.diff)
+        seal = self._bot(mr.ref.repo).seal
         leftovers: list[str] = []
+        refused: dict[str, str] = {}
         for comment in plan.create:
-            self._create(base, mr, comment, files, result, leftovers)
+            self._create(base, mr, replace(comment, body=seal.seal(comment.body)), files, result, leftovers, refused)
+        for comment in plan.held:
+            leftovers.append(f"- {render.code(f'{comment.finding.anchor.path}:{comment.finding.anchor.line}')}: "
+                             f"{render.inert(comment.finding.review.strip())}")
+            refused[comment.fingerprint] = markers.body_sha(comment.body)
         for update in plan.update:
             discussion, note = update.existing.id.split(":", 1)
             self._call("editing a comment", self._gl.http_put, f"{base}/notes/{note}",
-                       post_data={"body": update.comment.body})
+                       post_data={"body": seal.seal(update.comment.body)})
             if update.existing.resolved:
                 self._call("reopening a discussion", self._gl.http_put, f"{base}/discussions/{discussion}",
                            post_data={"resolved": False})
@@ -222,18 +248,36 @@ class GitLabHost:
             self._call("resolving a discussion", self._gl.http_put, f"{base}/discussions/{discussion}",
                        post_data={"resolved": True})
             result.resolved += 1
-        result.summary_url, created = self._summary(base, mr, plan.summary, leftovers)
-        seen = self._read_back(base) if created or result.created else self._seen.get(str(mr.ref), [])
-        self._drop_duplicates(base, seen, result)
+        if self._moved_on(base, mr, result):
+            return self._counted(result, calls, writes)
+        state = markers.SummaryData(mr.head_sha, refused)
+        summary = render.recount(plan.summary, result.created - result.file_level)
+        result.summary_url, created = self._summary(base, mr, summary, leftovers, state)
+        seen = self._read_back(base, mr.ref.repo) if created or result.created else self._seen.get(str(mr.ref), [])
+        self._drop_duplicates(base, seen, result, mr.head_sha)
         if status is not None:
             self._status(mr, status)
+        return self._counted(result, calls, writes)
+
+    def _counted(self, result: ApplyResult, calls: int, writes: int) -> ApplyResult:
         result.api_calls = self.counters.api_calls - calls
         result.writes = self.counters.writes - writes
         return result
 
-    def _read_back(self, base: str) -> list[tuple[int, str, bool]]:
+    def _moved_on(self, base: str, mr: MergeRequest, result: ApplyResult) -> bool:
+        """Has the merge request moved on to a newer head than the one reviewed? Then say so and write no more."""
+        now = self._call("reading the merge request's head", self._gl.http_get, base)
+        head = str(((now or {}).get("diff_refs") or {}).get("head_sha") or "") if isinstance(now, dict) else ""
+        if head and head != mr.head_sha:
+            result.stale = True
+            result.notes.append(f"{mr.ref} moved on from {mr.head_sha[:12]} to {head[:12]} during this run: the "
+                                "run for the new head writes the summary and the status")
+            return True
+        return False
+
+    def _read_back(self, base: str, repo: str) -> list[tuple[int, str, bool, str]]:
         """Sieve's notes on the merge request as they are now (after creating some, or after a failed POST)."""
-        me = self._bot()
+        me = self._bot(repo)
         seen = []
         for discussion in self._list("reading discussions", f"{base}/discussions"):
             notes = _notes(discussion)
@@ -241,26 +285,41 @@ class GitLabHost:
                 seen += _sieve_note(notes[0], len(notes) > 1, me)
         return seen
 
-    def _drop_duplicates(self, base: str, seen: list[tuple[int, str, bool]], result: ApplyResult) -> None:
-        """Where two runs raced, keep the oldest note per finding (and one summary); delete newer copies that
-        nobody replied to."""
-        first: dict[str, int] = {}
-        for note_id, key, replied in sorted(seen):
-            if key not in first:
-                first[key] = note_id
+    def _reacted(self, base: str, note_id: int) -> bool:
+        """Did anyone award an emoji to this note (asked only of duplicates about to be removed)?"""
+        return bool(self._list("reading award emoji", f"{base}/notes/{note_id}/award_emoji"))
+
+    def _drop_duplicates(self, base: str, seen: list[tuple[int, str, bool, str]], result: ApplyResult,
+                         head: str) -> None:
+        """Where two runs raced: of a finding's copies keep every one a person replied on or reacted to (else the
+        oldest); of the summaries keep the one about ``head`` (else the oldest). Remove the rest."""
+        groups: dict[str, list[tuple[int, bool, str]]] = {}
+        for note_id, key, replied, commit in sorted(seen):
+            groups.setdefault(key, []).append((note_id, replied, commit))
+        for key, group in groups.items():
+            if len(group) < 2:
                 continue
-            if replied:
-                continue
-            try:
-                self._gl.http_delete(f"{base}/notes/{note_id}")
-            except gitlab.exceptions.GitlabHttpError as exc:
-                if exc.response_code == 404:
-                    continue  # the racing run removed it first
-                raise _error(exc, "removing a duplicate note", self._token) from None
-            except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
-                raise _error(exc, "removing a duplicate note", self._token) from None
-            what = "summary" if key == "summary" else "comment"
-            result.notes.append(f"{what} note {note_id} removed: a copy of note {first[key]} (two runs overlapped)")
+            if key == "summary":
+                keep = [next((g for g in group if g[2] == head), group[0])]
+            else:
+                keep = [g for g in group if g[1] or self._reacted(base, g[0])] or group[:1]
+            for note_id, _, _ in (g for g in group if g not in keep):
+                if self._delete_note(base, note_id):
+                    what = "summary" if key == "summary" else "comment"
+                    result.notes.append(f"{what} note {note_id} removed: a copy of note {keep[0][0]} "
+                                        "(two runs overlapped)")
+
+    def _delete_note(self, base: str, note_id: int) -> bool:
+        """Remove one of Sieve's duplicate notes; False when a racing run removed it first."""
+        try:
+            self._gl.http_delete(f"{base}/notes/{note_id}")
+            return True
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 404:
+                return False
+            raise _error(exc, "removing a duplicate note", self._token) from None
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "removing a duplicate note", self._token) from None
 
     def _post(self, what: str, path: str, data: dict[str, Any], landed: Callable[[], bool]) -> dict[str, Any] | None:
         """POST once; when the result is unknown (5xx, timeout, reset) read the notes and resend only if it did
@@ -275,14 +334,14 @@ class GitLabHost:
                         fail=fail, counters=self.counters, landed=landed)
 
     def _post_discussion(self, base: str, body: str, position: dict[str, Any] | None,
-                         fingerprint: str = "") -> str | None:
+                         fingerprint: str = "", repo: str = "") -> str | None:
         """POST a discussion; the refusal message on a 400 (position not accepted), None on success."""
         data: dict[str, Any] = {"body": body}
         if position is not None:
             data["position"] = position
         try:
             self._post("posting a comment", f"{base}/discussions", data,
-                       landed=lambda: any(key == fingerprint for _, key, _ in self._read_back(base)))
+                       landed=lambda: any(seen[1] == fingerprint for seen in self._read_back(base, repo)))
             return None
         except gitlab.exceptions.GitlabHttpError as exc:
             if exc.response_code == 400:
@@ -292,10 +351,11 @@ class GitLabHost:
             raise _error(exc, "posting a comment", self._token) from None
 
     def _create(self, base: str, mr: MergeRequest, comment: PlannedComment, files: dict[str, _FileLines],
-                result: ApplyResult, leftovers: list[str]) -> None:
-        """Inline (with line_code if demanded) → file-level → general note → summary. Never lost."""
+                result: ApplyResult, leftovers: list[str], refused: dict[str, str]) -> None:
+        """Inline (with line_code if demanded) → file-level → general note → summary. Never lost; what reaches
+        the summary is remembered in its seal (``refused``) so the same text is not sent again next run."""
         anchor = comment.finding.anchor
-        post = functools.partial(self._post_discussion, base, fingerprint=comment.fingerprint)
+        post = functools.partial(self._post_discussion, base, fingerprint=comment.fingerprint, repo=mr.ref.repo)
         position = build_position(comment, mr, files, self._line_code_needed)
         refusal = "line not in the diff" if position is None else post(comment.body, position)
         if position is not None and refusal and _needs_line_code(refusal) and not self._line_code_needed:
@@ -307,16 +367,21 @@ class GitLabHost:
             return
         where = render.code(f"{anchor.path}:{anchor.line}")
         result.notes.append(f"{where}: inline position refused ({redact(refusal)}); posted less precisely")
-        fallback = f"**{where}** (GitLab could not anchor this comment to the line)\n\n{comment.body}"
+        fallback = self._bot(mr.ref.repo).seal.seal(
+            f"**{where}** (GitLab could not anchor this comment to the line)\n\n{comment.body}")
         for pos in [p for p in (file_position(comment, mr, files),) if p] + [None]:
             if post(fallback if pos is None else comment.body, pos) is None:
                 result.created += 1
                 result.file_level += 1
                 return
         leftovers.append(f"- {where}: {render.inert(comment.finding.review.strip())}")
+        refused[comment.fingerprint] = markers.body_sha(comment.body)
+        result.notes.append(f"{where}: GitLab refused the comment everywhere; it is listed in the summary and not "
+                            "sent again unchanged")
         result.to_summary += 1
 
-    def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str]) -> tuple[str, bool]:
+    def _summary(self, base: str, mr: MergeRequest, summary: str, leftovers: list[str],
+                 state: markers.SummaryData) -> tuple[str, bool]:
         """Create the summary note once, then edit it in place (no write at all when nothing changed).
         Returns its URL and whether this run created it."""
         body = summary
@@ -328,6 +393,7 @@ class GitLabHost:
             body = head.rstrip() + "\n\n**Could not be posted inline:**\n" + "\n".join(listed) + "\n\n" + \
                 markers.SUMMARY_MARKER
         body = render.fit_text(body, render.body_limit("gitlab"), markers.SUMMARY_MARKER)
+        body = self._bot(mr.ref.repo).seal.seal(body, state)
         note_id, created = mr.summary_id, False
         if note_id and self._summary_bodies.get(note_id) != body:
             try:
@@ -339,21 +405,27 @@ class GitLabHost:
             except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
                 raise _error(exc, "editing the summary", self._token) from None
         if not note_id:
-            note = self._post_summary(base, body)
+            note = self._post_summary(base, body, mr.ref.repo)
             note_id, created = str(note.get("id", "")) if note else "", True
         self._summary_bodies[note_id] = body
         return (f"{mr.web_url}#note_{note_id}" if mr.web_url else note_id), created
 
-    def _post_summary(self, base: str, body: str) -> dict[str, Any] | None:
+    def _post_summary(self, base: str, body: str, repo: str) -> dict[str, Any] | None:
         try:
             return self._post("posting the summary", f"{base}/notes", {"body": body},
-                              landed=lambda: any(key == "summary" for _, key, _ in self._read_back(base)))
+                              landed=lambda: any(seen[1] == "summary" for seen in self._read_back(base, repo)))
         except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
             raise _error(exc, "posting the summary", self._token) from None
 
     def _status(self, mr: MergeRequest, status: StatusSpec) -> None:
         """The pipeline-visible commit status; sent again after an unknown result (a repeated status is harmless)."""
         state = {"failure": "failed"}.get(status.state, status.state)
+        if status.only_to_replace:
+            listed = self._list("reading the commit statuses",
+                                f"/projects/{_encode(mr.ref.repo)}/repository/commits/{mr.head_sha}/statuses")
+            ours = [s for s in listed if s.get("name") == status.context]
+            if not ours or ours[0].get("status") == state:
+                return
         data = {"state": state, "name": status.context, "description": status.description[:140],
                 "target_url": mr.web_url or None}
         try:
@@ -382,9 +454,9 @@ class GitLabHost:
         return self._trust[user_id]
 
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
-        """Sieve's notes (found by their markers) in merge requests updated since ``since``, with votes/replies."""
+        """Sieve's notes (its identity, its seal) in merge requests updated since ``since``, with votes/replies."""
         project = _encode(repo)
-        me = self._bot()
+        me = self._bot(repo)
         query: dict[str, Any] = {"state": "all", "order_by": "updated_at", "sort": "asc"}
         if since:
             query["updated_after"] = since
