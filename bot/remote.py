@@ -65,6 +65,7 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     if dry_run:
         return outcome
     result = host.apply(mr, outcome.plan, app.status_for(outcome, config))
+    outcome.applied = True
     outcome.warnings.append(f"{target.ref}: created {result.created}, updated {result.updated}, "
                             f"resolved {result.resolved}, file-level {result.file_level}, "
                             f"to summary {result.to_summary}; {result.api_calls} API calls, {result.writes} writes")

@@ -109,7 +109,7 @@ def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
     assert "app/io.py" in out and "over the comment cap (1)" in out
-    assert "Posted 1" in out
+    assert "1 would be posted" in out and "Posted" not in out  # a local review posts nothing
 
 
 def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
