@@ -63,6 +63,8 @@ class FeedbackRecord:
     correction: str | None = None  # that user's latest /sieve severity level
     created_at: str = ""
     comment: CommentInfo | None = field(default=None, compare=False)
+    voter_id: int | None = None  # the host's numeric user id (the login in ``voter`` is for people to read)
+    unknown: bool = False  # not trusted because the host's answer on the user's permission was unclear
 
 
 def parse_correction(body: str) -> str | None:

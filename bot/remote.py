@@ -12,6 +12,7 @@ from bot.config import Config
 from bot.errors import ConfigError, ThresholdFailure
 from bot.hosts.base import MergeRequestRef
 from bot.outcome import Outcome
+from bot.terminal import one_line
 
 GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 GITLAB_TOKEN_VARS = ("SIEVE_GITLAB_TOKEN", "GITLAB_TOKEN")
@@ -74,9 +75,11 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
 
 
 def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
+    """``sieve feedback collect | export | stats``. Only collect writes to the store; export and stats open it
+    read-only, so they work on a store they may not write (a read-only file, folder or mount)."""
     from bot import feedback_app, store
 
-    db = store.open_store(getattr(args, "db", None) or config.db)
+    db = store.open_store(getattr(args, "db", None) or config.db, read_only=args.action != "collect")
     try:
         if args.action == "collect":
             if bool(args.github) == bool(args.gitlab):
@@ -87,14 +90,12 @@ def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[
             print(stats)
         elif args.action == "export":
             count = feedback_app.export(db, args.out, trusted_only=not args.include_untrusted)
-            print(f"wrote {count} example(s) to {args.out}")
+            print(one_line(f"wrote {count} example(s) to {args.out}"))
         else:
             for row in feedback_app.stats(db):
-                print("  ".join(f"{k}={v}" for k, v in row.items()))
+                print(one_line("  ".join(f"{k}={v}" for k, v in row.items())))
     finally:
-        close = getattr(db, "close", None)
-        if close:
-            close()
+        db.close()
     return 0
 
 
