@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -88,12 +89,20 @@ def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[
             host = make_host(kind, config, environ, args.github_url if kind == "github" else args.gitlab_url or "")
             stats = feedback_app.collect(host, repo, args.since, db)
             print(stats)
+            for note in stats.notes:
+                print(f"note: {one_line(note)}", file=sys.stderr)
         elif args.action == "export":
             count = feedback_app.export(db, args.out, trusted_only=not args.include_untrusted)
             print(one_line(f"wrote {count} example(s) to {args.out}"))
+            missing = feedback_app.left_out(db, unlabelled_only=True) if not args.include_untrusted else None
+            if missing:
+                print(f"note: {one_line(missing)}", file=sys.stderr)
         else:
             for row in feedback_app.stats(db):
                 print(one_line("  ".join(f"{k}={v}" for k, v in row.items())))
+            missing = feedback_app.left_out(db)
+            if missing:
+                print(f"note: {one_line(missing)}", file=sys.stderr)
     finally:
         db.close()
     return 0
