@@ -193,13 +193,13 @@ class Store:
             current = {r.voter: r for r in records if r.vote != 0}
             for voter, rec in current.items():
                 before = old.get(voter)
+                known_id = before[3] if before is not None and before[3] is not None else rec.voter_id
                 if before is None or before[2]:
                     counts.new += 1
-                elif (before[0], before[1], before[3], before[4]) != (rec.vote, rec.trusted, rec.voter_id,
-                                                                      rec.unknown):
+                elif (before[0], before[1], known_id, before[4]) != (rec.vote, rec.trusted, rec.voter_id, rec.unknown):
                     counts.changed += 1  # a new vote, a new trust answer, or the login now names someone else
-                else:
-                    continue
+                elif before[3] is not None or rec.voter_id is None:
+                    continue  # unchanged (a row from before schema 2 only gets its voter's id filled in)
                 self.db.execute(
                     "INSERT INTO votes (host, repo, comment_id, voter, vote, trusted, created_at, removed, updated_at, "
                     "voter_id, trust_unknown) VALUES (?,?,?,?,?,?,?,0,?,?,?) "

@@ -229,8 +229,11 @@ def test_the_id_migration_keeps_old_votes_and_stores_ids(tmp_path: Path):
         ("a", None, 0)]
     changed = store.sync(INFO, [FeedbackRecord("gitlab", "g/p", "55", "a", 1, True, voter_id=7),
                                 FeedbackRecord("gitlab", "g/p", "55", "z", -1, False, voter_id=8, unknown=True)], "t")
-    assert (changed.new, changed.changed) == (1, 1)  # a: now with an id; z: new
-    assert store.not_trusted() == {("gitlab", "g/p", "55"): (0, 1)}
+    assert (changed.new, changed.changed) == (1, 0)  # z: new; a: the same vote, its id filled in
+    assert {r["voter"]: r["voter_id"] for r in store.query("SELECT * FROM votes")} == {"a": 7, "z": 8}
+    assert store.not_trusted() == {("gitlab", "g/p", "55"): (0, 1)}  # z: permission unknown
+    again = store.sync(INFO, [FeedbackRecord("gitlab", "g/p", "55", "a", 1, True, voter_id=9)], "t")
+    assert (again.changed, again.removed) == (1, 1)  # "a" is someone else now; z's vote is gone
 
 
 @pytest.mark.parametrize("content,cause", [
