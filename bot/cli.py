@@ -12,6 +12,7 @@ from pathlib import Path
 from bot import __version__
 from bot.errors import ConfigError, SieveError, ThresholdFailure, redact
 from bot.hosts.local import FORMATS, render_outcome
+from bot.terminal import one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,7 +172,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     _emit(render_outcome(outcome, args.format, color=args.out is None and sys.stdout.isatty()), args.out)
     if outcome.errors:
         for error in outcome.errors:
-            print(f"warning: {error}", file=sys.stderr)
+            print(f"warning: {one_line(error)}", file=sys.stderr)
     app.check_complete(outcome, config)
     if app.fail_on_hit(outcome, config):
         raise ThresholdFailure(f"findings rated {config.fail_on.label} or worse were found (--fail-on)")
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(argv)
     except SieveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected bug: one redacted line, the traceback only on request
         if os.environ.get("SIEVE_DEBUG"):
             raise
-        print(f"error: internal error {type(exc).__name__}: {redact(str(exc))} "
+        print(f"error: internal error {type(exc).__name__}: {one_line(redact(str(exc)))} "
               "(set SIEVE_DEBUG=1 for a traceback and report it)", file=sys.stderr)
         return 3
 

@@ -106,8 +106,8 @@ class Config:
         return str(self.table("github").get("bot_login", ""))
 
     @property
-    def trusted_users(self) -> tuple[str, ...]:
-        """``[github] trusted_users``: users whose reactions count as trusted feedback."""
+    def trusted_users(self) -> tuple[int, ...]:
+        """``[github] trusted_users``: numeric ids of the users whose reactions count as trusted feedback."""
         return tuple(self.table("github").get("trusted_users", ()))
 
 

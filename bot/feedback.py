@@ -5,8 +5,9 @@ Rules decided here and nowhere else:
   anyone else's comment is never read, so a stranger cannot plant a training example;
 - one record per (comment, user): that user's latest vote (+1 / -1, 0 when they only replied) and their latest
   ``/sieve severity <level>`` correction; the bot's own reactions and replies are ignored;
-- trust comes from the host (write access on GitHub, Developer+ on GitLab, or ``trusted_users``); untrusted
-  records are kept and marked, never turned into labels unless the caller asks for them;
+- trust comes from the host (write access on GitHub, Developer+ on GitLab, or a numeric user id listed in
+  ``trusted_users``); untrusted records are kept and marked, never turned into labels unless the caller asks for
+  them; a user whose permission the host did not answer clearly is *unknown*: untrusted, and marked as such;
 - the label of a comment: the latest trusted correction; else the net trusted vote confirms (+1) or rejects
   (-1) the predicted level. A rejection is exported with ``label`` = the predicted level and ``vote`` = -1 so
   training can use it as a negative; its ``acceptable_labels`` are the other three levels.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from bot.hosts.base import CommentFeedback
+from bot.hosts.base import CommentFeedback, Reply, Vote
 from bot.severity import LABELS
 
 _CORRECTION = re.compile(r"(?im)^\s*/sieve\s+severity\s+([a-z]+)\b")
@@ -63,6 +64,8 @@ class FeedbackRecord:
     correction: str | None = None  # that user's latest /sieve severity level
     created_at: str = ""
     comment: CommentInfo | None = field(default=None, compare=False)
+    voter_id: int | None = None  # the host's numeric user id (the login in ``voter`` is for people to read)
+    unknown: bool = False  # not trusted because the host's answer on the user's permission was unclear
 
 
 def parse_correction(body: str) -> str | None:
@@ -90,23 +93,33 @@ def records_from(feedback: CommentFeedback, bot_user: str | None = None) -> list
     The bot is ``bot_user`` when given, else the comment's own author (Sieve wrote the comment)."""
     info = comment_from(feedback)
     bot_user = bot_user or feedback.comment.author or None
-    votes: dict[str, tuple[int, bool, str]] = {}
+    votes: dict[str, Vote] = {}
     for vote in sorted(feedback.votes, key=lambda v: v.created_at):
         if vote.user and vote.user != bot_user and vote.content in ("+1", "-1"):
-            votes[vote.user] = (1 if vote.content == "+1" else -1, vote.trusted, vote.created_at)
-    corrections: dict[str, tuple[str, bool, str]] = {}
+            votes[vote.user] = vote
+    corrections: dict[str, tuple[str, Reply]] = {}
     for reply in sorted(feedback.replies, key=lambda r: r.created_at):
         level = parse_correction(reply.body)
         if level and reply.user and reply.user != bot_user:
-            corrections[reply.user] = (level, reply.trusted, reply.created_at)
+            corrections[reply.user] = (level, reply)
     out = []
     for user in sorted(set(votes) | set(corrections)):
-        vote, vote_trusted, vote_at = votes.get(user, (0, False, ""))
-        level, fix_trusted, fix_at = corrections.get(user, (None, False, ""))
-        out.append(FeedbackRecord(feedback.host, feedback.repo, feedback.comment_id, user, vote,
-                                  vote_trusted if user in votes else fix_trusted, level, max(vote_at, fix_at),
-                                  info))
+        vote = votes.get(user)
+        level, reply = corrections.get(user, (None, None))
+        who = vote or reply
+        if who is None:  # not reached: every user here voted or corrected
+            continue
+        out.append(FeedbackRecord(
+            feedback.host, feedback.repo, feedback.comment_id, user, _value(vote), who.trusted, level,
+            max(vote.created_at if vote else "", reply.created_at if reply else ""), info, voter_id=who.user_id,
+            unknown=bool(who.trust_unknown) and not who.trusted))
     return out
+
+
+def _value(vote: Vote | None) -> int:
+    if vote is None:
+        return 0
+    return 1 if vote.content == "+1" else -1
 
 
 def lang_of(path: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +21,28 @@ class CollectStats:
     changed_votes: int = 0
     removed_votes: int = 0
     untrusted: int = 0  # records from users below the trust bar (kept, marked)
+    unknown: int = 0  # records from users whose permission the host did not answer clearly (kept, not trusted)
     corrections: int = 0
     api_calls: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what the user should know: unknown permissions, and why
 
     def __str__(self) -> str:
+        unknown = f", {self.unknown} with permission unknown" if self.unknown else ""
         return (f"collected {self.comments} Sieve comment(s): {self.new_votes} new vote(s), {self.changed_votes} "
                 f"changed, {self.removed_votes} removed, {self.corrections} correction(s), {self.untrusted} "
-                f"untrusted record(s); {self.api_calls} API call(s) in {self.seconds:.1f} s")
+                f"untrusted record(s){unknown}; {self.api_calls} API call(s) in {self.seconds:.1f} s")
 
 
 def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectStats:
-    """Read every Sieve comment's reactions and replies from the host and sync them into the store."""
+    """Read every Sieve comment's reactions and replies from the host and sync them into the store.
+
+    Each comment is synced in its own transaction: if the store fails (a full disk), the comments synced before
+    stay, and the StoreError says what happened."""
     started = time.perf_counter()
     calls_before = host.counters.api_calls
     stats = CollectStats()
+    unclear: dict[str, list[str]] = {}  # why a permission was unclear → the logins it was unclear for
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for item in host.feedback(repo, since):
         info = feedback.comment_from(item)  # None unless Sieve's own identity wrote it
@@ -47,11 +54,41 @@ def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectSt
         stats.new_votes += counts.new
         stats.changed_votes += counts.changed
         stats.removed_votes += counts.removed
-        stats.untrusted += sum(not r.trusted for r in records)
+        stats.untrusted += sum(not r.trusted and not r.unknown for r in records)
+        stats.unknown += sum(r.unknown for r in records)
         stats.corrections += sum(r.correction is not None for r in records)
+        for person in (*item.votes, *item.replies):
+            if person.trust_unknown and person.user not in unclear.setdefault(person.trust_unknown, []):
+                unclear[person.trust_unknown].append(person.user)
+    stats.notes = [unknown_note(host.name, why, logins) for why, logins in unclear.items()]
     stats.api_calls = host.counters.api_calls - calls_before
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def unknown_note(host: str, why: str, logins: list[str], shown: int = 5) -> str:
+    """One line naming the voters whose trust is unknown, the host's answer, and what to do."""
+    names = ", ".join(sorted(logins)[:shown]) + (", …" if len(logins) > shown else "")
+    where = "[github] trusted_users" if host == "github" else "[gitlab] trusted_users"
+    return (f"permission unknown for {len(logins)} voter(s) ({names}): {why} — their feedback is kept but not "
+            f"trusted; check that the token may read the repository's collaborators and members, or list the "
+            f"voters' numeric ids in {where} (docs/feedback.md)")
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Feedback that did not count because its users are not trusted (for the reading commands' reports)."""
+
+    untrusted: int = 0  # votes and corrections from users below the trust bar
+    unknown: int = 0  # votes and corrections from users whose permission the host did not answer clearly
+
+    def __bool__(self) -> bool:
+        return bool(self.untrusted or self.unknown)
+
+    def __str__(self) -> str:
+        return (f"left out as not trusted: {self.untrusted} vote(s) or correction(s) from users without write "
+                f"access and {self.unknown} from users whose permission is unknown (see `sieve feedback collect`'s "
+                f"notes; --include-untrusted exports them, marked untrusted)")
 
 
 def export(store: Store, out_path: str | Path, *, trusted_only: bool = True) -> int:
@@ -65,6 +102,19 @@ def export(store: Store, out_path: str | Path, *, trusted_only: bool = True) -> 
             lines.append(json.dumps(feedback.example(info, verdict), ensure_ascii=False))
     Path(out_path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return len(lines)
+
+
+def left_out(store: Store, *, unlabelled_only: bool = False) -> LeftOut:
+    """The votes and corrections that did not count for lack of trust. ``unlabelled_only``: only those on
+    comments that gave no trusted label (what made an export shorter than the feedback suggests)."""
+    counts = store.not_trusted()
+    if unlabelled_only:
+        votes, corrections = store.votes(), store.corrections()
+        labelled = {(i.host, i.repo, i.comment_id) for i in store.comments()
+                    if feedback.verdict(i, votes.get((i.host, i.repo, i.comment_id), []),
+                                        corrections.get((i.host, i.repo, i.comment_id), [])) is not None}
+        counts = {key: value for key, value in counts.items() if key not in labelled}
+    return LeftOut(sum(u for u, _ in counts.values()), sum(k for _, k in counts.values()))
 
 
 def stats(store: Store) -> list[dict[str, Any]]:

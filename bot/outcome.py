@@ -19,6 +19,7 @@ class Outcome:
     threshold: str = ""
     target: str = ""  # "change.patch", "owner/repo#12"
     seconds: float = 0.0
+    applied: bool = False  # the plan was posted to a host (False: a local review or --dry-run posted nothing)
 
     @property
     def counts(self) -> dict[str, int]:

@@ -107,11 +107,12 @@ def _is_optional(kind: Any) -> bool:
     return typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
 
 
-def convert(kind: Any, value: Any, key: str) -> Any:
+def convert(kind: Any, value: Any, key: str, hint: str | None = None) -> Any:
     """``value`` as ``kind`` (bool, int, float, str, tuple[str, ...], X | None), or a ConfigError naming ``key``.
 
     Only lossless readings are accepted: a TOML integer is a valid float; ``true`` is not a number, 2.9 is not
-    a whole number, a table is not a list. Numbers must be finite.
+    a whole number, a table is not a list. Numbers must be finite. ``hint`` replaces the generic advice of the
+    error (an option says there what a right value looks like).
     """
     if _is_optional(kind):
         if value is None:
@@ -136,7 +137,7 @@ def convert(kind: Any, value: Any, key: str) -> Any:
                 pass  # reported for the whole list below
     if not ok:
         raise ConfigError(f"setting {key} is {show_value(value)}, expected {type_words(kind)}",
-                          hint=f"fix {key} in .sieve.toml")
+                          hint=hint or f"fix {key} in .sieve.toml")
     return value
 
 
@@ -159,7 +160,8 @@ def parse_options(cls: type, raw: Mapping[str, Any], where: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown key {where}.{unknown[0]}",
                           hint=f"[{where}] takes: {', '.join(sorted(known))}")
-    values = {key: convert(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
+    advice = {f.name: f.metadata.get("hint") for f in dataclasses.fields(cls)}
+    values = {key: convert(hints[key], value, f"{where}.{key}", advice.get(key)) for key, value in raw.items()}
     return cls(**values)  # an options class checks its own ranges in __post_init__ (see require)
 
 

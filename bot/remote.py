@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -12,6 +13,7 @@ from bot.config import Config
 from bot.errors import ConfigError, DiffError, ThresholdFailure
 from bot.hosts.base import MergeRequestRef
 from bot.outcome import Outcome
+from bot.terminal import one_line
 
 GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
 GITLAB_TOKEN_VARS = ("SIEVE_GITLAB_TOKEN", "GITLAB_TOKEN")
@@ -77,6 +79,7 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
                                 f"repository secret {MARKER_KEY_VAR} so that no other workflow's comment can pass "
                                 "for Sieve's (see docs/identity.md)")
     result = host.apply(mr, outcome.plan, app.status_for(outcome, config))
+    outcome.applied = True
     outcome.warnings.append(f"{target.ref}: created {result.created}, updated {result.updated}, "
                             f"resolved {result.resolved}, file-level {result.file_level}, "
                             f"to summary {result.to_summary}; {result.api_calls} API calls, {result.writes} writes")
@@ -85,9 +88,11 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
 
 
 def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
+    """``sieve feedback collect | export | stats``. Only collect writes to the store; export and stats open it
+    read-only, so they work on a store they may not write (a read-only file, folder or mount)."""
     from bot import feedback_app, store
 
-    db = store.open_store(getattr(args, "db", None) or config.db)
+    db = store.open_store(getattr(args, "db", None) or config.db, read_only=args.action != "collect")
     try:
         if args.action == "collect":
             if bool(args.github) == bool(args.gitlab):
@@ -96,16 +101,22 @@ def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[
             host = make_host(kind, config, environ, args.github_url if kind == "github" else args.gitlab_url or "")
             stats = feedback_app.collect(host, repo, args.since, db)
             print(stats)
+            for note in stats.notes:
+                print(f"note: {one_line(note)}", file=sys.stderr)
         elif args.action == "export":
             count = feedback_app.export(db, args.out, trusted_only=not args.include_untrusted)
-            print(f"wrote {count} example(s) to {args.out}")
+            print(one_line(f"wrote {count} example(s) to {args.out}"))
+            missing = feedback_app.left_out(db, unlabelled_only=True) if not args.include_untrusted else None
+            if missing:
+                print(f"note: {one_line(missing)}", file=sys.stderr)
         else:
             for row in feedback_app.stats(db):
-                print("  ".join(f"{k}={v}" for k, v in row.items()))
+                print(one_line("  ".join(f"{k}={v}" for k, v in row.items())))
+            missing = feedback_app.left_out(db)
+            if missing:
+                print(f"note: {one_line(missing)}", file=sys.stderr)
     finally:
-        close = getattr(db, "close", None)
-        if close:
-            close()
+        db.close()
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (host, repo, comment_id, author));
     CREATE INDEX comments_model ON comments (model, predicted);
     """,
+    # 2: who voted, by the host's stable user id (a login can be renamed and taken by someone else), and whether
+    # the host's answer on their permission was unclear (trust unknown: left out like untrusted, but reported)
+    """
+    ALTER TABLE votes ADD COLUMN voter_id INTEGER;
+    ALTER TABLE votes ADD COLUMN trust_unknown INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE corrections ADD COLUMN author_id INTEGER;
+    ALTER TABLE corrections ADD COLUMN trust_unknown INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -47,59 +57,121 @@ class SyncCounts:
 #: seconds a run waits for another one holding the store's write lock before it gives up
 LOCK_TIMEOUT_S = 30.0
 
+# SQLite's primary result codes (an extended code carries one in its low byte)
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
 
 class Store:
-    """One SQLite connection; every sync is one short IMMEDIATE transaction so parallel runners serialise."""
+    """One SQLite connection; every sync is one short IMMEDIATE transaction so parallel runners serialise.
 
-    def __init__(self, path: str | Path, lock_timeout: float | None = None) -> None:
+    ``read_only`` (``sieve feedback stats`` / ``export``) opens the file with ``mode=ro``: nothing is written, not
+    even the WAL switch or a migration, so a store on a read-only file or in a read-only folder can be read as
+    long as its schema is current."""
+
+    def __init__(self, path: str | Path, lock_timeout: float | None = None, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
         self.lock_timeout = LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
         try:
-            self.db = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+            self.db = self._connect_read_only() if read_only else self._connect(self.path)
             self.db.row_factory = sqlite3.Row
-            self.db.execute(f"PRAGMA busy_timeout={int(self.lock_timeout * 1000)}")
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self._migrate()
-        except sqlite3.OperationalError as exc:
-            raise self._locked() if _is_lock(exc) else self._unopenable(exc) from None
-        except sqlite3.DatabaseError as exc:
-            raise self._unopenable(exc) from None
+            if read_only:
+                self._check_current()
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "opening") from None
 
-    def _unopenable(self, exc: Exception) -> StoreError:
-        return StoreError(f"cannot open the feedback store {self.path}: {exc}",
-                          hint="pass --db with a writable SQLite file (it is created if missing)")
+    def _connect(self, target: str, uri: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None, uri=uri)
+        db.execute(f"PRAGMA busy_timeout={int(self.lock_timeout * 1000)}")
+        return db
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``. In a read-only folder SQLite cannot create the WAL index beside the file; when no WAL file
+        is there (every write is in the main file) the file is then read as immutable, which needs no index."""
+        uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+        db = self._connect(uri, uri=True)
+        try:
+            db.execute("PRAGMA user_version").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            if _code(exc) not in (_READONLY, _CANTOPEN) or Path(self.path + "-wal").exists():
+                raise
+            db.close()
+        db = self._connect(uri + "&immutable=1", uri=True)
+        db.execute("PRAGMA user_version").fetchone()
+        return db
+
+    def _failure(self, exc: sqlite3.Error, doing: str) -> StoreError:
+        """One StoreError that names the real cause of a SQLite failure and what to do about it."""
+        code = _code(exc)
+        if code in (_BUSY, _LOCKED):
+            return self._locked()
+        cause, hint = _CAUSES.get(code, (str(exc), "run again; if it keeps failing, pass --db with a new file"))
+        kept = " (nothing is half-written: what was saved before is kept)" if doing.startswith("saving") else ""
+        return StoreError(f"{doing} the feedback store {self.path} failed: {cause}{kept}",
+                          hint=hint.format(path=self.path))
 
     def _locked(self) -> StoreError:
         return StoreError(f"the feedback store {self.path} stayed locked by another process for "
                           f"{self.lock_timeout:g} s", hint="wait for the other sieve run to finish, then run again")
 
-    def _begin(self) -> None:
-        """Take the write lock (waiting up to ``lock_timeout``), or a clear StoreError."""
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` (waiting up to ``lock_timeout`` for the write lock) … ``COMMIT``: all or nothing.
+
+        On any failure the transaction is rolled back and a SQLite error becomes one StoreError naming its cause.
+        SQLite rolls back by itself on some errors (a full disk among them); the ROLLBACK is then skipped, and a
+        ROLLBACK that fails is not allowed to replace the error that made it necessary."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_lock(exc):
-                raise self._locked() from None
+        except sqlite3.Error as exc:
+            raise self._failure(exc, doing) from None
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise self._failure(exc, doing) from None
             raise
+
+    def _rollback(self) -> None:
+        if not self.db.in_transaction:
+            return
+        try:
+            self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the cause is raised by the caller; SQLite discards an unfinished transaction on close anyway
 
     def _migrate(self) -> None:
         """Apply the migrations this version knows and the file has not seen; refuse a newer file."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(f"the feedback store {self.path} has schema version {version}, newer than this "
-                             f"Sieve knows ({len(MIGRATIONS)})", hint="upgrade Sieve or use another --db file")
+        version = self._version_of_file()
         for number in range(version, len(MIGRATIONS)):
-            self._begin()
-            try:
+            with self._transaction("upgrading"):
                 if self.db.execute("PRAGMA user_version").fetchone()[0] == number:  # another runner may have won
                     for statement in MIGRATIONS[number].split(";"):
                         if statement.strip():
                             self.db.execute(statement)
                     self.db.execute(f"PRAGMA user_version = {number + 1}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+
+    def _version_of_file(self) -> int:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(f"the feedback store {self.path} has schema version {version}, newer than this "
+                             f"Sieve knows ({len(MIGRATIONS)})", hint="upgrade Sieve or use another --db file")
+        return version
+
+    def _check_current(self) -> None:
+        """A reading command migrates nothing: an older schema is one clear line saying how to upgrade it."""
+        version = self._version_of_file()
+        if version < len(MIGRATIONS):
+            raise StoreError(f"the feedback store {self.path} has schema version {version} and needs an upgrade to "
+                             f"{len(MIGRATIONS)} before it can be read",
+                             hint="run `sieve feedback collect` on it once where the file is writable (that upgrades "
+                                  "it), then read it again")
 
     @property
     def version(self) -> int:
@@ -109,43 +181,45 @@ class Store:
         self.db.close()
 
     def sync(self, info: CommentInfo, records: list[FeedbackRecord], now: str) -> SyncCounts:
-        """Upsert a comment and the full current set of its votes/corrections (absent ones → removed)."""
+        """Upsert a comment and the full current set of its votes/corrections (absent ones → removed), in one
+        transaction: a failure leaves this comment as it was and the comments synced before it untouched."""
         counts = SyncCounts()
         key = (info.host, info.repo, info.comment_id)
-        self._begin()
-        try:
+        with self._transaction(f"saving feedback on comment {info.comment_id} to"):
             self._upsert_comment(info, now)
-            old = {r["voter"]: (r["vote"], r["trusted"], r["removed"]) for r in self.db.execute(
-                "SELECT voter, vote, trusted, removed FROM votes WHERE host=? AND repo=? AND comment_id=?", key)}
+            old = {r["voter"]: (r["vote"], bool(r["trusted"]), r["removed"], r["voter_id"], bool(r["trust_unknown"]))
+                   for r in self.db.execute("SELECT voter, vote, trusted, removed, voter_id, trust_unknown FROM votes "
+                                            "WHERE host=? AND repo=? AND comment_id=?", key)}
             current = {r.voter: r for r in records if r.vote != 0}
             for voter, rec in current.items():
                 before = old.get(voter)
+                known_id = before[3] if before is not None and before[3] is not None else rec.voter_id
                 if before is None or before[2]:
                     counts.new += 1
-                elif (before[0], bool(before[1])) != (rec.vote, rec.trusted):
-                    counts.changed += 1
-                else:
-                    continue
+                elif (before[0], before[1], known_id, before[4]) != (rec.vote, rec.trusted, rec.voter_id, rec.unknown):
+                    counts.changed += 1  # a new vote, a new trust answer, or the login now names someone else
+                elif before[3] is not None or rec.voter_id is None:
+                    continue  # unchanged (a row from before schema 2 only gets its voter's id filled in)
                 self.db.execute(
-                    "INSERT INTO votes VALUES (?,?,?,?,?,?,?,0,?) ON CONFLICT (host, repo, comment_id, voter) DO "
-                    "UPDATE SET vote=excluded.vote, trusted=excluded.trusted, created_at=excluded.created_at, "
-                    "removed=0, updated_at=excluded.updated_at", (*key, voter, rec.vote, int(rec.trusted),
-                                                                  rec.created_at, now))
+                    "INSERT INTO votes (host, repo, comment_id, voter, vote, trusted, created_at, removed, updated_at, "
+                    "voter_id, trust_unknown) VALUES (?,?,?,?,?,?,?,0,?,?,?) "
+                    "ON CONFLICT (host, repo, comment_id, voter) DO UPDATE SET vote=excluded.vote, "
+                    "trusted=excluded.trusted, created_at=excluded.created_at, removed=0, "
+                    "updated_at=excluded.updated_at, voter_id=excluded.voter_id, trust_unknown=excluded.trust_unknown",
+                    (*key, voter, rec.vote, int(rec.trusted), rec.created_at, now, rec.voter_id, int(rec.unknown)))
             for voter, before in old.items():
                 if voter not in current and not before[2]:
                     counts.removed += 1
                     self.db.execute("UPDATE votes SET removed=1, updated_at=? WHERE host=? AND repo=? AND "
                                     "comment_id=? AND voter=?", (now, *key, voter))
             self._sync_corrections(key, records, now)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return counts
 
     def _upsert_comment(self, info: CommentInfo, now: str) -> None:
         self.db.execute(
-            "INSERT INTO comments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id) "
+            "INSERT INTO comments (host, repo, comment_id, number, url, path, line, predicted, probabilities, model, "
+            "prompt_version, commit_sha, code, review, reviewer, created_at, collected_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id) "
             "DO UPDATE SET url=excluded.url, predicted=excluded.predicted, probabilities=excluded.probabilities, "
             "model=excluded.model, prompt_version=excluded.prompt_version, commit_sha=excluded.commit_sha, "
             "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at",
@@ -160,15 +234,24 @@ class Store:
         self.db.execute(f"DELETE FROM corrections WHERE host=? AND repo=? AND comment_id=?{keep}", (*key, *current))
         for author, rec in current.items():
             self.db.execute(
-                "INSERT INTO corrections VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id, author) DO "
-                "UPDATE SET level=excluded.level, trusted=excluded.trusted, created_at=excluded.created_at, "
-                "updated_at=excluded.updated_at", (*key, author, rec.correction, int(rec.trusted), rec.created_at,
-                                                   now))
+                "INSERT INTO corrections (host, repo, comment_id, author, level, trusted, created_at, updated_at, "
+                "author_id, trust_unknown) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (host, repo, comment_id, author) DO UPDATE SET level=excluded.level, "
+                "trusted=excluded.trusted, created_at=excluded.created_at, updated_at=excluded.updated_at, "
+                "author_id=excluded.author_id, trust_unknown=excluded.trust_unknown",
+                (*key, author, rec.correction, int(rec.trusted), rec.created_at, now, rec.voter_id, int(rec.unknown)))
 
     # --- reading ---------------------------------------------------------------------------------------------
 
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Every row of a query; a SQLite failure while reading is a StoreError naming its cause."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._failure(exc, "reading") from None
+
     def comments(self) -> list[CommentInfo]:
-        rows = self.db.execute("SELECT * FROM comments ORDER BY host, repo, created_at, comment_id").fetchall()
+        rows = self._rows("SELECT * FROM comments ORDER BY host, repo, created_at, comment_id")
         return [CommentInfo(host=r["host"], repo=r["repo"], number=r["number"], comment_id=r["comment_id"],
                             url=r["url"], path=r["path"], line=r["line"], predicted=r["predicted"],
                             probabilities=json.loads(r["probabilities"] or "{}"), model=r["model"],
@@ -179,36 +262,82 @@ class Store:
     def votes(self, include_removed: bool = False) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:
         out: dict[tuple[str, str, str], list[tuple[int, bool]]] = {}
         sql = "SELECT * FROM votes" + ("" if include_removed else " WHERE removed=0")
-        for r in self.db.execute(sql):
+        for r in self._rows(sql):
             out.setdefault((r["host"], r["repo"], r["comment_id"]), []).append((r["vote"], bool(r["trusted"])))
         return out
 
     def corrections(self) -> dict[tuple[str, str, str], list[tuple[str, bool, str]]]:
         out: dict[tuple[str, str, str], list[tuple[str, bool, str]]] = {}
-        for r in self.db.execute("SELECT * FROM corrections"):
+        for r in self._rows("SELECT * FROM corrections"):
             out.setdefault((r["host"], r["repo"], r["comment_id"]), []).append(
                 (r["level"], bool(r["trusted"]), r["created_at"] or ""))
+        return out
+
+    def not_trusted(self) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """Per comment, the current votes and corrections that do not count as trusted:
+        (from users below the trust bar, from users whose permission the host did not answer clearly)."""
+        out: dict[tuple[str, str, str], tuple[int, int]] = {}
+        sql = ("SELECT host, repo, comment_id, SUM(trust_unknown = 0), SUM(trust_unknown) FROM ("
+               "SELECT host, repo, comment_id, trust_unknown FROM votes WHERE removed=0 AND trusted=0 UNION ALL "
+               "SELECT host, repo, comment_id, trust_unknown FROM corrections WHERE trusted=0) "
+               "GROUP BY host, repo, comment_id")
+        for r in self._rows(sql):
+            out[(r[0], r[1], r[2])] = (int(r[3]), int(r[4]))
         return out
 
     def count(self, table: str, where: str = "1=1") -> int:
         if table not in ("comments", "votes", "corrections"):
             raise StoreError(f"no table {table!r} in the feedback store")
-        return int(self.db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0])
+        return int(self._rows(f"SELECT COUNT(*) FROM {table} WHERE {where}")[0][0])
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self.db.execute(sql, params).fetchall()
+        return self._rows(sql, params)
 
 
-def _is_lock(exc: sqlite3.OperationalError) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
+#: primary result code → (the cause in words, what to do); ``{path}`` is the store's file
+_CAUSES = {
+    _FULL: ("the disk is full",
+            "free space on the disk that holds {path}, or pass --db with a file on another disk, then run again"),
+    _READONLY: ("the store is read-only",
+                ("make {path} and its folder writable for this user, or pass --db with a writable file "
+                 "(`sieve feedback stats` and `export` can read it as it is)")),
+    _NOTADB: ("it is not a SQLite database",
+              "pass --db with a Sieve feedback store, or with a new file name to start one"),
+    _CORRUPT: ("the file is damaged (the database disk image is malformed)",
+               "restore {path} from a copy, or pass --db with a new file"),
+    _CANTOPEN: ("the file cannot be opened",
+                "check that {path} is a file this user may read (and, to collect, write), in a folder it may write"),
+    _IOERR: ("the disk reported an input/output error", "check the disk that holds {path}, then run again"),
+}
 
 
-def open_store(path: str | Path) -> Store:
-    """Open (creating and migrating as needed) the SQLite feedback store at ``path``."""
+#: words of SQLite's messages → primary result code, for an error that carries no code
+_WORDS = (("locked", _LOCKED), ("busy", _BUSY), ("readonly", _READONLY), ("disk is full", _FULL),
+          ("not a database", _NOTADB), ("malformed", _CORRUPT), ("unable to open", _CANTOPEN), ("disk i/o", _IOERR))
+
+
+def _code(exc: sqlite3.Error) -> int:
+    """SQLite's primary result code of an error (from the code Python keeps, else from the message)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF
+    text = str(exc).lower()
+    for words, primary in _WORDS:
+        if words in text:
+            return primary
+    return -1
+
+
+def open_store(path: str | Path, *, read_only: bool = False) -> Store:
+    """Open (creating and migrating as needed) the SQLite feedback store at ``path``; ``read_only``: open an
+    existing one for reading only (no migration, no write of any kind)."""
     if "://" in str(path) and not str(path).startswith("sqlite:///"):
         raise StoreError(f"only SQLite feedback stores are supported, not {str(path).split('://')[0]}",
                          hint="pass --db path/to/feedback.db")
     target = Path(str(path).removeprefix("sqlite:///"))
     if target.parent and not target.parent.exists():
         raise StoreError(f"the folder for the feedback store {target} does not exist", hint="create it first")
-    return Store(target)
+    if read_only and not target.is_file():
+        raise StoreError(f"there is no feedback store at {target}",
+                         hint="run `sieve feedback collect` first, or pass --db with the store's path")
+    return Store(target, read_only=read_only)

@@ -173,6 +173,9 @@ class FakeGitHub:
         self.tokens: dict[str, dict[str, Any]] = {}
         self.associations: dict[str, str] = {owner: "OWNER"}
         self.roles: dict[str, str] = {}  # login → repository role (see set_permission)
+        self.legacy_permissions: dict[str, str] = {}  # login → a ``permission`` value other than the role's
+        self.hidden_permissions: set[str] = set()  # logins whose permission answers 404 ("*": everyone's)
+        self.user_ids: dict[str, int] = {}  # login → numeric id, where a test sets one (see set_user_id)
         self.pulls: dict[int, Pull] = {}
         self.review_comments: dict[int, dict[str, Any]] = {}
         self.issue_comments: dict[int, dict[str, Any]] = {}
@@ -236,8 +239,13 @@ class FakeGitHub:
             if on_pull and c["line"] not in valid.get((c["path"], c.get("side") or "RIGHT"), {}):
                 c["line"] = None
 
+    def set_user_id(self, login: str, uid: int) -> None:
+        """Give ``login`` this numeric id from now on (a renamed account keeps its id; a login taken over by
+        someone else gets a new one)."""
+        self.user_ids[login] = uid
+
     def user(self, login: str) -> dict[str, Any]:
-        uid = sum(login.encode()) + 10
+        uid = self.user_ids.get(login, sum(login.encode()) + 10)
         kind = "Bot" if login.endswith("[bot]") else "User"
         return self.example.make("simple-user", login=login, id=uid, type=kind, site_admin=False,
                                  html_url=f"https://github.invalid/{login}", url=f"{self.base_url}/users/{login}")
@@ -256,9 +264,17 @@ class FakeGitHub:
             self.reactions.setdefault((kind, comment_id), []).append(reaction)
             return reaction
 
-    def set_permission(self, login: str, role: str) -> None:
-        """Give ``login`` a repository role: admin, maintain, write, triage, read or none."""
+    def set_permission(self, login: str, role: str, *, permission: str | None = None) -> None:
+        """Give ``login`` a repository role: admin, maintain, write, triage, read or none; ``permission`` reports
+        another legacy ``permission`` value beside it (one a client may not know)."""
         self.roles[login] = role
+        if permission is not None:
+            self.legacy_permissions[login] = permission
+
+    def hide_permission(self, login: str = "*") -> None:
+        """``GET collaborators/{login}/permission`` answers 404 for ``login`` ("*": for everyone), as GitHub does
+        for a deleted account or a token that may not see the repository's collaborators."""
+        self.hidden_permissions.add(login)
 
     def writes(self) -> list[tuple[str, str, int]]:
         return [r for r in self.requests if r[0] != "GET"]
@@ -747,8 +763,11 @@ _ROLE_OF_ASSOCIATION = {"OWNER": "admin", "MEMBER": "write", "COLLABORATOR": "wr
 def _permission(fake: FakeGitHub, user: str) -> Response:
     """``GET collaborators/{username}/permission``: an explicit role, else one implied by the association
     (owner → admin, member/collaborator → write), else read (anyone may read a public repository)."""
+    if {user, "*"} & fake.hidden_permissions:
+        return _json({"message": "Not Found", "documentation_url": DOCS, "status": "404"}, 404)
     role = fake.roles.get(user) or _ROLE_OF_ASSOCIATION.get(fake.associations.get(user, ""), "read")
-    body = fake.example.make("repository-collaborator-permission", permission=_BASE_PERMISSION[role], role_name=role,
+    permission = fake.legacy_permissions.get(user, _BASE_PERMISSION[role])
+    body = fake.example.make("repository-collaborator-permission", permission=permission, role_name=role,
                              user=fake.example.make("nullable-collaborator", **fake.user(user), role_name=role))
     return _json(body)
 

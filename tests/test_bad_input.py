@@ -75,7 +75,7 @@ CASES = [
      ["reviewers.llm.max_input_tokens", "expected a whole number"]),
     ("unknown reviewer table", "[reviewers.lint]\nx = 1\n", [], {}, ["unknown reviewer 'lint'"]),
     ("bad github table", "[github]\ntrusted_users = \"octo\"\n", [], {},
-     ["github.trusted_users", "expected a list of strings"]),
+     ["github.trusted_users", "expected a list of whole numbers", "GET /users/LOGIN"]),
     ("max_comments flag", None, ["--max-comments", "2.9"], {}, ["--max-comments \"2.9\"", "whole number"]),
     ("env bool", None, [], {"SIEVE_LEXICAL": "flase"}, ["SIEVE_LEXICAL=\"flase\"", "true or false"]),
 ]

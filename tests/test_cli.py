@@ -109,7 +109,7 @@ def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
     assert "app/io.py" in out and "over the comment cap (1)" in out
-    assert "Posted 1" in out
+    assert "1 would be posted" in out and "Posted" not in out  # a local review posts nothing
 
 
 def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
@@ -162,11 +162,16 @@ def test_markdown_with_explanations_for_posted_findings(repo: GitRepo, patch: by
     ["feedback", "--db", "{db}", "export", "--out", "{out}"],
 ])
 def test_db_is_accepted_before_and_after_the_subcommand(tmp_path: Path, argv: list[str]):
+    from bot.store import open_store
+
     db, out = tmp_path / "store" / "feedback.db", tmp_path / "curriculum.jsonl"
     db.parent.mkdir()
+    open_store(db).close()  # what an earlier `sieve feedback collect --db` left
     done = sieve(*[a.format(db=db, out=out) for a in argv], cwd=tmp_path)
     assert done.returncode == 0, done.stderr.decode()
-    assert db.is_file() and not (tmp_path / "sieve-feedback.db").exists()  # the named store, not the default
+    assert not (tmp_path / "sieve-feedback.db").exists()  # the named store, not the default
+    missing = sieve(*[a.format(db=tmp_path / "nope.db", out=out) for a in argv], cwd=tmp_path)
+    assert missing.returncode == 2 and f"there is no feedback store at {tmp_path / 'nope.db'}" in missing.stderr.decode()
 
 
 def _my_models(tmp_path: Path) -> Path:

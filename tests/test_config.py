@@ -65,7 +65,7 @@ def test_component_tables_are_real_and_reach_the_component(tmp_path):
     (tmp_path / ".sieve.toml").write_text(
         '[reviewers.llm]\nmax_input_tokens = 900\nbase_url = "http://127.0.0.1:1/v1"\nmodel = "m"\n'
         '[reviewers.ruff]\ntimeout_s = 7.5\nselect = ["F"]\n'
-        '[github]\nbot_login = "sieve-bot"\ntrusted_users = ["octo", "cat"]\nwrite_pause = 0\n')
+        '[github]\nbot_login = "sieve-bot"\ntrusted_users = [583231, 9919]\nwrite_pause = 0\n')
     c = cfg.build({}, environ={}, cwd=tmp_path)
     assert c.reviewers == ("ruff",)  # a [reviewers.llm] table does not switch the llm reviewer on
     llm = app.reviewer_config("llm", c)
@@ -73,9 +73,9 @@ def test_component_tables_are_real_and_reach_the_component(tmp_path):
     assert c.llm_base_url == "http://127.0.0.1:1/v1" and c.llm_model == "m"  # the shorthands agree
     ruff = app.reviewer_config("ruff", c)
     assert ruff.timeout_s == 7.5 and ruff.select == ("F",)
-    assert c.bot_login == "sieve-bot" and c.trusted_users == ("octo", "cat")
+    assert c.bot_login == "sieve-bot" and c.trusted_users == (583231, 9919)
     host = app.make_host("github", c, "token-for-tests", "")
-    assert host.bot_login() == "sieve-bot" and host.trusted_users == ("octo", "cat") and host.policy.write_pause == 0 and host.base_url == "https://api.github.com"
+    assert host.bot_login() == "sieve-bot" and host.trusted_users == (583231, 9919) and host.policy.write_pause == 0 and host.base_url == "https://api.github.com"
 
 
 def test_reviewers_and_rater_may_be_chosen_inside_their_tables(tmp_path):
@@ -119,7 +119,8 @@ def test_shorthands_and_tables_follow_the_precedence(tmp_path):
     ("[reviewers.llm]\nresponse_format = 3", "reviewers.llm.response_format.*a string"),
     ("[reviewers]\nllm = 3", "reviewers.llm = 3 .*neither `use` nor a table"),
     ("[rater.openai]\nmode = \"guess\"", "rater.openai.mode.*top or echo"),
-    ("[github]\ntrusted_users = [1]", "github.trusted_users.*list of strings"),
+    ("[github]\ntrusted_users = [\"octo\"]", "github.trusted_users.*list of whole numbers.*numeric ids, not their logins"),
+    ("[gitlab]\ntrusted_users = [0]", "gitlab.trusted_users is \\[0\\], expected user ids"),
     ("[gitlab]\nurl = \"gitlab\"", "gitlab.url.*http\\(s\\) URL"),
     ("github = 1", "github in .* must be a table"),
     ("[sieve]\nthreshold = \"major\"\n[reviewers.llm]\nmodel = \"m\"", "also reviewers outside it"),

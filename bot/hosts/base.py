@@ -72,13 +72,16 @@ class StatusSpec:
 
 @dataclass(frozen=True)
 class Vote:
-    """One reaction on a Sieve comment."""
+    """One reaction on a Sieve comment. ``user`` is the login (for people to read); ``user_id`` is the host's
+    numeric id, which a rename does not change and nobody else can take over (trust is decided by it)."""
 
     user: str
     content: str  # "+1" / "-1" (GitLab thumbsup/thumbsdown are mapped to these)
     trusted: bool  # author may write to the repository (GitHub permission, GitLab Developer+) or is trusted_users
     created_at: str = ""
     id: str = ""
+    user_id: int | None = None
+    trust_unknown: str = ""  # why the host's answer on this user's permission was unclear ("" when it was clear)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Reply:
     trusted: bool
     created_at: str = ""
     id: str = ""
+    user_id: int | None = None
+    trust_unknown: str = ""  # as on Vote
 
 
 @dataclass(frozen=True)

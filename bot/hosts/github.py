@@ -34,6 +34,7 @@ from github import Auth, Github, GithubException
 
 from bot import comments, http, markers, render
 from bot.errors import ConfigError, HostError, RateLimitError, redact
+from bot.hosts import github_trust
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.options import GitHubOptions
 from bot.plan import ExistingComment, PlannedComment, ReviewPlan
@@ -73,15 +74,15 @@ class GitHubHost:
     def __init__(self, token: str, *, base_url: str = "https://api.github.com", timeout: float = 30.0,
                  max_retries: int = 4, write_pause: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  bot_login: str | None = None,
-                 trusted_users: tuple[str, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
+                 trusted_users: tuple[int, ...] = (), backoff: float = 1.0, secondary_wait: float = 60.0,
                  max_wait: float = http.MAX_WAIT, per_page: int = 100, marker_key: str = "") -> None:
         if not token:
             raise ConfigError("no GitHub token given", hint="set GITHUB_TOKEN to a token that can read the repository")
         self._token = token
         self.base_url = base_url.rstrip("/")
         self.sleep = sleep
-        self.trusted_users = tuple(u.lower() for u in trusted_users)
-        self._write_access: dict[tuple[str, str], bool] = {}  # (repo, login) → may write; one lookup per run
+        self.trusted_users = tuple(trusted_users)  # numeric user ids: a login can be renamed and taken over
+        self.trust = github_trust.Trust(self.trusted_users, self._read_permission)
         self.policy = http.Policy(retries=max_retries, backoff=backoff, limit_backoff=secondary_wait,
                                   max_wait=max_wait, write_pause=write_pause, timeout=timeout)
         self.counters = http.Counters()
@@ -543,28 +544,26 @@ class GitHubHost:
                                   replies=tuple(self._replies(repo, replies.get(c["id"], []), me)),
                                   created_at=c.get("created_at") or "")
 
-    def may_write(self, repo: str, login: str) -> bool:
-        """Is this user's feedback trusted? In ``trusted_users``, or write access (admin, maintain, write) by
-        ``GET collaborators/{username}/permission``. Looked up once per user and run."""
-        key = login.lower()
-        if key in self.trusted_users:
-            return True
-        if (repo, key) not in self._write_access:
-            path = f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission"
-            try:
-                _, data = self._call(f"reading the permission of {login} on {repo}",
-                                     lambda: self._gh.requester.requestJsonAndCheck("GET", path))
-                allowed = isinstance(data, dict) and data.get("permission") in ("admin", "write")
-            except GitHubAPIError as exc:
-                if exc.status == 403:
-                    raise GitHubAPIError(str(exc).split(" — ")[0], status=403, hint=(
-                        "the token may not read collaborator permissions (it needs metadata: read); "
-                        "or list the trusted voters in [github] trusted_users")) from None
-                if exc.status != 404:
-                    raise
-                allowed = False  # no such user: nobody to trust
-            self._write_access[(repo, key)] = allowed
-        return self._write_access[(repo, key)]
+    def may_write(self, repo: str, login: str, user_id: int | None = None) -> bool | None:
+        """Is this user's feedback trusted? See :class:`bot.hosts.github_trust.Trust` (None: GitHub's answer on
+        the permission was unclear, so the user's trust is unknown)."""
+        return self.trust.may_write(repo, login, user_id)
+
+    def _read_permission(self, repo: str, login: str) -> Any:
+        """``GET collaborators/{username}/permission``; ``NOT_FOUND`` for a 404, a clear error for a 403."""
+        path = f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission"
+        try:
+            _, data = self._call(f"reading the permission of {login} on {repo}",
+                                 lambda: self._gh.requester.requestJsonAndCheck("GET", path))
+            return data
+        except GitHubAPIError as exc:
+            if exc.status == 403:
+                raise GitHubAPIError(str(exc).split(" — ")[0], status=403, hint=(
+                    "the token may not read collaborator permissions (it needs metadata: read); "
+                    "or list the trusted voters' numeric ids in [github] trusted_users")) from None
+            if exc.status != 404:
+                raise
+            return github_trust.NOT_FOUND
 
     def _votes(self, repo: str, comment: dict[str, Any], me: comments.Identity) -> list[Vote]:
         rollup = comment.get("reactions") or {}
@@ -576,13 +575,13 @@ class GitHubHost:
             login = _login(r)
             if r.get("content") not in ("+1", "-1") or not login or me.is_self(login):
                 continue
-            votes.append(Vote(user=login, content=r["content"], trusted=self.may_write(repo, login),
-                              created_at=r.get("created_at") or "", id=str(r.get("id", ""))))
+            votes.append(Vote(content=r["content"], created_at=r.get("created_at") or "", id=str(r.get("id", "")),
+                              **self.trust.fields(repo, r.get("user") or {})))
         return votes
 
     def _replies(self, repo: str, listed: list[dict[str, Any]], me: comments.Identity) -> list[Reply]:
-        return [Reply(user=_login(c), body=c.get("body") or "", trusted=self.may_write(repo, _login(c)),
-                      created_at=c.get("created_at") or "", id=str(c["id"]))
+        return [Reply(body=c.get("body") or "", created_at=c.get("created_at") or "", id=str(c["id"]),
+                      **self.trust.fields(repo, c.get("user") or {}))
                 for c in listed if _login(c) and not me.is_self(_login(c))]
 
 

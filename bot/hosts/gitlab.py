@@ -47,6 +47,8 @@ from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public
 )
 
 DEVELOPER = 30
+#: GitLab's access levels: none, minimal, guest, planner, reporter, developer, maintainer, owner, admin
+ACCESS_LEVELS = (0, 5, 10, 15, 20, 30, 40, 50, 60)
 _EMOJI_VOTES = {"thumbsup": "+1", "thumbsdown": "-1"}
 
 
@@ -100,7 +102,8 @@ class GitLabHost:
 
     def __init__(self, token: str, *, url: str = "https://gitlab.com", timeout: float = 30.0, max_retries: int = 4,
                  write_pause: float = 0.5, sleep: Callable[[float], None] = time.sleep,
-                 bot_username: str | None = None, min_trusted_access: int = DEVELOPER, marker_key: str = "") -> None:
+                 bot_username: str | None = None, min_trusted_access: int = DEVELOPER,
+                 trusted_users: tuple[int, ...] = (), marker_key: str = "") -> None:
         if not token:
             raise ConfigError("no GitLab token given",
                               hint="set GITLAB_TOKEN (a project access token with the 'api' scope)")
@@ -113,7 +116,9 @@ class GitLabHost:
         self._username_checked = False
         self._marker_key = marker_key.encode()
         self.min_trusted_access = min_trusted_access
-        self._trust: dict[int, bool] = {}
+        self.trusted_users = frozenset(trusted_users)  # numeric user ids: a user name can be renamed and taken over
+        self._trust: dict[int, int | None] = {}  # user id → access level on the project (None: unclear answer)
+        self._unknown: dict[int, str] = {}  # user id → why GitLab's answer was unclear
         self._summary_bodies: dict[str, str] = {}
         self._line_code_needed = False
         self._seen: dict[str, list[tuple[int, str, bool, str]]] = {}  # ref → Sieve's notes as last read
@@ -436,22 +441,43 @@ class GitLabHost:
 
     # --- feedback ------------------------------------------------------------------------------------------
 
-    def _trusted(self, project: str, user_id: int | None) -> bool:
-        """Developer (30) or more on the project, inherited memberships included; cached per user."""
+    def _trusted(self, project: str, user_id: int | None) -> bool | None:
+        """Trusted when the user's numeric id is in ``trusted_users`` or their role on the project, inherited
+        memberships included, is Developer (30) or more; a 404 means not a member (False). None (unknown): GitLab
+        named no user id, or answered an access level Sieve does not know (why: ``_unknown``). Cached per user."""
         if user_id is None:
-            return False
+            return None
+        if user_id in self.trusted_users:
+            return True
         if user_id not in self._trust:
-            try:
-                member = self._gl.http_get(f"/projects/{project}/members/all/{user_id}")
-                level = int(member.get("access_level", 0)) if isinstance(member, dict) else 0
-            except gitlab.exceptions.GitlabHttpError as exc:
-                if exc.response_code != 404:
-                    raise _error(exc, "reading a member's role", self._token) from None
-                level = 0
-            except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            self._trust[user_id] = self._member_level(project, user_id)
+        level = self._trust[user_id]
+        return None if level is None else level >= self.min_trusted_access
+
+    def _member_level(self, project: str, user_id: int) -> int | None:
+        try:
+            member = self._gl.http_get(f"/projects/{project}/members/all/{user_id}")
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code != 404:
                 raise _error(exc, "reading a member's role", self._token) from None
-            self._trust[user_id] = level >= self.min_trusted_access
-        return self._trust[user_id]
+            return 0  # not a member
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "reading a member's role", self._token) from None
+        level = member.get("access_level") if isinstance(member, dict) else None
+        if level not in ACCESS_LEVELS:
+            self._unknown[user_id] = f"GitLab answered the access level {level!r}, which Sieve does not know"
+            return None
+        return int(level)
+
+    def _author(self, project: str, user: dict[str, Any]) -> dict[str, Any]:
+        """What a Vote or Reply carries about its author: user name, numeric id, trusted, and why trust is unknown."""
+        user_id = user.get("id")
+        user_id = user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None
+        allowed = self._trusted(project, user_id)
+        why = ("GitLab named no user id" if user_id is None else self._unknown.get(user_id, "")) \
+            if allowed is None else ""
+        return {"user": str(user.get("username") or ""), "user_id": user_id, "trusted": bool(allowed),
+                "trust_unknown": why}
 
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
         """Sieve's notes (its identity, its seal) in merge requests updated since ``since``, with votes/replies."""
@@ -477,12 +503,10 @@ class GitLabHost:
         for award in self._list("reading award emoji", f"{base}/notes/{note['id']}/award_emoji"):
             user = award.get("user") or {}
             if award.get("name") in _EMOJI_VOTES and not me.is_self(user.get("username")):
-                votes.append(Vote(user=user.get("username", ""), content=_EMOJI_VOTES[award["name"]],
-                                  trusted=self._trusted(project, user.get("id")),
-                                  created_at=award.get("created_at", ""), id=str(award.get("id", ""))))
-        answers = [Reply(user=(r.get("author") or {}).get("username", ""), body=r.get("body") or "",
-                         trusted=self._trusted(project, (r.get("author") or {}).get("id")),
-                         created_at=r.get("created_at", ""), id=str(r.get("id", "")))
+                votes.append(Vote(content=_EMOJI_VOTES[award["name"]], created_at=award.get("created_at", ""),
+                                  id=str(award.get("id", "")), **self._author(project, user)))
+        answers = [Reply(body=r.get("body") or "", created_at=r.get("created_at", ""), id=str(r.get("id", "")),
+                         **self._author(project, r.get("author") or {}))
                    for r in replies if not me.is_self((r.get("author") or {}).get("username"))]
         return CommentFeedback(host="gitlab", repo=repo, number=int(mr["iid"]), comment=record,
                                url=f"{mr.get('web_url', '')}#note_{note['id']}",

@@ -1,4 +1,8 @@
-"""Local output of a review: terminal (rich), JSON, SARIF 2.1.0 and Markdown. No network."""
+"""Local output of a review: terminal (rich), JSON, SARIF 2.1.0 and Markdown. No network.
+
+Every sink escapes for itself: the terminal gets rich ``Text`` (no markup) with control characters written out,
+Markdown gets bot.render's inert text and code spans, JSON and SARIF get plain strings that ``json`` encodes.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import io
 import json
 from typing import Any
 
-from bot import __version__
+from bot import __version__, render
 from bot.outcome import Outcome
 from bot.plan import Decision
 from bot.severity import LABELS
+from bot.terminal import one_line, printable
 
 FORMATS = ("text", "json", "sarif", "markdown")
 _SARIF_LEVEL = {"critical": "error", "major": "error", "minor": "warning", "trivial": "note"}
@@ -51,9 +56,9 @@ def to_sarif(outcome: Outcome) -> str:
         a = d.finding.anchor
         region = {"startLine": a.start_line or a.line, "endLine": a.line}
         results.append({
-            "ruleId": d.finding.rule_id or d.finding.source,
+            "ruleId": str(d.finding.rule_id or d.finding.source),
             "level": _SARIF_LEVEL[d.rating.severity],
-            "message": {"text": d.finding.review},
+            "message": {"text": str(d.finding.review)},  # plain text; a viewer must not render it
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": a.path}, "region": region}}],
             "partialFingerprints": {"sieve/v1": d.fingerprint},
             "properties": {"severity": d.rating.severity, "probabilities": d.rating.probabilities,
@@ -67,24 +72,51 @@ def to_sarif(outcome: Outcome) -> str:
 
 
 def to_markdown(outcome: Outcome) -> str:
+    """Markdown for a PR description or a job summary: every untrusted piece (path, review, source, reason,
+    explanation) goes through bot.render as the posted comments do, so it renders as the plain text it is."""
     lines = [outcome.plan.summary, "", "### Findings", ""]
     for d in outcome.plan.decisions:
         a = d.finding.anchor
-        state = "posted" if d.posted else f"not posted — {d.skip_reason}"
+        state = "posted" if d.posted else f"not posted — {render.inert(d.skip_reason or 'skipped')}"
         lines.append(f"- **{d.rating.severity}** ({d.rating.probabilities.get(d.rating.severity, 0):.0%}) "
-                     f"`{a.path}:{a.line}` {d.finding.review.strip()} _({d.finding.source}; {state})_")
+                     f"{render.code(f'{a.path}:{a.line}')} {_one_paragraph(d.finding.review)} "
+                     f"_({render.inert(d.finding.source)}; {state})_")
         if d.posted and d.rating.explanation:
-            lines.append(f"  - why: {d.rating.explanation.strip()}")
+            lines.append(f"  - why: {_one_paragraph(d.rating.explanation)}")
     return "\n".join(lines) + "\n"
 
 
+def _one_paragraph(text: str) -> str:
+    """Untrusted prose inert and on one line, so that it stays inside its list item."""
+    return render.inert(" ".join(text.split()))
+
+
+def _cell(text: object) -> Any:
+    """One piece of text for rich as data (a ``Text``: never parsed as markup or emoji codes), with its control
+    characters shown; rich is imported here, not at start-up, so ``sieve --help`` stays quick."""
+    from rich.text import Text
+
+    return Text(printable(text, keep_newlines=True))
+
+
+def _line(text: str) -> Any:
+    """Like :func:`_cell`, on one line."""
+    from rich.text import Text
+
+    return Text(one_line(text))
+
+
 def to_text(outcome: Outcome, color: bool = False) -> str:
+    """The terminal report. Every piece is a rich ``Text`` (never markup), so a ``[/]`` in a file name or a tool
+    message prints as written; an outcome that was not applied to a host says what *would* be posted."""
     from rich.console import Console
     from rich.table import Table
 
     buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=color, width=120, no_color=not color)
-    table = Table(title=f"Sieve review of {outcome.target}", show_lines=False)
+    console = Console(file=buffer, force_terminal=color, width=120, no_color=not color, emoji=False,
+                      highlight=False, markup=False)
+    posted = "posted" if outcome.applied else "would post"
+    table = Table(title=_line(f"Sieve review of {outcome.target}"), show_lines=False)
     for column in ("location", "severity", "p", "review", "source", "status"):
         table.add_column(column, overflow="fold")
     for d in outcome.plan.decisions:
@@ -92,21 +124,22 @@ def to_text(outcome: Outcome, color: bool = False) -> str:
         review = d.finding.review.strip()
         if d.posted and d.rating.explanation:
             review += f"\n↳ {d.rating.explanation.strip()}"
-        table.add_row(f"{a.path}:{a.line}", d.rating.severity,
-                      f"{d.rating.probabilities.get(d.rating.severity, 0):.2f}", review, d.finding.source,
-                      "posted" if d.posted else (d.skip_reason or "skipped"))
+        table.add_row(_line(f"{a.path}:{a.line}"), _line(d.rating.severity),
+                      f"{d.rating.probabilities.get(d.rating.severity, 0):.2f}", _cell(review),
+                      _line(d.finding.source), _cell(posted if d.posted else (d.skip_reason or "skipped")))
     console.print(table)
     s = summary_dict(outcome)
     counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
-    console.print(f"Findings per level: {counts}. Posted {s['posted']}; below threshold ({outcome.threshold}) "
-                  f"{s['below_threshold']}; over the comment cap {s['over_cap']}.")
-    console.print(f"Model {outcome.model_id} · prompt {outcome.prompt_version} · {s['seconds']} s")
+    done = f"Posted {s['posted']}" if outcome.applied else f"{s['posted']} would be posted"
+    console.print(_line(f"Findings per level: {counts}. {done}; below threshold ({outcome.threshold}) "
+                        f"{s['below_threshold']}; over the comment cap {s['over_cap']}."))
+    console.print(_line(f"Model {outcome.model_id} · prompt {outcome.prompt_version} · {s['seconds']} s"))
     for skip in outcome.skips:
-        console.print(f"skipped {skip.where}: {skip.reason}")
+        console.print(_line(f"skipped {skip.where}: {skip.reason}"))
     for warning in outcome.warnings:
-        console.print(f"note: {warning}")
+        console.print(_line(f"note: {warning}"))
     for error in outcome.errors:
-        console.print(f"error (run continued): {error}")
+        console.print(_line(f"error (run continued): {error}"))
     return buffer.getvalue()
 
 
