@@ -75,7 +75,7 @@ def test_component_tables_are_real_and_reach_the_component(tmp_path):
     assert ruff.timeout_s == 7.5 and ruff.select == ("F",)
     assert c.bot_login == "sieve-bot" and c.trusted_users == (583231, 9919)
     host = app.make_host("github", c, "token-for-tests", "")
-    assert host.bot_login() == "sieve-bot" and host.trusted_users == (583231, 9919) and host.policy.write_pause == 0 and host.base_url == "https://api.github.com"
+    assert host.configured_login == "sieve-bot" and host.trusted_users == (583231, 9919) and host.policy.write_pause == 0 and host.base_url == "https://api.github.com"
 
 
 def test_reviewers_and_rater_may_be_chosen_inside_their_tables(tmp_path):

@@ -173,5 +173,5 @@ def test_a_wrong_bot_login_is_one_line_that_keeps_its_brackets(github, tmp_path,
                      "--sarif", str(_sarif(tmp_path / "ok.sarif")), "--format", "json"])
     err = capsys.readouterr().err
     assert code != 0 and len(err.strip().splitlines()) == 1
-    assert 'bot_login = "sieve-bot" in the [github] table' in err and "sieve-app[bot]" in err
+    assert 'github.bot_login = "sieve-bot" ([github] table' in err and "sieve-app[bot]" in err
     assert fake.writes() == []

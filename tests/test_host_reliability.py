@@ -238,7 +238,7 @@ def test_gitlab_another_jobs_note_under_the_same_account_is_not_sieves(world):
 def test_github_a_bot_login_the_token_does_not_write_as_stops_before_writing(gh, tmp_path):
     repo, base, head = make_change(tmp_path)
     open_pull(gh, repo, base, head)
-    with pytest.raises(ConfigError, match=r'bot_login = "sieve-bot" in the \[github\] table'):
+    with pytest.raises(ConfigError, match=r'github.bot_login = "sieve-bot" \(\[github\] table'):
         run_review(host_for(gh, bot_login="someone-else"), findings_for(repo, base, head))
     assert gh.writes() == []
 
@@ -253,12 +253,12 @@ def test_github_a_wrong_bot_login_under_an_actions_token_stops_after_one_write(g
                           bot_login="sieve-app[bot]")
         with pytest.raises(ConfigError) as caught:
             run_review(host, found)
-        assert 'set bot_login = "github-actions[bot]" in the [github] table' in str(caught.value)
+        assert 'set github.bot_login = "github-actions[bot]" ([github] table' in str(caught.value)
         assert len(gh.review_comments) == len(found) and _summaries(gh) == []
 
 
 def test_gitlab_a_bot_login_the_token_does_not_write_as_stops_before_writing(world):
-    with pytest.raises(ConfigError, match=r'bot_login = "sieve-bot" in the \[gitlab\] table'):
+    with pytest.raises(ConfigError, match=r'gitlab.bot_login = "sieve-bot" \(\[gitlab\] table'):
         gl_review(world, world.host(bot_username="other-bot"))
     assert world.fake.writes() == []
 

@@ -199,6 +199,6 @@ def test_a_wrong_identity_is_reported_with_the_setting_to_fix_it(gh, tmp_path):
     host = GitHubHost(app_token, base_url=gh.base_url, write_pause=0, sleep=lambda s: None)
     mr = host.fetch(REF)
     found = findings_for(repo, base, head)
-    with pytest.raises(ConfigError, match=r'set bot_login = "sieve-app\[bot\]" in the \[github\] table'):
+    with pytest.raises(ConfigError, match=r'set github.bot_login = "sieve-app\[bot\]" \(\[github\] table'):
         host.apply(mr, plan(found, [rating() for _ in found], PlanConfig(commit=head), mr.existing))
     assert gh.issue_comments == {}  # stopped after the review, before a summary that would also duplicate

@@ -196,6 +196,11 @@ class GitHubHost:
                 raise self._wrong_login(actual)
         return self._bot_login
 
+    @property
+    def configured_login(self) -> str | None:
+        """``bot_login`` as configured (None: asked from the token); read without any request."""
+        return self._bot_login
+
     def _token_login(self) -> str | None:
         """The token's own user, or None when the token may not read ``GET /user`` (Actions, GitHub Apps)."""
         try:
@@ -208,7 +213,7 @@ class GitHubHost:
     def _wrong_login(self, actual: str) -> ConfigError:
         return ConfigError(f"the token writes as {actual}, not as the configured bot_login {self._bot_login}, so Sieve "
                            "would not recognise its own comments and would post them again on every run",
-                           hint=f'set bot_login = "{actual}" in the [github] table of .sieve.toml (or remove it)')
+                           hint=f'set github.bot_login = "{actual}" ([github] table of .sieve.toml), or remove it')
 
     def _check_author(self, author: str | None) -> None:
         """After a write: the comment must be by the identity Sieve reads as its own, else stop (one line)."""

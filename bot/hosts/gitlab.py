@@ -150,7 +150,7 @@ class GitLabHost:
                 raise ConfigError(f"the token writes as {actual}, not as the configured bot_login "
                                   f"{self.bot_username}, so Sieve would not recognise its own notes and would post "
                                   "them again on every run",
-                                  hint=f'set bot_login = "{actual}" in the [gitlab] table of .sieve.toml (or remove it)')
+                                  hint=f'set gitlab.bot_login = "{actual}" ([gitlab] table of .sieve.toml), or remove it')
             self.bot_username, self._username_checked = actual, True
         return comments.Identity(self.bot_username, markers.Seal(f"gitlab:{repo}", self._marker_key))
 
