@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import prompt
-from bot.errors import ModelError
+from bot.errors import ModelError, UnknownModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
 from bot.rater.lexical import REFIT_HINT
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path, packaged_models_root
@@ -293,7 +293,7 @@ def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[
         if (folder / text / MANIFEST).is_file():
             return model_from_folder(folder / text)
     known = ", ".join(dict.fromkeys([BASE_NAME] + [m.name for folder in folders for m in list_models(folder)]))
-    raise ModelError(f"no model {text!r} (looked in {' and '.join(str(f) for f in folders)})",
+    raise UnknownModelError(f"no model {text!r} (looked in {' and '.join(str(f) for f in folders)})",
                      hint=f"use one of: {known}, a model folder, or a .gguf path")
 
 

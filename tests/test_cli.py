@@ -135,18 +135,18 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, stdin: bytes, message: str)
 
 def test_missing_model_and_bad_config_are_clear(repo: GitRepo, patch: bytes, tmp_path: Path):
     done = sieve("review", "-", "--model", str(tmp_path / "nowhere"), cwd=repo.root, stdin=patch)
-    assert done.returncode == 2 and "Traceback" not in done.stderr.decode()
+    assert done.returncode == 64 and "Traceback" not in done.stderr.decode()  # 64: usage or configuration
     assert "nowhere" in done.stderr.decode()
     (tmp_path / ".sieve.toml").write_text("treshold = 'major'\n")
     done = sieve("review", "-", cwd=tmp_path, stdin=patch)
-    assert done.returncode == 2 and "treshold" in done.stderr.decode()
+    assert done.returncode == 64 and "treshold" in done.stderr.decode()
     done = sieve("review", "-", "--threshold", "severe", cwd=repo.root, stdin=patch)
-    assert done.returncode == 2 and "unknown severity" in done.stderr.decode()
+    assert done.returncode == 64 and "unknown severity" in done.stderr.decode()
 
 
 def test_markdown_with_explanations_for_posted_findings(repo: GitRepo, patch: bytes, tmp_path: Path):
     out = tmp_path / "review.md"
-    done = sieve("review", "-", "--model", "base", "--format", "markdown", "--out", str(out),
+    done = sieve("review", "-", "--model", "smollm2", "--format", "markdown", "--out", str(out),
                  "--threshold", "critical", "--max-comments", "2", cwd=repo.root, stdin=patch)
     assert done.returncode == 0, done.stderr.decode()
     text = out.read_text()
@@ -190,7 +190,7 @@ def test_an_unknown_model_names_both_folders(tmp_path: Path, repo: GitRepo, patc
     root = _my_models(tmp_path)
     done = sieve("review", "-", "--models-dir", str(root), "--model", "nosuch", cwd=repo.root, stdin=patch)
     err = done.stderr.decode()
-    assert done.returncode == 2 and err.startswith("error: no model 'nosuch'") and "Traceback" not in err
+    assert done.returncode == 64 and err.startswith("error: no model 'nosuch'") and "Traceback" not in err
     assert str(root) in err and "mine" in err and "smollm2-student" in err
 
 
