@@ -1,4 +1,4 @@
-"""`sieve`'s exit codes, one meaning each.
+"""`sieve`'s exit codes, one meaning each, and a review that could not read the changed files never passing.
 
 0 clean, 1 ``fail_on`` met, 2 incomplete (a part failed), 64 usage or configuration. Each case runs the installed
 command in a fresh folder with a real git diff, as a CI job would; the rating cases use the small packaged base.
@@ -65,6 +65,31 @@ def test_a_bad_setting_in_the_file_exits_64(tmp_path: Path) -> None:
     (tmp_path / ".sieve.toml").write_text('threshold = "severe"\n')
     done = sieve("review", "x.patch", cwd=tmp_path)
     assert done.returncode == EXIT_USAGE and "unknown severity" in done.stderr, done.stderr
+
+
+def test_review_outside_the_repository_without_repo_is_incomplete_and_names_repo(change) -> None:
+    """Run from another folder, ruff can read none of the changed files: not a clean pass but exit 2, with one
+    line that says so and names --repo (before, this exited 0 with an empty table)."""
+    repo, patch, elsewhere = change
+    done = sieve("review", "--diff", str(patch), "--model", "smollm2", cwd=elsewhere)
+    err = done.stderr.strip()
+    assert done.returncode == EXIT_INCOMPLETE, (done.returncode, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "--repo" in err and "reviewer ruff: could read none of the 1 changed file(s)" in err and "app/run.py" in err
+    assert str(elsewhere.resolve()) in err  # where it looked
+    allowed = sieve("review", "--diff", str(patch), "--model", "smollm2", "--allow-reviewer-failure", cwd=elsewhere)
+    assert allowed.returncode == EXIT_OK and "warning: reviewer ruff:" in allowed.stderr, allowed.stderr
+
+
+@pytest.mark.slow
+def test_the_same_review_with_repo_finds_and_fails_on(change) -> None:
+    repo, patch, elsewhere = change
+    found = sieve("review", "--diff", str(patch), "--repo", str(repo.root), "--model", "smollm2", "--format", "json",
+                  "--threshold", "trivial", cwd=elsewhere)
+    assert found.returncode == EXIT_OK and '"rule_id": "S602"' in found.stdout.replace(" ", " "), found.stderr
+    failing = sieve("review", "--diff", str(patch), "--repo", str(repo.root), "--model", "smollm2",
+                    "--fail-on", "trivial", cwd=elsewhere)
+    assert failing.returncode == EXIT_FAIL_ON and "--fail-on" in failing.stderr, failing.stderr
 
 
 def test_a_failing_reviewer_exits_2(change) -> None:
