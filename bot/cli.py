@@ -43,7 +43,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-comments", dest="max_comments", help="cap on inline comments")
     p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
     p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
-    p.add_argument("--model", help="student model: a name (yours or a shipped one), a folder, or 'base'")
+    p.add_argument("--model", help="student model: a name (yours or a shipped one), a folder, 'base' (the default "
+                                   "student's base without adapter), or smollm2 / gemma3-270m")
     p.add_argument("--models-dir", dest="models_dir", help="your models folder, searched before the shipped students")
     p.add_argument("--no-lexical", dest="lexical", action="store_const", const=False, default=None,
                    help="rate with the student alone, without its model's lexical prior")

@@ -87,7 +87,7 @@ def test_bad_settings_are_one_clear_line(tmp_path: Path, name, toml, args, env, 
     (tmp_path / "p.diff").write_text(GOOD)
     if toml is not None:
         (tmp_path / ".sieve.toml").write_text(toml)
-    one_clear_line(sieve("review", "p.diff", "--model", "base", *args, cwd=tmp_path, env=env), *fragments)
+    one_clear_line(sieve("review", "p.diff", "--model", "smollm2", *args, cwd=tmp_path, env=env), *fragments)
 
 
 def test_a_bad_timeout_or_host_url_fails_before_any_request(tmp_path: Path) -> None:
@@ -134,7 +134,7 @@ def test_a_path_no_file_can_have_is_skipped_and_the_rest_reviewed(tmp_path: Path
     (tmp_path / "ok.py").write_text("import os\nx = 2\n")
     (tmp_path / "p.diff").write_text(quoted_patch(path) + GOOD.replace("-x = 1\n+x = 2", "-x = 1\n+import os\n+x = 2")
                                      .replace("@@ -1 +1 @@", "@@ -1 +1,2 @@"))
-    done = sieve("review", "p.diff", "--model", "base", "--format", "json", "--threshold", "trivial", cwd=tmp_path)
+    done = sieve("review", "p.diff", "--model", "smollm2", "--format", "json", "--threshold", "trivial", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     skipped = {s["reason"] for s in summary["summary"]["skipped"]}

@@ -75,7 +75,7 @@ def patch(repo: GitRepo) -> bytes:
 def json_run(repo: GitRepo, patch: bytes, tmp_path_factory):
     path = tmp_path_factory.mktemp("out") / "change.patch"
     path.write_bytes(patch)
-    done = sieve("review", "--diff", str(path), "--format", "json", "--model", "base", "--no-explain",
+    done = sieve("review", "--diff", str(path), "--format", "json", "--model", "smollm2", "--no-explain",
                  cwd=repo.root)
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
@@ -104,7 +104,7 @@ def test_binary_file_is_reported_as_skipped_not_lost(json_run):
 
 
 def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
-    done = sieve("review", "-", "--model", "base", "--no-explain", "--max-comments", "1", "--threshold", "trivial",
+    done = sieve("review", "-", "--model", "smollm2", "--no-explain", "--max-comments", "1", "--threshold", "trivial",
                  cwd=repo.root, stdin=patch)
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
@@ -113,7 +113,7 @@ def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
 
 
 def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
-    done = sieve("review", "-", "--model", "base", "--no-explain", "--fail-on", "trivial", "--format", "sarif",
+    done = sieve("review", "-", "--model", "smollm2", "--no-explain", "--fail-on", "trivial", "--format", "sarif",
                  cwd=repo.root, stdin=patch)
     assert done.returncode == 1
     sarif = json.loads(done.stdout)
@@ -126,7 +126,7 @@ def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
     (b"hello, this is not a diff\n", "no file headers"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, stdin: bytes, message: str):
-    done = sieve("review", "-", "--model", "base", cwd=tmp_path, stdin=stdin)
+    done = sieve("review", "-", "--model", "smollm2", cwd=tmp_path, stdin=stdin)
     err = done.stderr.decode()
     assert done.returncode == 2
     assert message in err and "Traceback" not in err
