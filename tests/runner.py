@@ -338,7 +338,9 @@ def _rule_term(term: str, variables: dict[str, str]) -> bool:
 def run_gitlab_job(runner: Runner, snippet: Path, name: str, project_dir: Path, ci: dict[str, str]
                    ) -> subprocess.CompletedProcess[str]:
     """before_script and script as one shell with GitLab's fail-fast semantics; the template's variables expanded
-    from the CI ones; the image's `python` is the runner's Python environment; the pinned git URL is the copy's."""
+    from the CI ones; the image's `python` is the runner's Python environment with Sieve itself uninstalled (its
+    dependencies stay, as a warm pip cache would give them), so the install line really installs Sieve, from the
+    pinned git URL resolved to the copy's own commit."""
     doc = yaml.safe_load(snippet.read_text(encoding="utf-8"))
     job = gitlab_job(doc, name)
     variables = {k: re.sub(r"\$\{?(\w+)\}?", lambda m: ci.get(m.group(1), m.group(0)), str(v))
@@ -347,7 +349,11 @@ def run_gitlab_job(runner: Runner, snippet: Path, name: str, project_dir: Path, 
     lines = [str(line) for line in [*job.get("before_script", []), *job["script"]]]
     urls = {m.group(0) for line in lines for m in PINNED_URL.finditer(line)}
     assert len(urls) <= 1, urls
+    assert urls or not any(SIEVE_REPO in line for line in lines), "Sieve named without its pinned git URL"
     text = "\n".join(line.replace(next(iter(urls)), runner.git_url) if urls else line for line in lines)
+    if urls:  # the image's Python has Sieve's dependencies (a warm cache) but not Sieve: the job's line installs it
+        subprocess.run([str(runner.venv / "bin" / "python"), "-m", "pip", "uninstall", "--quiet", "--yes",
+                        "sieve-review"], check=True, capture_output=True, timeout=300, env=runner_env(runner.home))
     pip_cache = Path(variables.get("PIP_CACHE_DIR", str(project_dir / ".cache" / "pip")))
     if not pip_cache.exists():  # the job's cache, restored on a warm runner: the real pip cache
         pip_cache.parent.mkdir(parents=True, exist_ok=True)

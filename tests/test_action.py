@@ -69,6 +69,13 @@ def test_action_interface_and_least_permissions():
     assert any(u.startswith("actions/cache@") for u in uses)
     caches = [s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/cache@")]
     assert all("hashFiles" not in s["with"]["key"] for s in caches)  # hashFiles cannot see the action's own files
+    review = yaml.safe_load((ROOT / "examples/github/sieve-review.yml").read_text())
+    assert review["permissions"] == {"contents": "read"}  # each job's own grant: tests/test_permissions.py
+    fork = yaml.safe_load((ROOT / "examples/github/sieve-fork-review.yml").read_text())
+    trigger = fork[True] if True in fork else fork["on"]  # YAML 1.1 reads the key `on` as True
+    assert "workflow_run" in trigger
+    for step in fork["jobs"]["post"]["steps"]:  # the write job never checks out the pull request's code
+        assert "head" not in str(step.get("with", {}).get("ref", ""))
 
 
 def _step(key: str) -> dict:
