@@ -45,7 +45,7 @@ PINNED := examples/github/*.yml examples/gitlab-ci.yml README.md docs/*.md
 pin:
 	@printf '%s\n' '$(REF)' | grep -Eqx '[0-9a-f]{40}' || { echo "error: REF must be a full 40-hex commit id" >&2; exit 64; }
 	@git cat-file -e '$(REF)^{commit}' || { echo "error: $(REF) is not a commit of this repository" >&2; exit 64; }
-	sed -i -E 's#(sieve-review/sieve@)[0-9a-f]{40}#\1$(REF)#g' $(PINNED)
+	sed -i -E 's#(sieve-review/sieve[@/])[0-9a-f]{40}#\1$(REF)#g' $(PINNED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

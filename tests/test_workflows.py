@@ -314,7 +314,7 @@ def test_the_package_name_check_can_fail():
 def _pins() -> dict[str, set[str]]:
     """Every pinned reference to Sieve in the shipped files: the commit → where it appears."""
     found: dict[str, set[str]] = {}
-    pattern = re.compile(r"sieve-review/sieve@([0-9a-f]{40})")
+    pattern = re.compile(r"sieve-review/sieve[@/]([0-9a-f]{40})")  # uses:/git URL, and raw file URLs
     for path in _shipped_files():
         if path.suffix in (".yml", ".md", ".toml") or path.name == "Makefile":
             for match in pattern.finditer(path.read_text(encoding="utf-8")):
