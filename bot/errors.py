@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 
-
 #: what ``sieve`` exits with (see the module docstring)
 EXIT_OK, EXIT_FAIL_ON, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2, 64
 

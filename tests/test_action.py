@@ -12,7 +12,6 @@ itself, with this checkout's Sieve).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

@@ -29,7 +29,7 @@ def test_the_readme_is_short_and_its_headings_lead_a_reader() -> None:
 
 
 def test_the_two_commands_are_exactly_make_demo_and_make_test() -> None:
-    block = re.search(r"## Try it\n\n```bash\n(.*?)```", README, re.S).group(1)
+    block = re.search(r"## Try it\n\n```bash\n(.*?)```", README, re.DOTALL).group(1)
     assert [line.split("#")[0].strip() for line in block.splitlines()] == ["make demo", "make test"]
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == "make test"
@@ -68,7 +68,7 @@ def _as_toml(value: object) -> object:
 
 def test_the_configuration_page_lists_every_setting_with_its_default() -> None:
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", text, re.M))
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", text, re.MULTILINE))
     defaults = Config()
     for item in fields(Config):
         if item.name == "tables":

@@ -70,7 +70,7 @@ def test_a_bad_setting_in_the_file_exits_64(tmp_path: Path) -> None:
 def test_review_outside_the_repository_without_repo_is_incomplete_and_names_repo(change) -> None:
     """Run from another folder, ruff can read none of the changed files: not a clean pass but exit 2, with one
     line that says so and names --repo (before, this exited 0 with an empty table)."""
-    repo, patch, elsewhere = change
+    _, patch, elsewhere = change
     done = sieve("review", "--diff", str(patch), "--model", "smollm2", cwd=elsewhere)
     err = done.stderr.strip()
     assert done.returncode == EXIT_INCOMPLETE, (done.returncode, err)
