@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Report]:
         predictions = baseline_predictions[name] = predict()
         seconds[name] = time.monotonic() - began
         reports[name] = _record(name, predictions, dev, out)
-    models = [] if args.skip_llm or args.skip_zero_shot else [("zero-shot SmolLM2-135M", "base")]
+    models = [] if args.skip_llm or args.skip_zero_shot else [("zero-shot SmolLM2-135M", "smollm2")]
     if models and not args.skip_gemma:
         models.append(("zero-shot Gemma-3-270M", "gemma3-270m"))
     for name, model_name in models:

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = parse_severity(args.threshold)
     recipe = RECIPES[args.recipe]
     base = recipe.get("base", "smollm2")
-    current = args.start_from or ("base" if base == "smollm2" else base)
+    current = args.start_from or base  # the recipe's packaged base by its key
     history = [{"round": 0, "model": current, "dev": dev_score(current, root, dev)}]
     print(f"round 0: {current} dev[:{len(dev)}] {history[0]['dev']}", flush=True)
     feedback_files: list[str] = []

@@ -1,7 +1,7 @@
 """Latency and throughput of the student rater vs the naive generate-and-parse path, same process.
 
     .venv/bin/python -m benchmarks.rate_latency [--n 200] [--naive-n 60] [--weight-format auto|as-is|f16|both]
-                                                [--models base,default,gemma3-student]
+                                                [--models smollm2,default,base]
 
 Findings are (code, review) pairs from ``../shared/data/severity/dev.jsonl`` (cycled to reach ``--n``).
 For the rater: ms per finding (p50/p95), findings/s, evaluated tokens/s, peak RSS. Baselines, measured
@@ -95,7 +95,7 @@ def bench_naive(rater: LlamaCppRater, pairs: list[tuple[str, str]]) -> dict[str,
             "parse_failures": failures, "labels": labels}
 
 
-def run(weight_format: str, n: int, naive_n: int, model: str = "base") -> dict[str, float]:
+def run(weight_format: str, n: int, naive_n: int, model: str = "smollm2") -> dict[str, float]:
     from bot.models import resolve_model
 
     pairs = load_pairs(n)
@@ -132,7 +132,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="findings for the rater (>= 200 for the report)")
     parser.add_argument("--naive-n", type=int, default=60, help="findings for the naive baseline")
     parser.add_argument("--weight-format", default="auto", choices=["auto", "as-is", "f16", "both"])
-    parser.add_argument("--models", default="base", help="comma-separated models (names from models/, 'base')")
+    parser.add_argument("--models", default="smollm2",
+                        help="comma-separated models (names from models/, a packaged base, or 'base': the default's)")
     args = parser.parse_args()
     results = {}
     for model in [m for m in args.models.split(",") if m]:

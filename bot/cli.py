@@ -1,4 +1,8 @@
-"""``sieve`` — the command line. Builds the one Config and hands it to bot.app; prints errors as one line."""
+"""``sieve`` — the command line. Builds the one Config and hands it to bot.app; prints errors as one line.
+
+Exit codes (bot/errors.py): 0 complete and clean, 1 ``fail_on`` met, 2 incomplete (a part failed), 64 usage or
+configuration error; 3 is an unexpected bug and 130 an interrupt.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,17 @@ from datetime import datetime
 from pathlib import Path
 
 from bot import __version__
-from bot.errors import ConfigError, SieveError, ThresholdFailure, redact
+from bot.errors import EXIT_USAGE, ConfigError, SieveError, ThresholdFailure, redact
 from bot.hosts.local import FORMATS, render_outcome
 from bot.terminal import one_line
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with Sieve's error shape: one line on stderr, exit 2 (usage only with --help)."""
+    """argparse with Sieve's error shape: one line on stderr (usage only with --help) and the usage exit code,
+    64, never argparse's 2, which Sieve keeps for an incomplete review."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _review_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +44,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-comments", dest="max_comments", help="cap on inline comments")
     p.add_argument("--reviewers", help="comma-separated: ruff,sarif,llm,local")
     p.add_argument("--sarif", action="append", help="SARIF file for the sarif reviewer (repeatable)")
-    p.add_argument("--model", help="student model: a name (yours or a shipped one), a folder, or 'base'")
+    p.add_argument("--model", help="student model: a name (yours or a shipped one), a folder, 'base' (the default "
+                                   "student's base without adapter), or smollm2 / gemma3-270m")
     p.add_argument("--models-dir", dest="models_dir", help="your models folder, searched before the shipped students")
     p.add_argument("--no-lexical", dest="lexical", action="store_const", const=False, default=None,
                    help="rate with the student alone, without its model's lexical prior")
@@ -170,10 +176,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         source = app.Source(diff=data, name=name, read_file=app.worktree_reader(root), repo_root=root)
         outcome = app.review(source, config, flavor="local")
     _emit(render_outcome(outcome, args.format, color=args.out is None and sys.stdout.isatty()), args.out)
-    if outcome.errors:
+    if outcome.errors and config.allow_reviewer_failure:  # passing anyway: say what failed
         for error in outcome.errors:
             print(f"warning: {one_line(error)}", file=sys.stderr)
-    app.check_complete(outcome, config)
+    app.check_complete(outcome, config)  # otherwise one error line says it (the rest are in the summary)
     if app.fail_on_hit(outcome, config):
         raise ThresholdFailure(f"findings rated {config.fail_on.label} or worse were found (--fail-on)")
     return 0
@@ -203,8 +209,11 @@ def dispatch(argv: list[str]) -> int:
             training_cli = importlib.import_module("training.cli")
         except ImportError as exc:
             raise ConfigError(f"training is not installed ({exc.name} missing)",
-                              hint="pip install 'sieve-review[train]'") from None
-        return int(training_cli.main(argv[1:]) or 0)
+                              hint="install Sieve with its train extra: pip install -e '.[train]' in a Sieve checkout") from None
+        try:
+            return int(training_cli.main(argv[1:]) or 0)
+        except SystemExit as exc:  # argparse's usage exit in `sieve train` is a usage error like any other
+            raise SystemExit(EXIT_USAGE if exc.code == 2 else exc.code) from None
     args = build_parser().parse_args(argv)
     handler = {"review": cmd_review, "feedback": cmd_feedback, "models": cmd_models}[args.command]
     return handler(args)

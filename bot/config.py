@@ -54,7 +54,8 @@ class Config:
                                          "(false: a failing reviewer fails the run)", False)
     sarif: tuple[str, ...] = _help("SARIF files for the sarif reviewer (reviewers.sarif.paths)", ())
     ignore: tuple[str, ...] = _help("glob patterns of paths never reviewed", ())
-    model: str = _help("student model: a name in models/, a folder with manifest.json, or 'base'", "default")
+    model: str = _help("student model: a name in models/, a folder with manifest.json, 'base' (the default "
+                       "student's base without adapter) or a packaged base (gemma3-270m, smollm2)", "default")
     models_dir: str = _help("where named models live (default: the models/ folder shipped with Sieve)", "")
     rater: str = _help("rater backend: llamacpp (local) or openai (completions endpoint with logprobs)", "llamacpp")
     rater_base_url: str = _help("base URL of the completions endpoint for the openai rater "

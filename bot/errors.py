@@ -3,6 +3,12 @@
 Every error a user can see is a :class:`SieveError`; its message says what was wrong and what to do.
 The CLI prints ``error: <message>`` and exits with :attr:`SieveError.exit_code`; it never prints a
 traceback for these. Messages must never contain secrets: build them with :func:`redact`.
+
+Exit codes (one meaning each, so a CI job can tell "fix your settings" from "a part failed"):
+0 the review is complete and nothing reached ``fail_on``; 1 ``fail_on`` was met (:class:`ThresholdFailure`);
+2 the review is incomplete or could not be done — a reviewer, the rater, the model, the host or the input
+failed (every other :class:`SieveError`); 64 usage or configuration error — a bad flag, setting, file name or
+model name (:class:`ConfigError`, and argparse's own errors), the ``EX_USAGE`` of BSD's sysexits.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from __future__ import annotations
 import os
 import re
 
+#: what ``sieve`` exits with (see the module docstring)
+EXIT_OK, EXIT_FAIL_ON, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2, 64
+
 
 class SieveError(Exception):
-    """Base class. ``exit_code`` is what the CLI exits with."""
+    """Base class. ``exit_code`` is what the CLI exits with: a part of the run failed (2)."""
 
-    exit_code = 2
+    exit_code = EXIT_INCOMPLETE
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         text = redact(message)
@@ -24,7 +33,10 @@ class SieveError(Exception):
 
 
 class ConfigError(SieveError):
-    """Bad configuration: unknown keys, wrong types, missing environment variables."""
+    """Bad configuration or usage: unknown keys, wrong types, missing environment variables, bad file names.
+    Nothing was reviewed; running again unchanged cannot help, hence its own exit code."""
+
+    exit_code = EXIT_USAGE
 
 
 class DiffError(SieveError):
@@ -63,10 +75,14 @@ class TrainingError(SieveError):
     """The training pipeline failed (bad data, teacher budget spent, export mismatch)."""
 
 
+class UnknownModelError(ModelError, ConfigError):
+    """A model name that resolves to nothing: a usage error (64), still a ModelError for callers that catch those."""
+
+
 class ThresholdFailure(SieveError):
     """Not an error in Sieve: findings at or above ``--fail-on`` were found."""
 
-    exit_code = 1
+    exit_code = EXIT_FAIL_ON
 
 
 _SECRET_ENV = ("GITHUB_TOKEN", "GITLAB_TOKEN", "SIEVE_MARKER_KEY", "OPENAI_API_KEY", "SIEVE_LLM_API_KEY", "CI_JOB_TOKEN",

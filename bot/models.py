@@ -20,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from bot import prompt
-from bot.errors import ModelError
+from bot.errors import ModelError, UnknownModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
 from bot.rater.lexical import REFIT_HINT
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path, packaged_models_root
 
 MANIFEST = "manifest.json"
-BASE_NAME = "base"  # the packaged SmolLM2 without adapter
+#: ``base``: the default student's own base model (whatever its manifest names), without the adapter — the
+#: honest "what does fine-tuning add" comparison for the model a user actually runs
+BASE_NAME = "base"
+DEFAULT_NAME = "default"
 #: base models we know how to find without a path, and the prompt template each needs
 PACKAGED_BASES = {"smollm2": "chatml", "gemma3-270m": "plain"}
 _BASE_FILES = {"SmolLM2-135M-Instruct.Q4_1.gguf": "smollm2", "gemma-3-270m-q4_k_m.gguf": "gemma3-270m"}
@@ -276,13 +279,43 @@ def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
                      student_id=student_id if lexical else None)
 
 
+def _default_folder(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder ``default`` resolves to (yours first, then the shipped one)."""
+    for folder in model_roots(root):
+        if (folder / DEFAULT_NAME / MANIFEST).is_file():
+            return folder / DEFAULT_NAME
+    raise ModelError(f"there is no {DEFAULT_NAME!r} student, whose base {BASE_NAME!r} names",
+                     hint="name a base directly (smollm2, gemma3-270m) or a .gguf file")
+
+
+def default_base_name(root: str | os.PathLike[str] | None = None) -> tuple[str, str]:
+    """(key, GGUF file name) of the default student's base, read from its manifest without loading anything."""
+    folder = _default_folder(root)
+    base = read_manifest(folder).get("base") or {}
+    base = {"name": base} if isinstance(base, str) else base
+    key = base.get("name") or base.get("key") or _BASE_FILES.get(Path(str(base.get("file", ""))).name) or "?"
+    files = {k: f for f, k in _BASE_FILES.items()}
+    return key, files.get(key) or Path(str(base.get("file", "?"))).name
+
+
+def _bare_base(text: str, root: str | os.PathLike[str] | None) -> ModelInfo:
+    """``base`` (the default student's base) or a packaged base by its key, without any adapter."""
+    if text == BASE_NAME:
+        folder = _default_folder(root)
+        manifest = read_manifest(folder)
+        path, key = _base_from_manifest(manifest, folder)
+        template = str(manifest.get("template") or PACKAGED_BASES.get(key, "chatml"))
+    else:
+        path, key, template = packaged_base(text), text, PACKAGED_BASES[text]
+    return ModelInfo(name=text, base_path=path, adapter_path=None, model_id=f"{key}-base", template=template)
+
+
 def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> ModelInfo:
-    """``base`` → packaged SmolLM2 alone; a folder or a registered name → its manifest; a .gguf → that file alone."""
+    """``base`` → the default student's base alone; ``smollm2`` / ``gemma3-270m`` → that packaged base alone; a
+    folder or a registered name → its manifest; a .gguf → that file alone."""
     text = str(name_or_path)
     if text == BASE_NAME or text in PACKAGED_BASES:
-        key = "smollm2" if text == BASE_NAME else text
-        return ModelInfo(name=text, base_path=packaged_base(key), adapter_path=None, model_id=f"{key}-base",
-                         template=PACKAGED_BASES[key])
+        return _bare_base(text, root)
     path = Path(text).expanduser()
     if path.suffix == ".gguf" and path.is_file():
         return ModelInfo(name=path.stem, base_path=path, adapter_path=None, model_id=path.stem)
@@ -292,8 +325,9 @@ def resolve_model(name_or_path: str | os.PathLike[str], root: str | os.PathLike[
     for folder in folders:
         if (folder / text / MANIFEST).is_file():
             return model_from_folder(folder / text)
-    known = ", ".join(dict.fromkeys([BASE_NAME] + [m.name for folder in folders for m in list_models(folder)]))
-    raise ModelError(f"no model {text!r} (looked in {' and '.join(str(f) for f in folders)})",
+    known = ", ".join(dict.fromkeys([BASE_NAME, *PACKAGED_BASES]
+                                    + [m.name for folder in folders for m in list_models(folder)]))
+    raise UnknownModelError(f"no model {text!r} (looked in {' and '.join(str(f) for f in folders)})",
                      hint=f"use one of: {known}, a model folder, or a .gguf path")
 
 
@@ -340,6 +374,23 @@ def format_table(models: list[ModelInfo], sources: list[str] | None = None) -> s
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def bare_bases(root: str | os.PathLike[str] | None = None) -> list[tuple[ModelInfo, str]]:
+    """The names that rate with a base model alone, for the list: ``base`` first, saying whose base it is, then
+    each packaged base under its own name. Only file names: listing never assembles or hashes a base."""
+    rows = []
+    try:
+        key, file = default_base_name(root)
+        rows.append((ModelInfo(name=BASE_NAME, base_path=Path(file), adapter_path=None, model_id=f"{key}-base"),
+                     f"base of {DEFAULT_NAME} ({key}), no adapter"))
+    except ModelError:
+        pass  # no default student: `base` resolves to nothing, so it is not listed
+    files = {k: f for f, k in _BASE_FILES.items()}
+    for key in PACKAGED_BASES:
+        rows.append((ModelInfo(name=key, base_path=Path(files[key]), adapter_path=None, model_id=f"{key}-base"),
+                     "packaged base, no adapter"))
+    return rows
+
+
 def models_list_main(argv: list[str]) -> int:
     """``sieve models list [--models-dir DIR] [--format text|json]``: your models and the shipped ones."""
     parser = argparse.ArgumentParser(prog="sieve models list", description="List the student models.")
@@ -347,16 +398,15 @@ def models_list_main(argv: list[str]) -> int:
                         help="your models folder, listed before the shipped students")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    listed = list_all(args.root)
+    listed = bare_bases(args.root) + list_all(args.root)
     if args.format == "json":
-        print(json.dumps([{"name": m.name, "source": source, "folder": str(m.folder), "base": m.base_path.name,
+        print(json.dumps([{"name": m.name, "source": source, "folder": str(m.folder) if m.folder else None,
+                           "base": m.base_path.name,
                            "adapter": str(m.adapter_path or ""), "model_id": m.model_id,
                            "prompt_version": m.prompt_version, "metrics": m.manifest.get("metrics", {}),
                            "created": m.manifest.get("created")} for m, source in listed], indent=1))
         return 0
-    base = ModelInfo(name=BASE_NAME, base_path=Path(packaged_model_path().name), adapter_path=None,
-                     model_id="smollm2-base")
-    print(format_table([base] + [m for m, _ in listed], ["packaged"] + [source for _, source in listed]))
+    print(format_table([m for m, _ in listed], [source for _, source in listed]))
     roots = model_roots(args.root)
     print("\n" + "\n".join(f"{'packaged' if r == roots[-1] else 'yours'}: {r}" for r in roots))
     return 0

@@ -2,15 +2,16 @@
 
 The Action's install and review steps are taken from action.yml itself and run with bash, as the runner runs
 them: a fresh virtual environment in ``~/.sieve-venv`` (HOME is a temporary folder) and a plain, non-editable
-``pip install`` of the action's path (a copy of this checkout's committed files), then the review step with the
-inputs' defaults — the default student included — against the validating fake GitHub. pip's cache (the real
-one) keeps the compiled llama-cpp-python wheel, so the install costs a minute, not a compile.
+``pip install`` of the action's path (a copy of this checkout's committed files; once per session, see
+tests/conftest.py), then the review step with the inputs' defaults — the default student included — against the
+validating fake GitHub. pip's cache (the real one) keeps the compiled llama-cpp-python wheel, so the install costs a
+minute, not a compile. The inputs default to empty, so a project's .sieve.toml decides (tested here on the step
+itself, with this checkout's Sieve).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,17 +25,17 @@ import yaml
 from bot import markers
 from tests.fake_github import SPEC_PATH, FakeGitHub
 from tests.gitrepo import make_repo
+from tests.runner import GITHUB_SNIPPETS, ROOT, action_step, runner_env, source_copy
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml")) + GITHUB_SNIPPETS
 LEVELS = ("critical", "major", "minor", "trivial")
 
 
 def _check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
     exe = BIN / "check-jsonschema"
     if not exe.exists():
-        pytest.skip("check-jsonschema is not installed (pip install 'sieve-review[dev]')")
+        pytest.skip("check-jsonschema is not installed (the dev extra: pip install -e '.[dev]')")
     return subprocess.run([str(exe), "--builtin-schema", schema, str(path)], check=False, capture_output=True, text=True,
                           timeout=120)
 
@@ -44,7 +45,7 @@ def test_action_validates_against_the_actions_schema():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_workflows_validate_against_the_workflow_schema(workflow):
     done = _check_jsonschema("vendor.github-workflows", workflow)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -59,15 +60,17 @@ def test_the_schema_check_can_fail(tmp_path):
 def test_action_interface_and_least_permissions():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     assert {"github-token", "threshold", "fail-on", "reviewers", "llm-base-url", "llm-model", "model", "models-dir",
-            "max-comments"} <= set(action["inputs"])
+            "max-comments", "install-only"} <= set(action["inputs"])
+    settings = set(action["inputs"]) - {"github-token", "python-version", "install-only"}
+    assert all(action["inputs"][name]["default"] == "" for name in settings)  # empty: .sieve.toml decides
     assert set(LEVELS) <= set(action["outputs"])
     uses = [s.get("uses", "") for s in action["runs"]["steps"]]
     assert any(u.startswith("actions/cache@") for u in uses)
-    review = yaml.safe_load((ROOT / ".github/workflows/sieve-review.yml").read_text())
-    assert review["permissions"] == {"contents": "read"}
-    assert review["jobs"]["review"]["permissions"] == {"contents": "read", "pull-requests": "write"}
-    assert review["jobs"]["fork"]["permissions"]["pull-requests"] == "read"
-    fork = yaml.safe_load((ROOT / ".github/workflows/sieve-fork-review.yml").read_text())
+    caches = [s for s in action["runs"]["steps"] if str(s.get("uses", "")).startswith("actions/cache@")]
+    assert all("hashFiles" not in s["with"]["key"] for s in caches)  # hashFiles cannot see the action's own files
+    review = yaml.safe_load((ROOT / "examples/github/sieve-review.yml").read_text())
+    assert review["permissions"] == {"contents": "read"}  # each job's own grant: tests/test_permissions.py
+    fork = yaml.safe_load((ROOT / "examples/github/sieve-fork-review.yml").read_text())
     trigger = fork[True] if True in fork else fork["on"]  # YAML 1.1 reads the key `on` as True
     assert "workflow_run" in trigger
     for step in fork["jobs"]["post"]["steps"]:  # the write job never checks out the pull request's code
@@ -75,8 +78,7 @@ def test_action_interface_and_least_permissions():
 
 
 def _step(key: str) -> dict:
-    action = yaml.safe_load((ROOT / "action.yml").read_text())
-    return next(s for s in action["runs"]["steps"] if key in (s.get("id"), s.get("name")))
+    return action_step(key)
 
 
 def _inputs() -> dict[str, str]:
@@ -84,41 +86,9 @@ def _inputs() -> dict[str, str]:
     return {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()}
 
 
-def _source_copy(target: Path) -> Path:
-    """The files a checkout of the action's repository holds: the working tree's files that git tracks or would
-    track (ignored build outputs and virtual environments left out), else, outside git, a filtered copy."""
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=False, timeout=120)
-    if listed.returncode != 0:  # not a git checkout (an unpacked source archive)
-        shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache", "*.db"))
-        return target
-    for name in filter(None, listed.stdout.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file() and not source.is_symlink():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    return target
-
-
-def _runner_env(home: Path, **extra: str) -> dict[str, str]:
-    """A runner's environment: HOME is ``home``; nothing of this development environment leaks in (no
-    PYTHONPATH, no virtualenv, no SIEVE_/GITHUB_ variables); pip keeps its real cache and settings."""
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("PYTHON", "VIRTUAL_ENV", "SIEVE_", "GITHUB_", "CI_", "GITLAB_"))}
-    python_dir = home / "python-bin"  # what actions/setup-python puts first on PATH: a plain `python`
-    if not python_dir.exists():
-        python_dir.mkdir(parents=True)
-        (python_dir / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
-    return {**keep, "HOME": str(home), "PATH": f"{python_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
-            "XDG_CONFIG_HOME": os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config"),
-            "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
-
-
 def test_the_wheel_carries_the_shipped_students(tmp_path):
     """`pip install .` and `pip install dist/*.whl` get models/ as the `sieve_models` folder, byte for byte."""
-    source = _source_copy(tmp_path / "src")
+    source = source_copy(tmp_path / "src")
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                            "--wheel-dir", str(tmp_path / "dist"), str(source)], capture_output=True, text=True,
                           check=False, timeout=300)
@@ -139,16 +109,9 @@ def test_the_wheel_carries_the_shipped_students(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def runner_home(tmp_path_factory) -> Path:
+def runner_home(installed_runner) -> Path:
     """HOME of a runner after the Action's install step ran, as written, on the action's path."""
-    home = tmp_path_factory.mktemp("runner")
-    action_path = _source_copy(home / "action")
-    step = _step("Install Sieve from the action's own path")
-    assert set(step["env"]) == {"SIEVE_ACTION_PATH"}
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=home, capture_output=True,
-                          text=True, check=False, timeout=1500, env=_runner_env(home, SIEVE_ACTION_PATH=str(action_path)))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return home
+    return installed_runner.home
 
 
 def _change(tmp_path: Path):
@@ -163,7 +126,7 @@ def _change(tmp_path: Path):
 @pytest.mark.slow
 def test_the_installed_copy_ships_its_students_and_keeps_training_out(runner_home, tmp_path):
     venv = runner_home / ".sieve-venv"
-    env = _runner_env(runner_home)
+    env = runner_env(runner_home)
     mine = tmp_path / "my-models"
     shutil.copytree(ROOT / "models" / "smollm2-student", mine / "mine")
     listed = subprocess.run([str(venv / "bin" / "sieve"), "models", "list", "--format", "json"], capture_output=True,
@@ -209,7 +172,7 @@ def test_the_action_installs_and_reviews_with_the_default_student(runner_home, t
                   "GITHUB_REPOSITORY": "octo/shop", "GITHUB_API_URL": fake.base_url, "GITHUB_OUTPUT": str(output),
                   "RUNNER_TEMP": str(tmp_path)}
         done = subprocess.run(["bash", "-c", step["run"]], check=False, cwd=workspace, capture_output=True, text=True,
-                              env=_runner_env(runner_home, **runner, **env), timeout=540)
+                              env=runner_env(runner_home, **runner, **env), timeout=540)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
         assert token not in done.stdout + done.stderr
         counts = dict(line.split("=", 1) for line in output.read_text().split())
@@ -219,3 +182,57 @@ def test_the_action_installs_and_reviews_with_the_default_student(runner_home, t
         assert any("shipping_fee" in c["body"].replace("\\_", "_") for c in comments)  # prose escapes `_`
         assert all(markers.decode(c["body"]).model.startswith("default@") for c in comments)
         assert len(fake.issue_comments) == 1
+
+
+# ---------------------------------------------------------------- settings precedence on the Action path
+def _review_step_with(tmp_path: Path, given: dict[str, str], toml: str, env: dict[str, str]) -> dict:
+    """The review step as written, with this checkout's Sieve (SIEVE_ACTION_BIN is the only env entry changed),
+    inputs as the runner fills them from ``given`` over the defaults, in a workspace holding ``toml`` as
+    .sieve.toml; returns the review's JSON. The change has no finding, so no model is loaded."""
+    step = _step("review")
+    repo = make_repo(tmp_path / "repo")
+    repo.write("shop.py", "def total(items):\n    return sum(items)\n")
+    base = repo.commit("base")
+    repo.write("shop.py", "def total(items):\n    return sum(items) + 1\n")
+    head = repo.commit("one more")
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / ".sieve.toml").write_text(toml)
+    (tmp_path / "event.json").write_text('{"pull_request": {"number": 3}}')
+    (tmp_path / "out").write_text("")
+    inputs = {**_inputs(), "github-token": "ghs_" + "E5" * 18, **given}
+    filled = {}
+    for key, value in step["env"].items():
+        match = re.fullmatch(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", str(value))
+        filled[key] = inputs[match.group(1)] if match else str(value)
+    filled["SIEVE_ACTION_BIN"] = str(BIN)
+    with FakeGitHub("octo", "shop") as fake:
+        fake.add_token(inputs["github-token"], "github-actions[bot]", actions=True)
+        fake.add_pull(3, diff=repo.diff(base, head), head_sha=head, base_sha=base,
+                      files={"shop.py": repo.show(head, "shop.py")})
+        runner = {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request",
+                  "GITHUB_EVENT_PATH": str(tmp_path / "event.json"), "GITHUB_REPOSITORY": "octo/shop",
+                  "GITHUB_API_URL": fake.base_url, "GITHUB_OUTPUT": str(tmp_path / "out"),
+                  "RUNNER_TEMP": str(tmp_path), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(["bash", "-c", step["run"]], check=False, cwd=workspace, capture_output=True,
+                              text=True, env={**runner_env(tmp_path), **runner, **filled, **env}, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads((tmp_path / "sieve-review.json").read_text())
+
+
+@pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"API description missing: {SPEC_PATH}")
+def test_empty_inputs_leave_the_settings_to_sieve_toml(tmp_path):
+    """With the inputs at their defaults, the project's .sieve.toml decides (before, the input `threshold: minor`
+    silently beat the file)."""
+    summary = _review_step_with(tmp_path, {}, 'threshold = "major"\nmodel = "smollm2"\n', {})["summary"]
+    assert summary["threshold"] == "major"
+
+
+@pytest.mark.skipif(not SPEC_PATH.exists(), reason=f"API description missing: {SPEC_PATH}")
+@pytest.mark.parametrize("given, env, expected", [
+    ({}, {"SIEVE_THRESHOLD": "critical"}, "critical"),  # SIEVE_* beats the file
+    ({"threshold": "trivial"}, {"SIEVE_THRESHOLD": "critical"}, "trivial"),  # an input (a flag) beats both
+], ids=["env over file", "input over env"])
+def test_inputs_beat_the_environment_which_beats_the_file(tmp_path, given, env, expected):
+    summary = _review_step_with(tmp_path, given, 'threshold = "major"\nmodel = "smollm2"\n', env)["summary"]
+    assert summary["threshold"] == expected

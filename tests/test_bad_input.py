@@ -36,9 +36,10 @@ def sieve(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
                           env={**clean, **(env or {})})
 
 
-def one_clear_line(done: subprocess.CompletedProcess[str], *fragments: str) -> str:
+def one_clear_line(done: subprocess.CompletedProcess[str], *fragments: str, code: int = 64) -> str:
+    """One ``error:`` line holding every fragment; exit 64 (usage or configuration) unless ``code`` says else."""
     err = done.stderr.strip()
-    assert done.returncode == 2, (done.returncode, err)
+    assert done.returncode == code, (done.returncode, err)
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert "Traceback" not in err and "internal error" not in err
     for fragment in fragments:
@@ -86,7 +87,7 @@ def test_bad_settings_are_one_clear_line(tmp_path: Path, name, toml, args, env, 
     (tmp_path / "p.diff").write_text(GOOD)
     if toml is not None:
         (tmp_path / ".sieve.toml").write_text(toml)
-    one_clear_line(sieve("review", "p.diff", "--model", "base", *args, cwd=tmp_path, env=env), *fragments)
+    one_clear_line(sieve("review", "p.diff", "--model", "smollm2", *args, cwd=tmp_path, env=env), *fragments)
 
 
 def test_a_bad_timeout_or_host_url_fails_before_any_request(tmp_path: Path) -> None:
@@ -105,9 +106,10 @@ def test_a_manifest_of_the_wrong_shape_is_refused_even_with_nothing_to_rate(tmp_
     (tmp_path / "p.diff").write_text(GOOD)  # ok.py is not in the folder: no finding, the rater is never needed
     adapter_string = manifest_folder(tmp_path / "a", adapter="adapter.gguf")
     one_clear_line(sieve("review", "p.diff", "--model", str(adapter_string), cwd=tmp_path),
-                   "adapter must be", "adapter.gguf")
+                   "adapter must be", "adapter.gguf", code=2)
     base_number = manifest_folder(tmp_path / "b", base=7)
-    one_clear_line(sieve("review", "p.diff", "--model", str(base_number), cwd=tmp_path), "base must be", "not 7")
+    one_clear_line(sieve("review", "p.diff", "--model", str(base_number), cwd=tmp_path), "base must be", "not 7",
+                   code=2)  # a broken model folder is a failed part, not a usage error
 
 
 def test_since_that_is_not_a_date_fails_before_any_request(tmp_path: Path) -> None:
@@ -132,7 +134,7 @@ def test_a_path_no_file_can_have_is_skipped_and_the_rest_reviewed(tmp_path: Path
     (tmp_path / "ok.py").write_text("import os\nx = 2\n")
     (tmp_path / "p.diff").write_text(quoted_patch(path) + GOOD.replace("-x = 1\n+x = 2", "-x = 1\n+import os\n+x = 2")
                                      .replace("@@ -1 +1 @@", "@@ -1 +1,2 @@"))
-    done = sieve("review", "p.diff", "--model", "base", "--format", "json", "--threshold", "trivial", cwd=tmp_path)
+    done = sieve("review", "p.diff", "--model", "smollm2", "--format", "json", "--threshold", "trivial", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     skipped = {s["reason"] for s in summary["summary"]["skipped"]}

@@ -75,7 +75,7 @@ def patch(repo: GitRepo) -> bytes:
 def json_run(repo: GitRepo, patch: bytes, tmp_path_factory):
     path = tmp_path_factory.mktemp("out") / "change.patch"
     path.write_bytes(patch)
-    done = sieve("review", "--diff", str(path), "--format", "json", "--model", "base", "--no-explain",
+    done = sieve("review", "--diff", str(path), "--format", "json", "--model", "smollm2", "--no-explain",
                  cwd=repo.root)
     assert done.returncode == 0, done.stderr.decode()
     return json.loads(done.stdout)
@@ -104,7 +104,7 @@ def test_binary_file_is_reported_as_skipped_not_lost(json_run):
 
 
 def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
-    done = sieve("review", "-", "--model", "base", "--no-explain", "--max-comments", "1", "--threshold", "trivial",
+    done = sieve("review", "-", "--model", "smollm2", "--no-explain", "--max-comments", "1", "--threshold", "trivial",
                  cwd=repo.root, stdin=patch)
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
@@ -113,7 +113,7 @@ def test_stdin_and_text_output_with_cap(repo: GitRepo, patch: bytes):
 
 
 def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
-    done = sieve("review", "-", "--model", "base", "--no-explain", "--fail-on", "trivial", "--format", "sarif",
+    done = sieve("review", "-", "--model", "smollm2", "--no-explain", "--fail-on", "trivial", "--format", "sarif",
                  cwd=repo.root, stdin=patch)
     assert done.returncode == 1
     sarif = json.loads(done.stdout)
@@ -126,7 +126,7 @@ def test_fail_on_gives_exit_code_1(repo: GitRepo, patch: bytes):
     (b"hello, this is not a diff\n", "no file headers"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, stdin: bytes, message: str):
-    done = sieve("review", "-", "--model", "base", cwd=tmp_path, stdin=stdin)
+    done = sieve("review", "-", "--model", "smollm2", cwd=tmp_path, stdin=stdin)
     err = done.stderr.decode()
     assert done.returncode == 2
     assert message in err and "Traceback" not in err
@@ -135,18 +135,18 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, stdin: bytes, message: str)
 
 def test_missing_model_and_bad_config_are_clear(repo: GitRepo, patch: bytes, tmp_path: Path):
     done = sieve("review", "-", "--model", str(tmp_path / "nowhere"), cwd=repo.root, stdin=patch)
-    assert done.returncode == 2 and "Traceback" not in done.stderr.decode()
+    assert done.returncode == 64 and "Traceback" not in done.stderr.decode()  # 64: usage or configuration
     assert "nowhere" in done.stderr.decode()
     (tmp_path / ".sieve.toml").write_text("treshold = 'major'\n")
     done = sieve("review", "-", cwd=tmp_path, stdin=patch)
-    assert done.returncode == 2 and "treshold" in done.stderr.decode()
+    assert done.returncode == 64 and "treshold" in done.stderr.decode()
     done = sieve("review", "-", "--threshold", "severe", cwd=repo.root, stdin=patch)
-    assert done.returncode == 2 and "unknown severity" in done.stderr.decode()
+    assert done.returncode == 64 and "unknown severity" in done.stderr.decode()
 
 
 def test_markdown_with_explanations_for_posted_findings(repo: GitRepo, patch: bytes, tmp_path: Path):
     out = tmp_path / "review.md"
-    done = sieve("review", "-", "--model", "base", "--format", "markdown", "--out", str(out),
+    done = sieve("review", "-", "--model", "smollm2", "--format", "markdown", "--out", str(out),
                  "--threshold", "critical", "--max-comments", "2", cwd=repo.root, stdin=patch)
     assert done.returncode == 0, done.stderr.decode()
     text = out.read_text()
@@ -195,7 +195,7 @@ def test_an_unknown_model_names_both_folders(tmp_path: Path, repo: GitRepo, patc
     root = _my_models(tmp_path)
     done = sieve("review", "-", "--models-dir", str(root), "--model", "nosuch", cwd=repo.root, stdin=patch)
     err = done.stderr.decode()
-    assert done.returncode == 2 and err.startswith("error: no model 'nosuch'") and "Traceback" not in err
+    assert done.returncode == 64 and err.startswith("error: no model 'nosuch'") and "Traceback" not in err
     assert str(root) in err and "mine" in err and "smollm2-student" in err
 
 

@@ -125,12 +125,12 @@ def test_tfidf_beats_majority_on_dev_and_soft_labels_are_out_of_fold(shared) -> 
 def test_cli_evaluate_through_the_serving_rater(shared, capsys, tmp_path) -> None:
     from training.cli import main
 
-    assert main(["evaluate", "--data", "dev", "--model", "base", "--limit", "6", "--format", "json",
+    assert main(["evaluate", "--data", "dev", "--model", "smollm2", "--limit", "6", "--format", "json",
                  "--png", str(tmp_path)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["n"] == 6 and data["model_id"] == "smollm2-base" and len(data["confusion"]) == 4
     assert 0.0 <= data["accuracy"] <= data["band_accuracy"] <= 1.0 and data["ece"] is not None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["base-confusion.png", "base-reliability.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-confusion.png", "smollm2-reliability.png"]
 
 
 def test_cli_exam_writes_a_balanced_heldout_exam(shared, capsys, tmp_path) -> None:

@@ -53,7 +53,7 @@ def github(tmp_path, monkeypatch):
 
 def _review_github(fake: FakeGitHub, *extra: str) -> int:
     return cli.main(["review", "--github", "octo/app#3", "--github-url", fake.base_url, "--fail-on", "critical",
-                     "--model", "base", *extra])
+                     "--model", "smollm2", *extra])
 
 
 def test_an_unreadable_sarif_file_fails_the_run_status_and_summary(github, tmp_path, capsys):
@@ -96,7 +96,7 @@ def test_an_unreachable_llm_fails_the_gitlab_job(tmp_path, monkeypatch, capsys):
         fake.add_mr(project, 5, base, head, bot)
         code = cli.main(["review", "--gitlab", "group/app!5", "--gitlab-url", fake.url, "--reviewers", "llm",
                          "--llm-base-url", f"http://127.0.0.1:{_closed_port()}/v1", "--llm-model", "m",
-                         "--model", "base"])
+                         "--model", "smollm2"])
         err = capsys.readouterr().err
         assert code != 0 and "reviewer llm:" in err and "could not be reached" in err
         assert [s["status"] for s in fake.statuses] == ["failed"]
@@ -110,7 +110,7 @@ def test_a_local_review_with_a_failing_reviewer_exits_non_zero(tmp_path, monkeyp
     patch = tmp_path / "change.patch"
     patch.write_bytes(repo.diff(base, head))
     monkeypatch.chdir(tmp_path)
-    code = cli.main(["review", "--diff", str(patch), "--sarif", str(tmp_path / "nope.sarif"), "--model", "base"])
+    code = cli.main(["review", "--diff", str(patch), "--sarif", str(tmp_path / "nope.sarif"), "--model", "smollm2"])
     captured = capsys.readouterr()
     assert code == 2 and "the review is incomplete" in captured.err
 

@@ -177,7 +177,7 @@ def test_loop_candidates_are_served_the_way_their_parent_is(fitted, tmp_path) ->
     assert entry["weight"] == 0.25 and (folder / "lexical.json").is_file()
     assert LexicalPrior.load(folder / "lexical.json").probabilities("typo in comment")["trivial"] > 0.5
     assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.0), parent) == {}
-    bare = resolve_model("base")
+    bare = resolve_model("smollm2")
     assert _candidate_prior(examples(), folder, LoopConfig(), bare) == {}
     assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.5), bare)["lexical"]["weight"] == 0.5
 
@@ -195,7 +195,7 @@ def test_a_curriculum_missing_a_level_gets_no_prior(fitted, tmp_path) -> None:
     from training.loop import LoopConfig, _candidate_prior
 
     three = [e for e in examples() if e.label != "critical"]
-    assert _candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("base")) == {}
+    assert _candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("smollm2")) == {}
     assert not (tmp_path / "lexical.json").exists()
 
 

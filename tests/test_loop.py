@@ -35,7 +35,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     dump_jsonl([e for e in rest if e.label == "critical"], tmp_path / "feedback.jsonl")
     config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=1, exam_size=4, examples_per_round=8,
                         feedback=(str(tmp_path / "feedback.jsonl"),),
-                        start_from="base", model_name="default", models_root=str(tmp_path / "models"),
+                        start_from="smollm2", model_name="default", models_root=str(tmp_path / "models"),
                         promotion=PromotionRule(min_gain=-1.0),  # promote whatever comes out: tests the path
                         finetune=FinetuneConfig(max_steps=2, grad_accum=1, lr=2e-3, checkpoint_every=0),
                         lexical_weight=0.5)  # a lexical prior fitted on the curriculum goes with the candidate
@@ -56,7 +56,7 @@ def test_one_round_trains_exports_evaluates_and_promotes(tmp_path, small) -> Non
     assert model.adapter_path is not None and model.manifest["metrics"]["exam"] == entry["heldout"]
     assert model.manifest["parent"] is None or model.manifest["parent"].startswith("smollm2")
     assert model.lexical == (tmp_path / "models" / "default" / "lexical.json", 0.5) and "+lexical@" in model.model_id
-    student, base = llamacpp_rater(model), llamacpp_rater(resolve_model("base"))
+    student, base = llamacpp_rater(model), llamacpp_rater(resolve_model("smollm2"))
     pair = [(heldout.items[0].code, heldout.items[0].review)]
     tuned, plain = student.rate_texts(pair)[0], base.rate_texts(pair)[0]
     student.close()
@@ -91,7 +91,7 @@ def test_a_spent_teacher_budget_ends_the_run_cleanly(tmp_path, small) -> None:
         server.push(chat_reply(json.dumps({"items": []}), prompt_tokens=60, completion_tokens=60))
         teacher = OpenAITeacher(OpenAITeacherConfig(base_url=server.url, max_tokens=100, backoff_s=0.0, batch=4),
                                 exclude=heldout.item_keys())
-        config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=3, exam_size=4, start_from="base",
+        config = LoopConfig(run_dir=str(tmp_path / "run"), rounds=3, exam_size=4, start_from="smollm2",
                             models_root=str(tmp_path / "models"))
         result = run_loop(config, teacher, heldout, log=lambda _: None)
     assert result.rounds == [] and result.promoted == []

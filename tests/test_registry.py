@@ -61,9 +61,19 @@ def test_names_that_are_not_models(tmp_path) -> None:
     assert [m.name for m in list_models(tmp_path / "reg")] == ["alpha"]  # the broken folder is skipped
 
 
-def test_base_and_plain_gguf_resolve_without_adapter() -> None:
+def test_base_is_the_default_students_own_base_without_adapter(tmp_path) -> None:
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "models" / "default" / "manifest.json").read_text())
     base = resolve_model("base")
-    assert base.adapter_path is None and base.base_path == packaged_model_path()
+    assert base.adapter_path is None and base.name == "base"
+    assert base.base_path.name == shipped["base"]["file"] and base.model_id == f"{shipped['base']['name']}-base"
+    # yours first: a `default` of your own trained on SmolLM2 makes `base` SmolLM2
+    candidate(tmp_path / "reg" / "default", b"x", name="default")
+    assert resolve_model("base", tmp_path / "reg").base_path == packaged_model_path()
+
+
+def test_packaged_bases_and_plain_gguf_resolve_without_adapter() -> None:
+    small = resolve_model("smollm2")
+    assert small.adapter_path is None and small.base_path == packaged_model_path() and small.model_id == "smollm2-base"
     direct = resolve_model(str(packaged_model_path()))
     assert direct.adapter_path is None and direct.base_path == packaged_model_path()
 
@@ -97,7 +107,14 @@ def test_models_list_table_and_json(tmp_path, capsys) -> None:
     assert models_list_main(["--models-dir", str(tmp_path / "reg")]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:4] == ["name", "base", "prompt", "dev"]
-    assert table[1].startswith("base ") and "0.612" in table[2] and "0.544" in table[2]
+    rows: dict[str, str] = {}
+    for line in table[1:]:
+        if line.strip():
+            rows.setdefault(line.split()[0], line)  # the first row of a name: yours before the shipped one
+    assert "0.612" in rows["default"] and "0.544" in rows["default"]
+    # `base` says whose base it is: here the user's own default, trained on SmolLM2
+    assert rows["base"].split()[1] == packaged_model_path().name and "base of default (smollm2)" in rows["base"]
+    assert rows["smollm2"].split()[1] == packaged_model_path().name and "gemma-3-270m" in rows["gemma3-270m"]
     assert models_list_main(["--root", str(tmp_path / "reg"), "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     (entry,) = [e for e in listed if e["source"] == "yours"]

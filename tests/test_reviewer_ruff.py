@@ -116,11 +116,24 @@ def test_unsafe_fix_only_when_asked(tmp_path: Path) -> None:
 
 
 def test_non_python_and_unavailable_files(tmp_path: Path) -> None:
+    repo, diff = changed_repo(tmp_path)
+    readable = ReviewContext.from_worktree(repo.root).read_file
+    result = RuffReviewer().review(diff, ReviewContext(read_file=lambda p: readable(p) if p == "pkg/mod.py" else None))
+    assert result.findings  # the readable file is reviewed
+    assert [s.where for s in result.skipped if "unavailable" in s.reason] == ["pkg/types.pyi"]  # README.md: silent
+
+
+def test_no_changed_file_readable_is_an_error_not_a_clean_result(tmp_path: Path) -> None:
+    """Run in the wrong folder (or on a host that gives no content), ruff would find nothing: that must not read
+    as a clean review. The error names the files, where they were looked for, and --repo."""
     _, diff = changed_repo(tmp_path)
-    result = RuffReviewer().review(diff, ReviewContext(read_file=lambda path: None))
-    assert result.findings == []
-    assert sorted(s.where for s in result.skipped) == ["pkg/mod.py", "pkg/types.pyi"]  # README.md: silent
-    assert all("unavailable" in s.reason for s in result.skipped)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(ReviewerError, match=r"none of the 2 changed file\(s\) ruff reviews \(pkg/mod.py, "
+                                            r"pkg/types.pyi\) under .*elsewhere — .*--repo"):
+        RuffReviewer().review(diff, ReviewContext.from_worktree(elsewhere))
+    with pytest.raises(ReviewerError, match="the host returned no content"):
+        RuffReviewer().review(diff, ReviewContext(read_file=lambda path: None))
 
 
 def test_syntax_error_on_added_line(tmp_path: Path) -> None:

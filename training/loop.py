@@ -50,7 +50,7 @@ class LoopConfig:
     max_seconds: float | None = None  # wall-time budget; no new round starts after it
     exam_size: int = 40  # items per practice exam
     examples_per_round: int = 200  # teacher-written training items per round
-    start_from: str = "default"  # the current student: a registered name, a folder, or "base"
+    start_from: str = "default"  # the current student: a name, a folder, or "base" (the default's base)
     model_name: str = "default"  # the registry name a better candidate is promoted to
     models_root: str = ""  # models folder promoted into (default: $SIEVE_MODELS_DIR, else a checkout's models/)
     base: str = "smollm2"  # base GGUF the adapter is trained for
@@ -216,7 +216,7 @@ def _start_model(name: str, root: Path, base: str) -> ModelInfo:
     starts from the bare base model."""
     known = any((folder / name / "manifest.json").is_file() for folder in model_roots(root))
     if name != "base" and not known and not Path(name).exists():
-        return resolve_model("base" if base == "smollm2" else base, root)
+        return resolve_model(base, root)  # a packaged base by its key (smollm2, gemma3-270m)
     return resolve_model(name, root)
 
 

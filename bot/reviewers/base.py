@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from bot.diff import anchor_for, excerpt
+from bot.errors import ReviewerError
 from bot.findings import Anchor, Finding, Hunk, ParsedDiff, ReviewerResult, Skip
 from bot.registry import Registry
 
@@ -158,6 +159,20 @@ def line_suggestion(text: str, line: int, edits: list[dict[str, Any]]) -> str | 
     for start, end, content in sorted(spans, reverse=True):
         region = region[: start - lo] + content + region[end - lo:]
     return region.removesuffix("\n")
+
+
+def none_readable(reviewer: str, paths: list[str], ctx: ReviewContext) -> ReviewerError:
+    """The error of a reviewer that could read none of the changed files it reviews. Without their content it
+    finds nothing, and an empty result must not pass as a clean review (run in the wrong folder, or without
+    ``--repo``), so the run is incomplete instead; a few unreadable files among readable ones are only skipped."""
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    what = f"could read none of the {len(paths)} changed file(s) {reviewer} reviews ({shown})"
+    if ctx.repo_root is not None:
+        return ReviewerError(f"{what} under {ctx.repo_root.resolve()}",
+                             hint="run Sieve in the repository's top folder, or pass --repo with the folder that "
+                                  "holds the changed files")
+    return ReviewerError(f"{what}: the host returned no content for them at the head commit",
+                         hint="check that the token may read the repository's contents")
 
 
 def register_reviewer(name: str, factory: Callable[..., Reviewer]) -> None:

@@ -31,6 +31,7 @@ from bot.reviewers.base import (
     code_for,
     dedupe,
     line_suggestion,
+    none_readable,
 )
 from bot.reviewers.origin import ruff_level
 
@@ -84,7 +85,7 @@ class RuffReviewer:
                 target.write_text(text, encoding="utf-8", newline="")
                 sources[path] = text
             if not sources:
-                return result
+                raise none_readable(self.name, paths, ctx)
             diagnostics = self._run(root, sorted(sources))
         tally = SkipTally()
         for diag in diagnostics:
