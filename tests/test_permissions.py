@@ -142,6 +142,7 @@ def measure(tmp_path: Path, workflow: Path, job: str, world: str) -> dict[str, s
         fake.add_token(TOKEN, "github-actions[bot]", actions=True)
         seeded(fake, repo, base, head, readable=world == "fail_on")
         values = {"github.repository": "octo/shop", "github.api_url": fake.base_url, "github.token": TOKEN,
+                  "secrets.SIEVE_MARKER_KEY": "marker-key-for-tests",
                   "github.event.pull_request.number": "3", "github.event.pull_request.head.sha": head,
                   "github.event.pull_request.base.sha": base, "github.event.workflow_run.head_sha": head,
                   "github.event.workflow_run.id": "4242", "github.run_id": "4243", "inputs.since": "",

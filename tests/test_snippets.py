@@ -58,6 +58,7 @@ def git(cwd: Path, *args: str) -> str:
 def values(api: str, base: str, head: str, token: str) -> dict[str, str]:
     """What GitHub fills the snippets' expressions with, for pull request 3 of octo/shop."""
     return {"github.repository": "octo/shop", "github.api_url": api, "github.token": token,
+            "secrets.SIEVE_MARKER_KEY": "marker-key-for-tests",
             "github.event.pull_request.number": "3", "github.event.pull_request.head.sha": head,
             "github.event.pull_request.base.sha": base, "github.event.workflow_run.head_sha": head,
             "github.event.workflow_run.id": "4242", "github.run_id": "4243", "inputs.since": "",

@@ -101,6 +101,7 @@ def substitute(text: str, values: dict[str, str], where: str) -> str:
 
 def github_values(api_url: str, head: str = "0" * 40, since: str = "") -> dict[str, str]:
     return {"github.repository": "octo/shop", "github.api_url": api_url, "secrets.GITHUB_TOKEN": TOKEN,
+            "secrets.SIEVE_MARKER_KEY": "marker-key-for-tests",
             "github.token": TOKEN, "inputs.since": since, "github.event.pull_request.number": "3",
             "github.event.pull_request.head.sha": head, "github.event.workflow_run.head_sha": head}
 
