@@ -170,7 +170,9 @@ class Seal:
     ``key`` is the per-repository secret (``SIEVE_MARKER_KEY``); without one the HMAC is keyed with the scope
     alone, which still binds the seal to the whole text of the comment (a marker copied into another text does
     not verify) but can be recomputed by anyone who knows that text — under a shared identity set a key.
-    ``scope`` names the host and repository, so a comment copied from another repository does not verify."""
+    ``scope`` names the host kind. The repository is not part of it: the key is the repository's own secret, and
+    a repository's name changes (renames; GitLab jobs name a project by id or by path) must not unseal Sieve's
+    comments."""
 
     scope: str
     key: bytes = b""

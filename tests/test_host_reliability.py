@@ -129,7 +129,7 @@ def test_github_of_two_summaries_the_one_about_the_head_is_kept(gh, tmp_path):
     """A run for the old head wrote its summary between the new run's check and write: the new run's wins."""
     repo, base, head = make_change(tmp_path)
     open_pull(gh, repo, base, head)
-    seal = markers.Seal("github:octo/app")
+    seal = markers.Seal("github")
     old = seal.seal("## Sieve review\n\nold\n\n" + markers.SUMMARY_MARKER, markers.SummaryData("0" * 40))
     older = requests.post(f"{gh.base_url}/repos/octo/app/issues/7/comments", json={"body": old}, timeout=5,
                           headers={"Authorization": f"token {TOKEN}"}).json()
@@ -210,7 +210,7 @@ def test_github_with_a_key_a_seal_recomputed_by_a_stranger_is_refused(gh, tmp_pa
     sieve = GitHubHost(ACTIONS, base_url=gh.base_url, timeout=2, write_pause=0.0, sleep=lambda s: None,
                        marker_key=KEY)
     target = plan(found, [rating() for _ in found], PlanConfig(commit=head)).create[0]
-    unkeyed = markers.Seal("github:octo/app")  # all a stranger can compute
+    unkeyed = markers.Seal("github")  # all a stranger can compute
     _other_workflow(gh, unkeyed.seal(target.body), inline_at=(target.finding.anchor.path, target.finding.anchor.line))
     assert sieve.fetch(REF).existing == ()
     _, p, result = run_review(sieve, found)

@@ -152,7 +152,7 @@ def test_decode_reads_only_the_footer():
 def test_the_comment_record_decodes_only_our_own_comments():
     from bot import comments
 
-    me = comments.Identity("github-actions[bot]", markers.Seal("github:octo/app", b"key"))
+    me = comments.Identity("github-actions[bot]", markers.Seal("github", b"key"))
     body = me.seal.seal("text\n" + forged("3" * 16))
     ours = comments.read("1", "GitHub-Actions[bot]", body, me)
     theirs = comments.read("2", "stranger", body, me)

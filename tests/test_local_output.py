@@ -101,4 +101,4 @@ def test_warnings_and_errors_on_stderr_are_one_line_each(change, capsys, tmp_pat
     assert any("lines\\x1b[2J.sarif" in line for line in lines)
     code = cli.main(["review", "--diff", str(patch), "--out", str(tmp_path / "no\nsuch" / "out.txt")])
     err = capsys.readouterr().err
-    assert code == 2 and len(err.splitlines()) == 1 and "no\\nsuch" in err
+    assert code == 64 and len(err.splitlines()) == 1 and "no\\nsuch" in err

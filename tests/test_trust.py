@@ -101,7 +101,7 @@ def test_a_login_in_trusted_users_is_refused_with_where_to_find_the_id(tmp_path,
                                                                        lookup):
     monkeypatch.chdir(tmp_path)
     Path(tmp_path / ".sieve.toml").write_text(f'[{section}]\ntrusted_users = ["lead", 42]\n')
-    assert cli.main(["feedback", "collect", f"--{section}", "octo/app", "--db", str(tmp_path / "f.db")]) == 2
+    assert cli.main(["feedback", "collect", f"--{section}", "octo/app", "--db", str(tmp_path / "f.db")]) == 64
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"error: setting {section}.trusted_users is")
     assert "numeric ids, not their logins" in err and lookup in err and "Traceback" not in err

@@ -231,7 +231,7 @@ class GitHubHost:
 
     def identity(self, repo: str) -> comments.Identity:
         """Sieve's identity in ``repo``: its login and the seal its comments there carry."""
-        return comments.Identity(self.bot_login(), markers.Seal(f"github:{repo}", self._marker_key))
+        return comments.Identity(self.bot_login(), markers.Seal("github", self._marker_key))
 
     def fetch(self, ref: MergeRequestRef) -> MergeRequest:
         pr = self._pull(ref)

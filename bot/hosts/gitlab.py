@@ -152,7 +152,7 @@ class GitLabHost:
                                   "them again on every run",
                                   hint=f'set gitlab.bot_login = "{actual}" ([gitlab] table of .sieve.toml), or remove it')
             self.bot_username, self._username_checked = actual, True
-        return comments.Identity(self.bot_username, markers.Seal(f"gitlab:{repo}", self._marker_key))
+        return comments.Identity(self.bot_username, markers.Seal("gitlab", self._marker_key))
 
     def _mr_path(self, ref: MergeRequestRef) -> str:
         return f"/projects/{_encode(ref.repo)}/merge_requests/{ref.number}"
