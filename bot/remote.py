@@ -60,7 +60,7 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     host = make_host(target.ref.host, config, environ, target.url)
     mr = host.fetch(target.ref)
     source = app.Source(diff=mr.diff, name=str(target.ref), read_file=lambda path: host.read_file(mr, path),
-                        head_sha=mr.head_sha)
+                        head_sha=mr.head_sha, repo=repo_name(target.ref, environ))
     outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing)
     if dry_run:
         return outcome
@@ -72,9 +72,21 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     return outcome
 
 
+def repo_name(ref: MergeRequestRef, environ: Mapping[str, str]) -> str:
+    """The repository as the feedback store names it: a GitLab job's numeric project id is its path
+    (``CI_PROJECT_PATH``, the name ``sieve feedback collect --gitlab`` is given)."""
+    if ref.host == "gitlab" and ref.repo == environ.get("CI_PROJECT_ID") and environ.get("CI_PROJECT_PATH"):
+        return environ["CI_PROJECT_PATH"]
+    return ref.repo
+
+
 def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
     from bot import feedback_app, store
 
+    if args.action in ("import", "memory"):
+        from bot import memory_app
+
+        return memory_app.feedback_command(args, config)
     db = store.open_store(getattr(args, "db", None) or config.db)
     try:
         if args.action == "collect":

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.errors import StoreError
 from bot.feedback import CommentInfo, FeedbackRecord
+from bot.memory import Reaction
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -34,7 +35,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (host, repo, comment_id, author));
     CREATE INDEX comments_model ON comments (model, predicted);
     """,
+    # team memory (bot.memory): the rule id a comment's marker names, and the entries a maintainer revoked
+    """
+    ALTER TABLE comments ADD COLUMN rule_id TEXT;
+    CREATE TABLE memory_revoked (
+        entry_id TEXT PRIMARY KEY, revoked_at TEXT NOT NULL, scope TEXT, direction TEXT);
+    """,
 )
+#: the columns of ``comments`` this version writes, by name (migrations only ever add columns)
+_COMMENT_COLUMNS = ("host", "repo", "comment_id", "number", "url", "path", "line", "predicted", "probabilities",
+                    "model", "prompt_version", "commit_sha", "code", "review", "reviewer", "created_at",
+                    "collected_at", "rule_id")
 
 
 @dataclass
@@ -51,13 +62,17 @@ LOCK_TIMEOUT_S = 30.0
 class Store:
     """One SQLite connection; every sync is one short IMMEDIATE transaction so parallel runners serialise."""
 
-    def __init__(self, path: str | Path, lock_timeout: float | None = None) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None, *, read_only: bool = False) -> None:
         self.path = str(path)
         self.lock_timeout = LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
         try:
-            self.db = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None)
+            target = f"{Path(self.path).resolve().as_uri()}?mode=ro" if read_only else self.path
+            self.db = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None, uri=read_only)
             self.db.row_factory = sqlite3.Row
             self.db.execute(f"PRAGMA busy_timeout={int(self.lock_timeout * 1000)}")
+            if read_only:  # a review reads the file as it is: no migration, nothing written
+                self._check_version()
+                return
             self.db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.OperationalError as exc:
@@ -82,12 +97,17 @@ class Store:
                 raise self._locked() from None
             raise
 
-    def _migrate(self) -> None:
-        """Apply the migrations this version knows and the file has not seen; refuse a newer file."""
+    def _check_version(self) -> int:
+        """The file's schema version; a StoreError when it is newer than this Sieve knows."""
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(MIGRATIONS):
             raise StoreError(f"the feedback store {self.path} has schema version {version}, newer than this "
                              f"Sieve knows ({len(MIGRATIONS)})", hint="upgrade Sieve or use another --db file")
+        return int(version)
+
+    def _migrate(self) -> None:
+        """Apply the migrations this version knows and the file has not seen; refuse a newer file."""
+        version = self._check_version()
         for number in range(version, len(MIGRATIONS)):
             self._begin()
             try:
@@ -145,13 +165,15 @@ class Store:
 
     def _upsert_comment(self, info: CommentInfo, now: str) -> None:
         self.db.execute(
-            "INSERT INTO comments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id) "
+            f"INSERT INTO comments ({', '.join(_COMMENT_COLUMNS)}) VALUES ({','.join('?' * len(_COMMENT_COLUMNS))}) "
+            "ON CONFLICT (host, repo, comment_id) "
             "DO UPDATE SET url=excluded.url, predicted=excluded.predicted, probabilities=excluded.probabilities, "
             "model=excluded.model, prompt_version=excluded.prompt_version, commit_sha=excluded.commit_sha, "
-            "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at",
+            "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at, "
+            "rule_id=excluded.rule_id",
             (info.host, info.repo, info.comment_id, info.number, info.url, info.path, info.line, info.predicted,
              json.dumps(info.probabilities, sort_keys=True), info.model, info.prompt_version, info.commit,
-             info.code, info.review, info.reviewer, info.created_at, now))
+             info.code, info.review, info.reviewer, info.created_at, now, info.rule_id))
 
     def _sync_corrections(self, key: tuple[str, str, str], records: list[FeedbackRecord], now: str) -> None:
         """Corrections mirror the thread: a deleted or edited reply updates the row, a gone one deletes it."""
@@ -173,7 +195,8 @@ class Store:
                             url=r["url"], path=r["path"], line=r["line"], predicted=r["predicted"],
                             probabilities=json.loads(r["probabilities"] or "{}"), model=r["model"],
                             prompt_version=r["prompt_version"], commit=r["commit_sha"], code=r["code"],
-                            review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "")
+                            review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "",
+                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None)
                 for r in rows]
 
     def votes(self, include_removed: bool = False) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:
@@ -198,6 +221,82 @@ class Store:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self.db.execute(sql, params).fetchall()
 
+    # --- team memory (bot.memory) ------------------------------------------------------------------------------
+
+    def _columns(self, table: str) -> set[str]:
+        """The table's columns; empty when the file does not have it (an older or a new, empty store)."""
+        return {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def reactions(self, repo: str | None = None) -> list[Reaction]:
+        """Every trusted, current vote and correction, one Reaction per (comment, maintainer); only ``repo``'s
+        (compared without case) when given. Untrusted and removed ones never leave the store this way."""
+        columns = self._columns("comments")
+        if not columns:
+            return []
+        comment = ("c.host, c.repo, c.comment_id, c.reviewer, c.path, c.review, c.predicted, "
+                   + ("c.rule_id" if "rule_id" in columns else "NULL AS rule_id"))
+        join = "JOIN comments c ON x.host = c.host AND x.repo = c.repo AND x.comment_id = c.comment_id"
+        where, params = (" AND lower(c.repo) = lower(?)", (repo,)) if repo else ("", ())
+        votes = self.db.execute(f"SELECT {comment}, x.voter AS user, x.vote AS vote, NULL AS level FROM votes x "
+                                f"{join} WHERE x.trusted = 1 AND x.removed = 0{where}", params).fetchall()
+        fixes = self.db.execute(f"SELECT {comment}, x.author AS user, 0 AS vote, x.level AS level FROM corrections x "
+                                f"{join} WHERE x.trusted = 1{where}", params).fetchall()
+        found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for r in [*votes, *fixes]:
+            row = found.setdefault((r["host"], r["repo"], r["comment_id"], r["user"]), dict(r))
+            row["vote"] = r["vote"] or row["vote"]
+            row["level"] = r["level"] or row["level"]
+        return [Reaction(comment=f"{k[0]}/{k[1]}/{k[2]}", repo=r["repo"], source=r["reviewer"] or "",
+                         rule=r["rule_id"] or "", path=r["path"] or "", review=r["review"] or "",
+                         posted=r["predicted"], user=r["user"], vote=int(r["vote"]), correction=r["level"])
+                for k, r in sorted(found.items())]
+
+    def revoked(self) -> frozenset[str]:
+        """Ids of the memory entries a maintainer revoked (never applied again)."""
+        if not self._columns("memory_revoked"):
+            return frozenset()
+        return frozenset(r[0] for r in self.db.execute("SELECT entry_id FROM memory_revoked"))
+
+    def revoke(self, entry_id: str, scope: str, direction: str, now: str) -> bool:
+        """Mark an entry revoked (the reactions behind it stay); False when it already was."""
+        self._begin()
+        try:
+            done = self.db.execute("INSERT OR IGNORE INTO memory_revoked VALUES (?,?,?,?)",
+                                   (entry_id, now, scope, direction)).rowcount
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return bool(done)
+
+    def add_records(self, items: list[tuple[CommentInfo, FeedbackRecord]], now: str) -> int:
+        """Upsert comments and their users' votes and corrections in ONE transaction (all or nothing), without
+        removing anyone else's: what ``sieve feedback import`` writes. Returns how many records were written."""
+        self._begin()
+        try:
+            for info, rec in items:
+                self._upsert_comment(info, now)
+                key = (info.host, info.repo, info.comment_id)
+                if rec.vote:
+                    self.db.execute(
+                        "INSERT INTO votes (host, repo, comment_id, voter, vote, trusted, created_at, removed, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,0,?) ON CONFLICT (host, repo, comment_id, voter) DO UPDATE "
+                        "SET vote=excluded.vote, trusted=excluded.trusted, created_at=excluded.created_at, removed=0, "
+                        "updated_at=excluded.updated_at", (*key, rec.voter, rec.vote, int(rec.trusted),
+                                                           rec.created_at, now))
+                if rec.correction:
+                    self.db.execute(
+                        "INSERT INTO corrections (host, repo, comment_id, author, level, trusted, created_at, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id, author) DO UPDATE "
+                        "SET level=excluded.level, trusted=excluded.trusted, created_at=excluded.created_at, "
+                        "updated_at=excluded.updated_at", (*key, rec.voter, rec.correction, int(rec.trusted),
+                                                           rec.created_at, now))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(items)
+
 
 def _is_lock(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
@@ -212,3 +311,15 @@ def open_store(path: str | Path) -> Store:
     if target.parent and not target.parent.exists():
         raise StoreError(f"the folder for the feedback store {target} does not exist", hint="create it first")
     return Store(target)
+
+
+def open_for_reading(path: str | Path) -> Store | None:
+    """The store at ``path`` opened read-only (no migration, nothing written), or None when there is no such file:
+    a review without a store behaves exactly as one with memory off."""
+    if "://" in str(path) and not str(path).startswith("sqlite:///"):
+        raise StoreError(f"only SQLite feedback stores are supported, not {str(path).split('://')[0]}",
+                         hint="pass --db path/to/feedback.db")
+    target = Path(str(path).removeprefix("sqlite:///"))
+    if not target.is_file():
+        return None
+    return Store(target, read_only=True)
