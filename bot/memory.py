@@ -26,8 +26,8 @@ threshold, or below the posted level if lower; ``/sieve severity L``: exactly at
 
     p'(l) ∝ p(l) · exp(−λ · steps(l, t)),   λ = β(kind) · (agreeing − disagreeing voters)
 
-where ``steps`` counts severity levels on the wrong side of ``t`` (0 on the right side), β is 2.5 for exact, path
-and rule entries and 1.25 for family entries. Votes are per distinct trusted maintainer (one voter's several
+where ``steps`` counts severity levels on the wrong side of ``t`` (0 on the right side), β is 5 for exact, path
+and rule entries and 2.5 for family entries. Votes are per distinct trusted maintainer (one voter's several
 reactions in a scope count once, by their own majority), so strength grows with how many maintainers agree and
 shrinks with disagreement, and a maintainer's occasional mistaken reaction is outvoted by their others.
 
@@ -50,7 +50,7 @@ from bot.findings import Finding, MemoryNote, Rating
 from bot.severity import LABELS, Severity, argmax_label
 
 #: strength per net agreeing maintainer, by entry kind (see the module docstring)
-BETA = {"exact": 2.5, "path": 2.5, "rule": 2.5, "family-path": 1.25, "family": 1.25}
+BETA = {"exact": 5.0, "path": 5.0, "rule": 5.0, "family-path": 2.5, "family": 2.5}
 #: how many distinct agreeing maintainers an entry of each kind needs before it applies
 NEEDED = {"exact": 1, "path": 2, "rule": 2, "family-path": 2, "family": 2}
 #: net voters beyond this add no strength (keeps probabilities away from 0 and 1 in floating point)
@@ -109,7 +109,7 @@ class Entry:
     comments: int  # remembered comments behind the entry
     voters: tuple[Stance, ...] = ()  # one merged stance per maintainer who spoke
     rules: tuple[str, ...] = ()  # for family entries: the reacted rules it was learned from
-    corrected: bool = False
+    corrected: int = 0  # agreeing maintainers whose stance is a `/sieve severity` correction
     revoked: bool = False
 
     @property
@@ -311,7 +311,7 @@ def make_entry(kind: str, tool: str, key: str, where: str, text: str, stances: l
     entry_id = hashlib.sha256("\x1f".join((kind, tool, key, where, text, str(direction))).encode()).hexdigest()[:10]
     return Entry(entry_id, kind, tool, key, where, text, direction, target, len(majority),
                  len(users) - len(majority), comments, tuple(users[u] for u in sorted(users)), rules,
-                 any(s.corrected for s in majority), entry_id in revoked)
+                 sum(s.corrected for s in majority), entry_id in revoked)
 
 
 @dataclass(frozen=True)
@@ -452,11 +452,14 @@ def guarded_target(entry: Entry, finding: Finding) -> tuple[str, bool]:
 def note_text(entry: Entry, before: str, after: str, guarded: bool) -> str:
     """``rated trivial, not major: 2 maintainers 👎'd ruff S101 in tests/``."""
     verb = "👍'd" if entry.direction > 0 else "👎'd"
-    if entry.corrected:
-        verb += " or corrected"
+    scope = entry.scope_text()
+    if entry.corrected == entry.agree:
+        said = f"corrected {scope} to {entry.target}"
+    else:
+        said = f"{verb} or corrected {scope}" if entry.corrected else f"{verb} {scope}"
     who = f"{entry.agree} maintainer{'s' if entry.agree != 1 else ''}"
     head = f"rated {after}, not {before}" if after != before else f"still {after}"
-    text = f"{head}: {who} {verb} {entry.scope_text()}"
+    text = f"{head}: {who} {said}"
     if entry.against:
         text += f" ({entry.against} disagreed)"
     if guarded:
