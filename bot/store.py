@@ -292,6 +292,10 @@ class Store:
                         "updated_at=excluded.updated_at", (*key, rec.voter, rec.correction, int(rec.trusted),
                                                            rec.created_at, now))
             self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.db.execute("ROLLBACK")
+            raise StoreError(f"writing to the feedback store {self.path} failed ({exc}); nothing was imported",
+                             hint="check the file and the disk, then run the import again") from None
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
