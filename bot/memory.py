@@ -14,8 +14,9 @@ What "like" means (most specific first; the first entry that applies wins, none 
 3. ``rule``    — the same tool and rule anywhere (findings without a tool — LLM reviewers — use their review text
    with names, numbers and quoted words masked as the "rule");
 4. ``family`` and ``family-path`` — rules of the same tool sharing their prefix and first digit (ruff's ``D1`` =
-   D100…D107), learned only when at least two of its rules were reacted to, all in the same direction; this is how
-   a rule nobody reacted to yet inherits the team's view. Never used to push a security finding below major.
+   D100…D107), learned only from 👎: when at least two of its rules were turned down and none was wanted; this is
+   how a rule nobody reacted to yet inherits the team's view. (A 👍 does not generalise beyond its rule: teams
+   select whole families and turn single rules off by name.) Never used to push a security finding below major.
 
 An entry that has at least two voters who do not agree (as many 👍 as 👎) applies no change and hides the broader
 entries behind it: the team spoke about this scope and did not agree.
@@ -34,7 +35,8 @@ shrinks with disagreement, and a maintainer's occasional mistaken reaction is ou
 Poisoning guards: only trusted reactions reach this module (the store filters them); an entry broader than
 ``exact`` needs two distinct agreeing maintainers, so one account can move at most the exact findings it reacted
 to; and a security finding (ruff ``S`` rules, bandit, a ``security`` level, SARIF ``security-severity`` ≥ 7) is
-never pushed below major unless two distinct maintainers agree in a rule-level or narrower entry.
+never pushed below major unless two distinct maintainers agree in a rule-level or narrower entry: otherwise a 👎
+may at most move it from critical to major, and is not applied where the result would fall below major.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from bot.findings import Finding, MemoryNote, Rating
-from bot.severity import LABELS, Severity, argmax_label
+from bot.severity import LABELS, Severity, argmax_label, mass_at_least
 
 #: strength per net agreeing maintainer, by entry kind (see the module docstring)
 BETA = {"exact": 5.0, "path": 5.0, "rule": 5.0, "family-path": 2.5, "family": 2.5}
@@ -369,7 +371,11 @@ def _rule_entries(tool: str, key: str, comments: list[_Comment], revoked: frozen
 
 
 def _family_entries(entries: list[Entry], revoked: frozenset[str]) -> list[Entry]:
-    """Family entries from rule (and path) entries of at least two rules of a family, all agreeing."""
+    """Family entries from 👎 rule (and path) entries of at least two rules of a family, none of them split or 👍.
+
+    Only 👎 generalises to a family: teams select whole families and turn off single rules by name, so that the
+    siblings of rules a team wants are often ones it turned off (ruff's UP031 beside UP006), while siblings of
+    rules it turned off tend to be off too (D100…D107)."""
     groups: dict[tuple[str, str, str, str], list[Entry]] = defaultdict(list)
     for e in entries:
         family = family_of(e.key) if e.tool and e.kind in ("rule", "path") else None
@@ -378,7 +384,7 @@ def _family_entries(entries: list[Entry], revoked: frozenset[str]) -> list[Entry
     out = []
     for (kind, tool, family, where), members in sorted(groups.items()):
         rules = tuple(sorted({m.key for m in members}))
-        if len(rules) < 2 or len({m.direction for m in members}) != 1 or members[0].direction == 0:
+        if len(rules) < 2 or {m.direction for m in members} != {-1}:
             continue
         stances = [s for m in members for s in m.voters]
         out.append(make_entry(kind, tool, family, where, "", stances, sum(m.comments for m in members), revoked,
@@ -440,13 +446,17 @@ def shift(probabilities: dict[str, float], direction: int, target: str, strength
     return {label: weights[label] / total for label in LABELS}
 
 
-def guarded_target(entry: Entry, finding: Finding) -> tuple[str, bool]:
-    """The entry's target, raised to major for a security finding unless two maintainers agree at rule level or
-    narrower; True when the guard held it up."""
+def guarded(entry: Entry, finding: Finding) -> bool:
+    """Does the security guard hold for this entry and finding? A 👎 entry on a security finding, unless two
+    maintainers agree on it at rule level or narrower."""
     narrow = not entry.kind.startswith("family") and entry.agree >= 2
-    if entry.direction < 0 and _RANK[entry.target] < _RANK["major"] and is_security(finding) and not narrow:
-        return "major", True
-    return entry.target, False
+    return entry.direction < 0 and not narrow and is_security(finding)
+
+
+def _below_major(before: dict[str, float], after: dict[str, float]) -> bool:
+    """Did the level or the mass at major and above fall below major (where it was not already)?"""
+    mass_before = mass_at_least(before, Severity.MAJOR)
+    return argmax_label(after) < Severity.MAJOR or mass_at_least(after, Severity.MAJOR) < min(mass_before, 0.5)
 
 
 def note_text(entry: Entry, before: str, after: str, guarded: bool) -> str:
@@ -463,7 +473,7 @@ def note_text(entry: Entry, before: str, after: str, guarded: bool) -> str:
     if entry.against:
         text += f" ({entry.against} disagreed)"
     if guarded:
-        text += "; a security finding stays at major or above unless two maintainers agree on its rule"
+        text += "; a security finding is not lowered below major unless two maintainers agree on its rule"
     return text
 
 
@@ -472,14 +482,17 @@ def adjust_one(finding: Finding, rating: Rating, memory: Memory) -> Rating:
     entry = memory.lookup(finding)
     if entry is None:
         return rating
-    target, guarded = guarded_target(entry, finding)
+    guard = guarded(entry, finding)
+    target = max(entry.target, "major", key=_RANK.__getitem__) if guard else entry.target
     strength = BETA[entry.kind] * min(MAX_NET, entry.agree - entry.against)
     probabilities = shift(rating.probabilities, entry.direction, target, strength)
+    if guard and _below_major(rating.probabilities, probabilities):
+        probabilities = dict(rating.probabilities)  # a security finding is not lowered below major this way
     after = argmax_label(probabilities).label
     note = MemoryNote(entry=entry.id, scope=entry.scope_text(), direction=entry.direction, target=target,
                       voters=entry.agree, against=entry.against, before=rating.severity,
                       before_probabilities=dict(rating.probabilities),
-                      text=note_text(entry, rating.severity, after, guarded), moved=after != rating.severity)
+                      text=note_text(entry, rating.severity, after, guard), moved=after != rating.severity)
     return replace(rating, probabilities=probabilities, severity=after, memory_note=note)
 
 

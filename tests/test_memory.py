@@ -93,6 +93,8 @@ def test_a_family_generalises_to_unreacted_rules_only_when_its_rules_agree():
     mixed = memory.learn(team("D205", ["a.py"], -1) + team("D209", ["a.py"], -1) + team("D200", ["b.py"], 1),
                          Severity.MINOR)
     assert rated(finding("D201", "c.py"), mixed).memory_note is None
+    wanted = memory.learn(team("UP006", ["a.py"], 1) + team("UP035", ["b.py"], 1), Severity.MINOR)
+    assert rated(finding("UP031", "c.py"), wanted, LOW).memory_note is None  # 👍 stays with its rule
 
 
 def test_an_llm_finding_is_like_another_with_the_same_wording_but_other_names():
@@ -125,7 +127,9 @@ def test_one_compromised_account_with_50_reactions_silences_no_rule_and_no_secur
         assert rated(finding(rule, "app/views.py"), m).memory_note is None
     hit = rated(finding("S608", "src/mod3.py"), m)  # what the account voted on: a security finding stays ≥ major
     assert hit.severity == "major" and hit.probabilities["major"] + hit.probabilities["critical"] > 0.5
-    assert "security finding stays at major" in hit.memory_note.text
+    assert "security finding is not lowered below major" in hit.memory_note.text
+    split = {"critical": 0.5, "major": 0.1, "minor": 0.3, "trivial": 0.1}  # taking critical away would leave minor
+    assert rated(finding("S608", "src/mod4.py"), m, split).probabilities == split
     plain = rated(finding("B006", "src/mod3.py"), m)  # a non-security finding it voted on may move: only that one
     assert plain.severity == "trivial"
 
