@@ -38,6 +38,7 @@ from pathlib import Path
 
 from benchmarks import team_data
 from bot import memory
+from bot.config import Config
 from bot.findings import Anchor, Finding, Rating
 from bot.plan import PlanConfig, passes
 from bot.severity import Severity
@@ -138,11 +139,15 @@ def reactions(team: team_data.Team, items: list[Item], seed: int, noise: float) 
     return rows
 
 
-def _row(team: team_data.Team, it: Item, user: str, vote: int, correction: str | None) -> dict:
+def _row_of(repo: str, it: Item) -> dict:
     f = it.finding
-    return {"repo": f"teams/{team.name}", "path": f.anchor.path, "line": f.anchor.line, "tool": "ruff",
-            "rule": it.rule, "review": f.review, "severity": it.rating.severity, "reaction": "+1" if vote > 0 else "-1",
-            "correction": correction, "user": user, "trusted": True}
+    return {"repo": repo, "path": f.anchor.path, "line": f.anchor.line, "tool": "ruff", "rule": it.rule,
+            "review": f.review, "severity": it.rating.severity}
+
+
+def _row(team: team_data.Team, it: Item, user: str, vote: int, correction: str | None) -> dict:
+    return {**_row_of(f"teams/{team.name}", it), "reaction": "+1" if vote > 0 else "-1", "correction": correction,
+            "user": user, "trusted": True}
 
 
 def attack(team: team_data.Team, items: list[Item]) -> list[dict]:
@@ -157,18 +162,25 @@ def attack(team: team_data.Team, items: list[Item]) -> list[dict]:
     return [_row(team, it, "compromised", -1, "trivial") for it in targets]
 
 
-def remember(rows: list[dict], repo: str, folder: Path) -> memory.Memory:
-    """Rows → a real store through the import path → the memory a review of ``repo`` would load."""
-    from bot.memory_app import import_file
+def remember(rows: list[dict], repo: str, folder: Path, shown: list[Item] = ()) -> memory.Memory:
+    """Rows → a real store through the import path (and ``shown``, Sieve's other comments, as a harvest keeps them
+    without reactions) → the memory a review of ``repo`` would load."""
+    from bot.feedback_import import comment_of
+    from bot.memory_app import _learn, import_file
     from bot.store import open_store
 
-    path = folder / f"{_key(repo, len(rows))[:12]}.jsonl"
+    path = folder / f"{_key(repo, len(rows), len(shown))[:12]}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     store = open_store(folder / f"{path.stem}.db")
     try:
         written, bad = import_file(store, str(path))
         assert not bad and written == len(rows), bad
-        return memory.learn(store.reactions(repo), CONFIG.threshold, store.revoked())
+        reacted = {comment_of(r).comment_id for r in rows}
+        for it in shown:  # a harvest keeps every Sieve comment; these got no reaction
+            info = comment_of(_row_of(repo, it))
+            if info.comment_id not in reacted:
+                store.sync(info, [], "simulated")
+        return _learn(store, replace(Config(), threshold=CONFIG.threshold), repo)
     finally:
         store.close()
 
@@ -220,7 +232,7 @@ def poisoning(team: team_data.Team, items: list[Item], folder: Path) -> dict:
 
 def run_team(team: team_data.Team, items: list[Item], args, folder: Path) -> dict:
     rows = reactions(team, items, args.seed, args.noise)
-    mem = remember(rows, f"teams/{team.name}", folder)
+    mem = remember(rows, f"teams/{team.name}", folder, [it for it in items if it.half == "react" and it.posted])
     held = [it for it in items if it.half == "heldout"]
     started = time.perf_counter()
     after = memory.adjust([it.finding for it in held], [it.rating for it in held], mem)
@@ -275,8 +287,8 @@ def run(args) -> dict:
 
 
 def to_text(result: dict) -> str:
-    lines = [f"{result['findings']} findings of {result['rules']} rules in {result['files']} files "
-             f"(at most {result['cap_per_rule_and_half']} per rule and half), model {result['model']}",
+    lines = [(f"{result['findings']} findings of {result['rules']} rules in {result['files']} files "
+              f"(at most {result['cap_per_rule_and_half']} per rule and half), model {result['model']}"),
              "held-out half: posted before feedback → in the next review with memory (posted / findings)"]
     for t in result["teams"]:
         h = t["heldout"]

@@ -31,6 +31,10 @@ OPTIONAL = ("code", "correction", "at")
 _SOURCES = {"ruff": "ruff", "llm": "llm", "local": "local"}
 
 
+class RowError(Exception):
+    """What is wrong with one row (reported with its line number; never leaves this module)."""
+
+
 @dataclass(frozen=True)
 class BadRow:
     line: int
@@ -43,41 +47,41 @@ class BadRow:
 def _text(row: dict[str, Any], key: str, *, empty: bool = False) -> str:
     value = row[key]
     if not isinstance(value, str) or (not empty and not value.strip()):
-        raise ValueError(f"{key} must be {'a' if empty else 'a non-empty'} string, not {json.dumps(value)}")
+        raise RowError(f"{key} must be {'a' if empty else 'a non-empty'} string, not {json.dumps(value)}")
     return value
 
 
 def _check(row: Any) -> dict[str, Any]:
-    """The row's fields, checked; a ValueError naming the first problem."""
+    """The row's fields, checked; a RowError naming the first problem."""
     if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, found {type(row).__name__}")
+        raise RowError(f"expected a JSON object, found {type(row).__name__}")
     unknown = sorted(set(row) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(REQUIRED + OPTIONAL)})")
+        raise RowError(f"unknown field {unknown[0]!r} (fields: {', '.join(REQUIRED + OPTIONAL)})")
     missing = [key for key in REQUIRED if key not in row]
     if missing:
-        raise ValueError(f"missing field {missing[0]!r}")
+        raise RowError(f"missing field {missing[0]!r}")
     out = {key: _text(row, key) for key in ("repo", "path", "tool", "review", "user")}
     out["rule"] = _text(row, "rule", empty=True)
     out["code"] = _text(row, "code", empty=True) if row.get("code") is not None else ""
     line = row["line"]
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
-        raise ValueError(f"line must be a whole number ≥ 1, not {json.dumps(line)}")
+        raise RowError(f"line must be a whole number ≥ 1, not {json.dumps(line)}")
     out["line"] = line
     for key in ("severity", "correction"):
         value = row.get(key)
         if key == "correction" and value is None:
             out[key] = None
         elif value not in LABELS:
-            raise ValueError(f"{key} must be one of {', '.join(LABELS)}{' or null' if key == 'correction' else ''}, "
+            raise RowError(f"{key} must be one of {', '.join(LABELS)}{' or null' if key == 'correction' else ''}, "
                              f"not {json.dumps(value)}")
         else:
             out[key] = value
     if row["reaction"] not in ("+1", "-1"):
-        raise ValueError(f'reaction must be "+1" or "-1", not {json.dumps(row["reaction"])}')
+        raise RowError(f'reaction must be "+1" or "-1", not {json.dumps(row["reaction"])}')
     out["vote"] = 1 if row["reaction"] == "+1" else -1
     if not isinstance(row["trusted"], bool):
-        raise ValueError(f"trusted must be true or false, not {json.dumps(row['trusted'])}")
+        raise RowError(f"trusted must be true or false, not {json.dumps(row['trusted'])}")
     out["trusted"] = row["trusted"]
     out["at"] = _when(row.get("at"))
     return out
@@ -86,13 +90,13 @@ def _check(row: Any) -> dict[str, Any]:
 def _when(value: Any) -> str:
     if value is None:
         return ""
+    problem = RowError(f"at must be an ISO 8601 time such as 2026-11-30T12:00:00Z, not {json.dumps(value)}")
+    if not isinstance(value, str):
+        raise problem
     try:
-        if not isinstance(value, str):
-            raise ValueError
         datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"at must be an ISO 8601 time such as 2026-11-30T12:00:00Z, not {json.dumps(value)}") \
-            from None
+        raise problem from None
     return value.strip()
 
 
@@ -101,16 +105,21 @@ def source_of(tool: str) -> str:
     return _SOURCES.get(tool, f"sarif:{tool}")
 
 
-def to_records(row: dict[str, Any]) -> tuple[CommentInfo, FeedbackRecord]:
-    """A checked row as the remembered comment and the user's record on it."""
+def comment_of(row: dict[str, Any]) -> CommentInfo:
+    """The remembered comment a row is about: one per repo, path, line, tool, rule and review."""
     source = source_of(row["tool"])
     ident = "\x1f".join((row["repo"], row["path"], str(row["line"]), source, row["rule"], row["review"]))
     comment_id = hashlib.sha256(ident.encode()).hexdigest()[:20]
-    info = CommentInfo(host=HOST, repo=row["repo"], number=0, comment_id=comment_id, url="", path=row["path"],
+    return CommentInfo(host=HOST, repo=row["repo"], number=0, comment_id=comment_id, url="", path=row["path"],
                        line=row["line"], predicted=row["severity"], probabilities={}, model="", prompt_version="",
-                       commit="", code=row["code"], review=row["review"], reviewer=source, created_at=row["at"],
-                       rule_id=row["rule"] or None)
-    record = FeedbackRecord(HOST, row["repo"], comment_id, row["user"], row["vote"], row["trusted"],
+                       commit="", code=row.get("code") or "", review=row["review"], reviewer=source,
+                       created_at=row.get("at") or "", rule_id=row["rule"] or None)
+
+
+def to_records(row: dict[str, Any]) -> tuple[CommentInfo, FeedbackRecord]:
+    """A checked row as the remembered comment and the user's record on it."""
+    info = comment_of(row)
+    record = FeedbackRecord(HOST, row["repo"], info.comment_id, row["user"], row["vote"], row["trusted"],
                             row["correction"], row["at"], info)
     return info, record
 
@@ -134,6 +143,6 @@ def parse_lines(lines: list[bytes]) -> tuple[list[tuple[CommentInfo, FeedbackRec
             continue
         try:
             good.append(to_records(_check(row)))
-        except ValueError as exc:
+        except RowError as exc:
             bad.append(BadRow(number, str(exc)))
     return good, bad

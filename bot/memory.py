@@ -25,12 +25,12 @@ The one combination rule (``adjust``): with the student's probabilities ``p``, a
 point at level ``t`` (👍: *at least* the level the comment was posted at; 👎: *at most* the level below the posting
 threshold, or below the posted level if lower; ``/sieve severity L``: exactly at ``L`` from that side)
 
-    p'(l) ∝ p(l) · exp(−λ · steps(l, t)),   λ = β(kind) · (agreeing − disagreeing voters)
+    p'(l) ∝ p(l) · exp(−λ · steps(l, t)),   λ = 5 · min(4, agreeing − disagreeing maintainers)
 
-where ``steps`` counts severity levels on the wrong side of ``t`` (0 on the right side), β is 5 for exact, path
-and rule entries and 2.5 for family entries. Votes are per distinct trusted maintainer (one voter's several
-reactions in a scope count once, by their own majority), so strength grows with how many maintainers agree and
-shrinks with disagreement, and a maintainer's occasional mistaken reaction is outvoted by their others.
+where ``steps`` counts severity levels on the wrong side of ``t`` (0 on the right side). Votes are per distinct
+trusted maintainer (one voter's several reactions in a scope count once, by their own majority), so strength
+grows with how many maintainers agree and shrinks with disagreement, and a maintainer's occasional mistaken
+reaction is outvoted by their others.
 
 Poisoning guards: only trusted reactions reach this module (the store filters them); an entry broader than
 ``exact`` needs two distinct agreeing maintainers, so one account can move at most the exact findings it reacted
@@ -44,15 +44,15 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from bot.findings import Finding, MemoryNote, Rating
 from bot.severity import LABELS, Severity, argmax_label, mass_at_least
 
-#: strength per net agreeing maintainer, by entry kind (see the module docstring)
-BETA = {"exact": 5.0, "path": 5.0, "rule": 5.0, "family-path": 2.5, "family": 2.5}
+#: strength per net agreeing maintainer (see the module docstring); measured on benchmarks/team.py, where the
+#: student is often 99% sure of a level, 5 lets two agreeing maintainers move it and one cannot quite alone
+BETA = 5.0
 #: how many distinct agreeing maintainers an entry of each kind needs before it applies
 NEEDED = {"exact": 1, "path": 2, "rule": 2, "family-path": 2, "family": 2}
 #: net voters beyond this add no strength (keeps probabilities away from 0 and 1 in floating point)
@@ -110,6 +110,7 @@ class Entry:
     against: int  # distinct maintainers against it
     comments: int  # remembered comments behind the entry
     voters: tuple[Stance, ...] = ()  # one merged stance per maintainer who spoke
+    features: frozenset[str] = frozenset()  # path features of the comments behind a rule entry
     rules: tuple[str, ...] = ()  # for family entries: the reacted rules it was learned from
     corrected: int = 0  # agreeing maintainers whose stance is a `/sieve severity` correction
     revoked: bool = False
@@ -156,13 +157,14 @@ class Memory:
         tool, key = finding_key(finding.source, finding.rule_id, finding.review)
         path = finding.anchor.path
         features = path_features(path)
-        candidates: list[Entry | None] = [self.index.get(("exact", tool, key, path, normal(finding.review)))]
-        candidates.append(_widest(self.index.get(("path", tool, key, f)) for f in features))
-        candidates.append(self.index.get(("rule", tool, key)))
         family = family_of(key) if tool else None
-        if family:
-            candidates.append(_widest(self.index.get(("family-path", tool, family, f)) for f in features))
-            candidates.append(self.index.get(("family", tool, family)))
+        rule = self.index.get(("rule", tool, key))
+        siblings = _widest(self.index.get(("family-path", tool, family, f)) for f in features) if family else None
+        if siblings is not None and rule is not None and siblings.where not in rule.features:
+            rule, siblings = siblings, rule  # the rule was never reacted to in such files; its siblings were
+        candidates: list[Entry | None] = [self.index.get(("exact", tool, key, path, normal(finding.review))),
+                                          _widest(self.index.get(("path", tool, key, f)) for f in features), rule,
+                                          siblings, self.index.get(("family", tool, family)) if family else None]
         for entry in candidates:
             if entry is None:
                 continue
@@ -229,10 +231,12 @@ def path_features(path: str) -> tuple[str, ...]:
     name = parts[-1]
     stem, dot, suffix = name.partition(".")
     features = [f"dir:{d}" for d in dict.fromkeys(parts[:-1])] + [f"file:{name}"]
-    if "_" in stem.strip("_"):
-        head, _, _ = stem.partition("_")
-        _, _, tail = stem.rpartition("_")
-        features += [f"glob:{head}_*{dot}{suffix}", f"glob:*_{tail}{dot}{suffix}"]
+    head, _, rest = stem.partition("_")
+    if head and rest:
+        features.append(f"glob:{head}_*{dot}{suffix}")  # test_*.py
+    rest, _, tail = stem.rpartition("_")
+    if rest.strip("_") and tail:
+        features.append(f"glob:*_{tail}{dot}{suffix}")  # *_test.py
     return tuple(features)
 
 
@@ -256,171 +260,20 @@ def is_security(finding: Finding) -> bool:
         return False
 
 
-# --- learning -------------------------------------------------------------------------------------------------
+# --- learning (bot.memory_learn) -------------------------------------------------------------------------------
 
 
-def below(threshold: Severity) -> str:
-    """The level just below the posting threshold (trivial when the threshold is trivial)."""
-    return _BY_RANK[max(0, int(threshold) - 1)]
+def learn(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str] = frozenset(),
+          remembered: tuple[tuple[str, str, str, str], ...] = ()) -> Memory:
+    """Entries from trusted reactions (what generalises and how far: bot.memory_learn). ``remembered``: (source, rule,
+    review, path) of every remembered comment, reacted to or not, which shows the path names that recur in the tree."""
+    from bot.memory_learn import entries_from
+
+    entries = entries_from(reactions, threshold, revoked, remembered)
+    return Memory(entries, {index_key(e): e for e in entries})
 
 
-def stance(r: Reaction, threshold: Severity) -> Stance | None:
-    """One reaction as a direction and a level: a correction names the level (from the side it moves the comment);
-    a 👍 asks for at least the posted level; a 👎 for at most the level below the threshold (or the posted one)."""
-    posted = r.posted if r.posted in _RANK else "minor"
-    if r.correction in _RANK:
-        up = _RANK[r.correction] >= _RANK[posted]
-        return Stance(r.user, 1 if up else -1, r.correction, True)
-    if r.vote > 0:
-        return Stance(r.user, 1, posted)
-    if r.vote < 0:
-        return Stance(r.user, -1, _BY_RANK[max(0, min(_RANK[posted] - 1, _RANK[below(threshold)]))])
-    return None
-
-
-def _median(levels: list[str], direction: int) -> str:
-    """The middle level; between two, the one nearer to no change (lower for 👍, higher for 👎)."""
-    ranks = sorted(_RANK[level] for level in levels)
-    mid = len(ranks) // 2
-    pick = ranks[mid] if len(ranks) % 2 or direction < 0 else ranks[mid - 1]
-    return _BY_RANK[pick]
-
-
-def _per_user(stances: list[Stance]) -> dict[str, Stance]:
-    """One stance per maintainer: the direction of the majority of their stances (ties drop them), its median level."""
-    by_user: dict[str, list[Stance]] = defaultdict(list)
-    for s in stances:
-        by_user[s.user].append(s)
-    out = {}
-    for user, mine in by_user.items():
-        net = sum(s.direction for s in mine)
-        if net == 0:
-            continue
-        direction = 1 if net > 0 else -1
-        same = [s for s in mine if s.direction == direction]
-        out[user] = Stance(user, direction, _median([s.level for s in same], direction), any(s.corrected for s in same))
-    return out
-
-
-def make_entry(kind: str, tool: str, key: str, where: str, text: str, stances: list[Stance], comments: int,
-               revoked: frozenset[str] = frozenset(), rules: tuple[str, ...] = ()) -> Entry:
-    users = _per_user(stances)
-    ups = [s for s in users.values() if s.direction > 0]
-    downs = [s for s in users.values() if s.direction < 0]
-    direction = 1 if len(ups) > len(downs) else -1 if len(downs) > len(ups) else 0
-    majority = ups if direction > 0 else downs if direction < 0 else []
-    target = _median([s.level for s in majority], direction) if majority else ""
-    entry_id = hashlib.sha256("\x1f".join((kind, tool, key, where, text, str(direction))).encode()).hexdigest()[:10]
-    return Entry(entry_id, kind, tool, key, where, text, direction, target, len(majority),
-                 len(users) - len(majority), comments, tuple(users[u] for u in sorted(users)), rules,
-                 sum(s.corrected for s in majority), entry_id in revoked)
-
-
-@dataclass(frozen=True)
-class _Comment:
-    key: str
-    path: str
-    features: frozenset[str]
-    stances: tuple[Stance, ...]
-
-    @property
-    def direction(self) -> int:
-        net = sum(s.direction for s in self.stances)
-        return (net > 0) - (net < 0)
-
-
-def _best_split(comments: list[_Comment]) -> tuple[str, list[_Comment]] | None:
-    """The path feature that best separates a rule's 👍 comments from its 👎 ones, if any does better than none."""
-    counts = Counter(c.direction for c in comments if c.direction)
-    if len(counts) < 2:
-        return None
-    best, best_score = None, max(counts.values())
-    for feature in sorted(set().union(*(c.features for c in comments))):
-        inside = [c for c in comments if feature in c.features]
-        if len(inside) == len(comments):
-            continue
-        within = Counter(c.direction for c in inside if c.direction)
-        if not within:
-            continue
-        side = max(within, key=lambda d: (within[d], d))
-        if within[side] < 0.75 * sum(within.values()):
-            continue
-        outside = Counter(c.direction for c in comments if feature not in c.features and c.direction)
-        score = within[side] + outside[-side]
-        kind_order = {"dir": 0, "glob": 1, "file": 2}[feature.split(":", 1)[0]]
-        rank = (score, len(inside), -kind_order)
-        if score > best_score and (best is None or rank > best[0]):
-            best = (rank, feature, inside)
-    return (best[1], best[2]) if best else None
-
-
-def _rule_entries(tool: str, key: str, comments: list[_Comment], revoked: frozenset[str]) -> list[Entry]:
-    """Path entries where a path feature separates the rule's reactions, then one entry for the rest."""
-    out, rest = [], list(comments)
-    for _ in range(4):
-        split = _best_split(rest)
-        if split is None:
-            break
-        feature, inside = split
-        out.append(make_entry("path", tool, key, feature, "", [s for c in inside for s in c.stances], len(inside),
-                              revoked))
-        rest = [c for c in rest if c not in inside]
-    if rest:
-        out.append(make_entry("rule", tool, key, "", "", [s for c in rest for s in c.stances], len(rest), revoked))
-    return out
-
-
-def _family_entries(entries: list[Entry], revoked: frozenset[str]) -> list[Entry]:
-    """Family entries from 👎 rule (and path) entries of at least two rules of a family, none of them split or 👍.
-
-    Only 👎 generalises to a family: teams select whole families and turn off single rules by name, so that the
-    siblings of rules a team wants are often ones it turned off (ruff's UP031 beside UP006), while siblings of
-    rules it turned off tend to be off too (D100…D107)."""
-    groups: dict[tuple[str, str, str, str], list[Entry]] = defaultdict(list)
-    for e in entries:
-        family = family_of(e.key) if e.tool and e.kind in ("rule", "path") else None
-        if family and (e.active or e.blocking):  # a split rule keeps its family from generalising
-            groups[("family" if e.kind == "rule" else "family-path", e.tool, family, e.where)].append(e)
-    out = []
-    for (kind, tool, family, where), members in sorted(groups.items()):
-        rules = tuple(sorted({m.key for m in members}))
-        if len(rules) < 2 or {m.direction for m in members} != {-1}:
-            continue
-        stances = [s for m in members for s in m.voters]
-        out.append(make_entry(kind, tool, family, where, "", stances, sum(m.comments for m in members), revoked,
-                              rules))
-    return out
-
-
-def learn(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str] = frozenset()) -> Memory:
-    """Entries from trusted reactions (see the module docstring for what generalises and how far)."""
-    by_comment: dict[str, list[Reaction]] = defaultdict(list)
-    for r in reactions:
-        by_comment[r.comment].append(r)
-    groups: dict[tuple[str, str], list[_Comment]] = defaultdict(list)
-    exact: dict[tuple[str, str, str, str], list[_Comment]] = defaultdict(list)
-    for key in sorted(by_comment):
-        rows = by_comment[key]
-        first = rows[0]
-        stances = tuple(s for s in (stance(r, threshold) for r in rows) if s is not None)
-        if not stances:
-            continue
-        tool, rule = finding_key(first.source, first.rule, first.review)
-        comment = _Comment(key, first.path, frozenset(path_features(first.path)), stances)
-        groups[(tool, rule)].append(comment)
-        exact[(tool, rule, first.path, normal(first.review))].append(comment)
-    entries: list[Entry] = []
-    for (tool, rule, path, text), comments in sorted(exact.items()):
-        entries.append(make_entry("exact", tool, rule, path, text, [s for c in comments for s in c.stances],
-                                  len(comments), revoked))
-    for (tool, rule), comments in sorted(groups.items()):
-        entries.extend(_rule_entries(tool, rule, comments, revoked))
-    entries.extend(_family_entries(entries, revoked))
-    index = {_index_key(e): e for e in entries}
-    return Memory(entries, index)
-
-
-def _index_key(e: Entry) -> tuple[str, ...]:
+def index_key(e: Entry) -> tuple[str, ...]:
     if e.kind == "exact":
         return ("exact", e.tool, e.key, e.where, e.text)
     if e.kind in ("path", "family-path"):
@@ -484,7 +337,7 @@ def adjust_one(finding: Finding, rating: Rating, memory: Memory) -> Rating:
         return rating
     guard = guarded(entry, finding)
     target = max(entry.target, "major", key=_RANK.__getitem__) if guard else entry.target
-    strength = BETA[entry.kind] * min(MAX_NET, entry.agree - entry.against)
+    strength = BETA * min(MAX_NET, entry.agree - entry.against)
     probabilities = shift(rating.probabilities, entry.direction, target, strength)
     if guard and _below_major(rating.probabilities, probabilities):
         probabilities = dict(rating.probabilities)  # a security finding is not lowered below major this way

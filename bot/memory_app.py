@@ -28,7 +28,7 @@ def load(config: Config, repo: str | None) -> memory.Memory | None:
     if store is None:
         return None
     try:
-        return memory.learn(store.reactions(repo), config.threshold, store.revoked())
+        return _learn(store, config, repo)
     finally:
         store.close()
 
@@ -61,8 +61,8 @@ def entry_line(entry: memory.Entry) -> str:
             f"{f' (against {entry.against})' if entry.against else ''}  comments {entry.comments}  [{state}]")
 
 
-def _listed(store: Store, config: Config, repo: str | None) -> memory.Memory:
-    return memory.learn(store.reactions(repo), config.threshold, store.revoked())
+def _learn(store: Store, config: Config, repo: str | None) -> memory.Memory:
+    return memory.learn(store.reactions(repo), config.threshold, store.revoked(), store.remembered(repo))
 
 
 def memory_command(args: argparse.Namespace, config: Config) -> int:
@@ -71,7 +71,7 @@ def memory_command(args: argparse.Namespace, config: Config) -> int:
     if getattr(args, "memory_action", None) == "revoke":
         store = open_store(db)
         try:
-            learned = _listed(store, config, None)
+            learned = _learn(store, config, None)
             entry = next((e for e in learned.entries if e.id == args.entry), None)
             if entry is None:
                 raise ConfigError(f"no memory entry {args.entry!r} in {db}",
@@ -88,7 +88,7 @@ def memory_command(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"there is no feedback store at {db}",
                           hint="pass --db with the file `sieve feedback collect` or `import` wrote")
     try:
-        learned = _listed(store, config, getattr(args, "repo", None))
+        learned = _learn(store, config, getattr(args, "repo", None))
     finally:
         store.close()
     for entry in learned.entries:

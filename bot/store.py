@@ -196,7 +196,7 @@ class Store:
                             probabilities=json.loads(r["probabilities"] or "{}"), model=r["model"],
                             prompt_version=r["prompt_version"], commit=r["commit_sha"], code=r["code"],
                             review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "",
-                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None)
+                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None)  # noqa: SIM118 (Row: `in` is values)
                 for r in rows]
 
     def votes(self, include_removed: bool = False) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:
@@ -250,6 +250,17 @@ class Store:
                          rule=r["rule_id"] or "", path=r["path"] or "", review=r["review"] or "",
                          posted=r["predicted"], user=r["user"], vote=int(r["vote"]), correction=r["level"])
                 for k, r in sorted(found.items())]
+
+    def remembered(self, repo: str | None = None) -> tuple[tuple[str, str, str, str], ...]:
+        """(reviewer, rule id, review, path) of every remembered comment, reacted to or not (of ``repo`` when
+        given): memory learns from them which path names recur in the tree (``tests/``, ``__init__.py``)."""
+        columns = self._columns("comments")
+        if not columns:
+            return ()
+        rule = "rule_id" if "rule_id" in columns else "''"
+        where, params = (" WHERE lower(repo) = lower(?)", (repo,)) if repo else ("", ())
+        rows = self.db.execute(f"SELECT DISTINCT reviewer, {rule}, review, path FROM comments{where}", params)
+        return tuple((r[0] or "", r[1] or "", r[2] or "", r[3] or "") for r in rows)
 
     def revoked(self) -> frozenset[str]:
         """Ids of the memory entries a maintainer revoked (never applied again)."""

@@ -72,6 +72,22 @@ def test_a_rule_learned_in_tests_only_where_the_reactions_separate():
     assert in_tests.memory_note.moved and not elsewhere.memory_note.moved
 
 
+def test_a_rule_turned_down_only_in_test_folders_stays_posted_elsewhere():
+    paths = ["pkg/a/tests/test_x.py", "pkg/b/tests/test_y.py", "lib/tests/test_z.py"]
+    m = memory.learn(team("S307", paths, -1), Severity.MINOR)
+    assert rated(finding("S307", "other/tests/test_new.py"), m).severity == "trivial"
+    assert rated(finding("S307", "other/core.py"), m).memory_note is None  # no evidence outside tests/
+
+
+def test_siblings_turned_down_in_tests_outweigh_a_rule_liked_only_elsewhere():
+    tests = ["pkg/a/tests/test_x.py", "pkg/b/tests/test_y.py"]
+    m = memory.learn(team("B015", tests, -1) + team("B017", tests, -1) + team("B018", ["pkg/a/core.py",
+                                                                                   "pkg/b/core.py"], 1),
+                     Severity.MINOR)
+    assert rated(finding("B018", "pkg/c/tests/test_w.py"), m).severity == "trivial"  # B0* in tests/
+    assert rated(finding("B018", "pkg/c/util.py"), m, LOW).severity == "major"  # the 👍 (posted at major) there
+
+
 def test_a_correction_names_the_level_and_a_bare_thumbs_down_goes_below_the_threshold():
     fixed = memory.learn(team("E711", ["a.py", "b.py"], -1, correction="minor"), Severity.MINOR)
     assert rated(finding("E711", "c.py"), fixed).severity == "minor"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from bot import cli, markers
+from bot.hosts.base import MergeRequestRef
+from bot.remote import repo_name
 from bot.store import open_store
 from tests.fake_github import SPEC_PATH, FakeGitHub
 from tests.gitrepo import GitRepo, make_repo
-
-pytestmark = pytest.mark.slow  # the real default student rates every review here
 
 TOKEN = "ghp_" + "M3mory" * 6
 #: a module with an unused variable (F841, rated major), a bare except (E722, minor) and a mutable default (B006)
@@ -78,6 +78,7 @@ def clean_env(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # the real default student rates the review
 def test_a_review_without_a_store_is_exactly_as_before(clean_env: Path):
     tmp = clean_env
     repo, base, head, _ = change(tmp / "repo", "alpha")
@@ -98,6 +99,7 @@ def test_a_review_without_a_store_is_exactly_as_before(clean_env: Path):
     assert {k: v for k, v in on.items() if k != "B006"} == {k: v for k, v in plain.items() if k != "B006"}
 
 
+@pytest.mark.slow  # the real default student rates the review
 def test_reactions_harvested_from_github_move_the_next_review(clean_env: Path):
     if not SPEC_PATH.exists():
         pytest.skip(f"shared API description missing: {SPEC_PATH}")
@@ -138,6 +140,7 @@ def test_reactions_harvested_from_github_move_the_next_review(clean_env: Path):
     assert "memory" not in found["B006"]  # another repository's memory does not apply to octo/app
 
 
+@pytest.mark.slow  # the real default student rates the review
 def test_memory_lists_and_revokes_entries(clean_env: Path, capsys):
     tmp, db = clean_env, clean_env / "team.db"
     import_rows(db, tmp, other_repo_rows())
@@ -157,3 +160,11 @@ def test_memory_lists_and_revokes_entries(clean_env: Path, capsys):
     found = review_json("--diff", str(tmp / "c.patch"), "--repo", str(repo.root), "--db", str(db),
                         out=tmp / "c.json")
     assert found["B006"].get("memory", {}).get("entry") != entry  # never applied again
+
+
+def test_a_gitlab_job_names_its_project_as_the_harvest_does():
+    ref = MergeRequestRef("gitlab", "4711", 9)  # inside a merge-request pipeline the ref holds CI_PROJECT_ID
+    env = {"CI_PROJECT_ID": "4711", "CI_PROJECT_PATH": "group/sub/app"}
+    assert repo_name(ref, env) == "group/sub/app"
+    assert repo_name(MergeRequestRef("gitlab", "group/sub/app", 9), {}) == "group/sub/app"
+    assert repo_name(MergeRequestRef("github", "octo/app", 3), env) == "octo/app"
