@@ -153,11 +153,12 @@ def _best_split(comments: list[_Comment], spread: dict[str, int]) -> tuple[str, 
 
 
 def _scope_down(comments: list[_Comment], places: dict[str, int]) -> str | None:
-    """For a rule turned down in every comment left: the recurring path feature all of them share (``tests/``), so
-    that the 👎 reaches as far as the evidence and no further; None: the rule everywhere."""
-    if not comments or any(c.direction > 0 for c in comments) or not any(c.direction < 0 for c in comments):
+    """For a rule its maintainers turn down: the recurring path feature that every comment turned down shares
+    (``tests/``), so that the 👎 reaches as far as the evidence and no further; None: the rule everywhere."""
+    down = [c for c in comments if c.direction < 0]
+    if not down:
         return None
-    shared = frozenset.intersection(*(c.features for c in comments))
+    shared = frozenset.intersection(*(c.features for c in down))
     outside = [f for f in shared if places.get(f, 0) >= 2]
     kind_order = {"dir": 0, "glob": 1, "file": 2}
     return max(outside, key=lambda f: (places[f], -kind_order[f.split(":", 1)[0]], f), default=None)
@@ -183,7 +184,8 @@ def _rule_entries(tool: str, key: str, comments: list[_Comment], revoked: frozen
         rest = [c for c in rest if c not in inside]
     if rest:
         stances = [s for c in rest for s in c.stances]
-        scope = _scope_down(rest, places)
+        overall = make_entry("rule", tool, key, "", "", stances, len(rest), revoked)
+        scope = _scope_down(rest, places) if overall.direction < 0 else None
         every = frozenset().union(*(c.features for c in rest if c.direction))  # where its maintainers agreed
         if scope:
             out.append((make_entry("path", tool, key, scope, "", stances, len(rest), revoked), frozenset({scope})))
