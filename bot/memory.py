@@ -44,8 +44,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
+from functools import lru_cache
 
 from bot.findings import Finding, MemoryNote, Rating
 from bot.severity import LABELS, Severity, argmax_label, mass_at_least
@@ -147,10 +148,25 @@ class Entry:
 
 @dataclass
 class Memory:
-    """Entries by scope key, ready for look-ups (building it is the only costly step: once per review)."""
+    """Entries by scope key, ready for look-ups (learning is the costly step: once per review). Exact entries, one
+    per remembered finding, are built when a look-up first needs them."""
 
-    entries: list[Entry] = field(default_factory=list)
     index: dict[tuple[str, ...], Entry] = field(default_factory=dict)
+    pending: dict[tuple[str, ...], Callable[[], Entry]] = field(default_factory=dict)
+
+    def get(self, key: tuple[str, ...]) -> Entry | None:
+        entry = self.index.get(key)
+        if entry is None and key in self.pending:
+            entry = self.index[key] = self.pending.pop(key)()
+        return entry
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Every entry, most specific kinds first."""
+        for key in list(self.pending):
+            self.get(key)
+        order = {"exact": 0, "path": 1, "rule": 2, "family-path": 3, "family": 4}
+        return sorted(self.index.values(), key=lambda e: (order[e.kind], e.tool, e.key, e.where, e.text, e.id))
 
     def lookup(self, finding: Finding) -> Entry | None:
         """The first entry that applies to ``finding`` in the order of specificity, or None."""
@@ -162,7 +178,7 @@ class Memory:
         siblings = _widest(self.index.get(("family-path", tool, family, f)) for f in features) if family else None
         if siblings is not None and rule is not None and siblings.where not in rule.features:
             rule, siblings = siblings, rule  # the rule was never reacted to in such files; its siblings were
-        candidates: list[Entry | None] = [self.index.get(("exact", tool, key, path, normal(finding.review))),
+        candidates: list[Entry | None] = [self.get(("exact", tool, key, path, normal(finding.review))),
                                           _widest(self.index.get(("path", tool, key, f)) for f in features), rule,
                                           siblings, self.index.get(("family", tool, family)) if family else None]
         for entry in candidates:
@@ -223,9 +239,10 @@ def family_of(rule: str) -> str | None:
     return match.group(1) if match and not rule.startswith("text:") else None
 
 
+@lru_cache(maxsize=65536)
 def path_features(path: str) -> tuple[str, ...]:
     """What a path pattern in a team's configuration can name: each directory, the file name, name patterns."""
-    parts = PurePosixPath(path).parts
+    parts = tuple(p for p in path.split("/") if p and p != ".")
     if not parts:
         return ()
     name = parts[-1]
@@ -269,8 +286,8 @@ def learn(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str
     review, path) of every remembered comment, reacted to or not, which shows the path names that recur in the tree."""
     from bot.memory_learn import entries_from
 
-    entries = entries_from(reactions, threshold, revoked, remembered)
-    return Memory(entries, {index_key(e): e for e in entries})
+    entries, exact = entries_from(reactions, threshold, revoked, remembered)
+    return Memory({index_key(e): e for e in entries}, exact)
 
 
 def index_key(e: Entry) -> tuple[str, ...]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from functools import partial
 
 from bot.memory import (
     Entry,
@@ -99,15 +100,13 @@ def make_entry(kind: str, tool: str, key: str, where: str, text: str, stances: l
 
 @dataclass(frozen=True)
 class _Comment:
+    """A remembered comment with trusted feedback: its path features, stances, and their net direction."""
+
     key: str
     path: str
     features: frozenset[str]
     stances: tuple[Stance, ...]
-
-    @property
-    def direction(self) -> int:
-        net = sum(s.direction for s in self.stances)
-        return (net > 0) - (net < 0)
+    direction: int  # +1, -1, or 0 when its maintainers are split
 
 
 def spread(paths: set[str]) -> dict[str, int]:
@@ -115,7 +114,7 @@ def spread(paths: set[str]) -> dict[str, int]:
     tree (``tests/``, ``__init__.py``) is a kind of path and generalises; one found in a single place is a place."""
     places: dict[str, set[str]] = defaultdict(set)
     for path in paths:
-        parts = PurePosixPath(path).parts
+        parts = [p for p in path.split("/") if p and p != "."]
         for depth, name in enumerate(parts[:-1]):
             places[f"dir:{name}"].add("/".join(parts[:depth]))
         for feature in path_features(path):
@@ -221,8 +220,10 @@ def _family_entries(entries: list[Spoken], revoked: frozenset[str]) -> list[Entr
 
 
 def entries_from(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str] = frozenset(),
-                 remembered: tuple[tuple[str, str, str, str], ...] = ()) -> list[Entry]:
-    """Every entry the reactions support: exact ones per finding, path and rule ones per rule, then families."""
+                 remembered: tuple[tuple[str, str, str, str], ...] = ()
+                 ) -> tuple[list[Entry], dict[tuple[str, ...], Callable[[], Entry]]]:
+    """Every entry the reactions support: path and rule ones per rule, then families; and the exact ones per
+    finding, as builders by their index key (most are never looked up in a review, so none is built early)."""
     by_comment: dict[str, list[Reaction]] = defaultdict(list)
     for r in reactions:
         by_comment[r.comment].append(r)
@@ -235,12 +236,15 @@ def entries_from(reactions: list[Reaction], threshold: Severity, revoked: frozen
         if not stances:
             continue
         tool, rule = finding_key(first.source, first.rule, first.review)
-        comment = _Comment(key, first.path, frozenset(path_features(first.path)), stances)
+        net = sum(s.direction for s in stances)
+        comment = _Comment(key, first.path, frozenset(path_features(first.path)), stances, (net > 0) - (net < 0))
         groups[(tool, rule)].append(comment)
         exact[(tool, rule, first.path, normal(first.review))].append(comment)
     places = spread({r.path for r in reactions} | {path for *_, path in remembered})
-    entries = [make_entry("exact", tool, rule, path, text, [s for c in comments for s in c.stances], len(comments),
-                          revoked) for (tool, rule, path, text), comments in sorted(exact.items())]
+    pending = {("exact", tool, rule, path, text): partial(make_entry, "exact", tool, rule, path, text,
+                                                         [s for c in comments for s in c.stances], len(comments),
+                                                         revoked)
+               for (tool, rule, path, text), comments in exact.items()}
     spoken = [s for (tool, rule), comments in sorted(groups.items())
               for s in _rule_entries(tool, rule, comments, revoked, places)]
-    return entries + [e for e, _ in spoken] + _family_entries(spoken, revoked)
+    return [e for e, _ in spoken] + _family_entries(spoken, revoked), pending

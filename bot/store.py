@@ -234,21 +234,22 @@ class Store:
         if not columns:
             return []
         comment = ("c.host, c.repo, c.comment_id, c.reviewer, c.path, c.review, c.predicted, "
-                   + ("c.rule_id" if "rule_id" in columns else "NULL AS rule_id"))
+                   + ("c.rule_id" if "rule_id" in columns else "NULL"))
         join = "JOIN comments c ON x.host = c.host AND x.repo = c.repo AND x.comment_id = c.comment_id"
         where, params = (" AND lower(c.repo) = lower(?)", (repo,)) if repo else ("", ())
-        votes = self.db.execute(f"SELECT {comment}, x.voter AS user, x.vote AS vote, NULL AS level FROM votes x "
-                                f"{join} WHERE x.trusted = 1 AND x.removed = 0{where}", params).fetchall()
-        fixes = self.db.execute(f"SELECT {comment}, x.author AS user, 0 AS vote, x.level AS level FROM corrections x "
-                                f"{join} WHERE x.trusted = 1{where}", params).fetchall()
-        found: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-        for r in [*votes, *fixes]:
-            row = found.setdefault((r["host"], r["repo"], r["comment_id"], r["user"]), dict(r))
-            row["vote"] = r["vote"] or row["vote"]
-            row["level"] = r["level"] or row["level"]
-        return [Reaction(comment=f"{k[0]}/{k[1]}/{k[2]}", repo=r["repo"], source=r["reviewer"] or "",
-                         rule=r["rule_id"] or "", path=r["path"] or "", review=r["review"] or "",
-                         posted=r["predicted"], user=r["user"], vote=int(r["vote"]), correction=r["level"])
+        cursor = self.db.cursor()
+        cursor.row_factory = None  # plain tuples: 10,000 reactions are read on every review
+        votes = cursor.execute(f"SELECT {comment}, x.voter, x.vote, NULL FROM votes x {join} "
+                               f"WHERE x.trusted = 1 AND x.removed = 0{where}", params).fetchall()
+        fixes = cursor.execute(f"SELECT {comment}, x.author, 0, x.level FROM corrections x {join} "
+                               f"WHERE x.trusted = 1{where}", params).fetchall()
+        found: dict[tuple[str, str, str, str], list[Any]] = {}
+        for r in (*votes, *fixes):  # (host, repo, id, reviewer, path, review, predicted, rule, user, vote, level)
+            row = found.setdefault((r[0], r[1], r[2], r[8]), list(r))
+            row[9] = r[9] or row[9]
+            row[10] = r[10] or row[10]
+        return [Reaction(comment=f"{k[0]}/{k[1]}/{k[2]}", repo=r[1], source=r[3] or "", rule=r[7] or "",
+                         path=r[4] or "", review=r[5] or "", posted=r[6], user=r[8], vote=int(r[9]), correction=r[10])
                 for k, r in sorted(found.items())]
 
     def remembered(self, repo: str | None = None) -> tuple[tuple[str, str, str, str], ...]:
