@@ -44,9 +44,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 from bot.findings import Finding, MemoryNote, Rating
 from bot.severity import LABELS, Severity, argmax_label, mass_at_least
@@ -148,25 +148,30 @@ class Entry:
 
 @dataclass
 class Memory:
-    """Entries by scope key, ready for look-ups (learning is the costly step: once per review). Exact entries, one
-    per remembered finding, are built when a look-up first needs them."""
+    """Entries by scope key, learned rule by rule as look-ups need them (bot.memory_learn.Learner)."""
 
+    learner: Any = None  # bot.memory_learn.Learner
     index: dict[tuple[str, ...], Entry] = field(default_factory=dict)
-    pending: dict[tuple[str, ...], Callable[[], Entry]] = field(default_factory=dict)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
 
-    def get(self, key: tuple[str, ...]) -> Entry | None:
-        entry = self.index.get(key)
-        if entry is None and key in self.pending:
-            entry = self.index[key] = self.pending.pop(key)()
-        return entry
+    def _learn(self, tool: str, key: str, family: str | None) -> None:
+        if self.learner is not None and (tool, key) not in self._seen:
+            self._seen.add((tool, key))
+            for e in self.learner.entries_for(tool, key, family):
+                self.index[index_key(e)] = e
 
     @property
     def entries(self) -> list[Entry]:
         """Every entry, most specific kinds first."""
-        for key in list(self.pending):
-            self.get(key)
+        if self.learner is not None:
+            for e in self.learner.everything():
+                self.index[index_key(e)] = e
         order = {"exact": 0, "path": 1, "rule": 2, "family-path": 3, "family": 4}
         return sorted(self.index.values(), key=lambda e: (order[e.kind], e.tool, e.key, e.where, e.text, e.id))
+
+    @property
+    def empty(self) -> bool:
+        return self.learner is None or not self.learner.by_rule
 
     def lookup(self, finding: Finding) -> Entry | None:
         """The first entry that applies to ``finding`` in the order of specificity, or None."""
@@ -174,13 +179,15 @@ class Memory:
         path = finding.anchor.path
         features = path_features(path)
         family = family_of(key) if tool else None
-        rule = self.index.get(("rule", tool, key))
-        siblings = _widest(self.index.get(("family-path", tool, family, f)) for f in features) if family else None
+        self._learn(tool, key, family)
+        index = self.index
+        rule = index.get(("rule", tool, key))
+        siblings = _widest(index.get(("family-path", tool, family, f)) for f in features) if family else None
         if siblings is not None and rule is not None and siblings.where not in rule.features:
             rule, siblings = siblings, rule  # the rule was never reacted to in such files; its siblings were
-        candidates: list[Entry | None] = [self.get(("exact", tool, key, path, normal(finding.review))),
-                                          _widest(self.index.get(("path", tool, key, f)) for f in features), rule,
-                                          siblings, self.index.get(("family", tool, family)) if family else None]
+        candidates: list[Entry | None] = [index.get(("exact", tool, key, path, normal(finding.review))),
+                                          _widest(index.get(("path", tool, key, f)) for f in features), rule,
+                                          siblings, index.get(("family", tool, family)) if family else None]
         for entry in candidates:
             if entry is None:
                 continue
@@ -284,10 +291,9 @@ def learn(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str
           remembered: tuple[tuple[str, str, str, str], ...] = ()) -> Memory:
     """Entries from trusted reactions (what generalises and how far: bot.memory_learn). ``remembered``: (source, rule,
     review, path) of every remembered comment, reacted to or not, which shows the path names that recur in the tree."""
-    from bot.memory_learn import entries_from
+    from bot.memory_learn import Learner
 
-    entries, exact = entries_from(reactions, threshold, revoked, remembered)
-    return Memory({index_key(e): e for e in entries}, exact)
+    return Memory(Learner(reactions, threshold, revoked, remembered))
 
 
 def index_key(e: Entry) -> tuple[str, ...]:

@@ -38,7 +38,7 @@ def adjust(findings: list[Finding], ratings: list[Rating], config: Config, repo:
     if not findings:
         return ratings
     remembered = load(config, repo)
-    if remembered is None or not remembered.entries:
+    if remembered is None or remembered.empty:
         return ratings
     return memory.adjust(findings, ratings, remembered)
 
@@ -91,10 +91,11 @@ def memory_command(args: argparse.Namespace, config: Config) -> int:
         learned = _learn(store, config, getattr(args, "repo", None))
     finally:
         store.close()
-    for entry in learned.entries:
+    entries = learned.entries
+    for entry in entries:
         print(entry_line(entry))
-    active = sum(e.active for e in learned.entries)
-    print(f"{len(learned.entries)} entr{'y' if len(learned.entries) == 1 else 'ies'}, {active} applied at review "
+    active = sum(e.active for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {active} applied at review "
           f"time (threshold {config.threshold.label})")
     return 0
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from bot.memory import (
     Entry,
@@ -219,32 +217,67 @@ def _family_entries(entries: list[Spoken], revoked: frozenset[str]) -> list[Entr
     return out
 
 
-def entries_from(reactions: list[Reaction], threshold: Severity, revoked: frozenset[str] = frozenset(),
-                 remembered: tuple[tuple[str, str, str, str], ...] = ()
-                 ) -> tuple[list[Entry], dict[tuple[str, ...], Callable[[], Entry]]]:
-    """Every entry the reactions support: path and rule ones per rule, then families; and the exact ones per
-    finding, as builders by their index key (most are never looked up in a review, so none is built early)."""
-    by_comment: dict[str, list[Reaction]] = defaultdict(list)
-    for r in reactions:
-        by_comment[r.comment].append(r)
-    groups: dict[tuple[str, str], list[_Comment]] = defaultdict(list)
-    exact: dict[tuple[str, str, str, str], list[_Comment]] = defaultdict(list)
-    for key in sorted(by_comment):
-        rows = by_comment[key]
-        first = rows[0]
-        stances = tuple(s for s in (stance(r, threshold) for r in rows) if s is not None)
-        if not stances:
-            continue
-        tool, rule = finding_key(first.source, first.rule, first.review)
-        net = sum(s.direction for s in stances)
-        comment = _Comment(key, first.path, frozenset(path_features(first.path)), stances, (net > 0) - (net < 0))
-        groups[(tool, rule)].append(comment)
-        exact[(tool, rule, first.path, normal(first.review))].append(comment)
-    places = spread({r.path for r in reactions} | {path for *_, path in remembered})
-    pending = {("exact", tool, rule, path, text): partial(make_entry, "exact", tool, rule, path, text,
-                                                         [s for c in comments for s in c.stances], len(comments),
-                                                         revoked)
-               for (tool, rule, path, text), comments in exact.items()}
-    spoken = [s for (tool, rule), comments in sorted(groups.items())
-              for s in _rule_entries(tool, rule, comments, revoked, places)]
-    return [e for e, _ in spoken] + _family_entries(spoken, revoked), pending
+class Learner:
+    """Learns the entries of a rule, or of a family, the first time a look-up needs them: a review with a few
+    rules among 10,000 remembered reactions learns only those (``everything`` learns all, for the listing)."""
+
+    def __init__(self, reactions: list[Reaction], threshold: Severity, revoked: frozenset[str],
+                 remembered: tuple[tuple[str, str, str, str], ...]) -> None:
+        self.threshold, self.revoked = threshold, revoked
+        self.paths = {r.path for r in reactions} | {path for *_, path in remembered}
+        self.by_rule: dict[tuple[str, str], dict[str, list[Reaction]]] = defaultdict(lambda: defaultdict(list))
+        for r in reactions:
+            self.by_rule[finding_key(r.source, r.rule, r.review)][r.comment].append(r)
+        self.families: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for tool, rule in self.by_rule:
+            family = family_of(rule) if tool else None
+            if family:
+                self.families[(tool, family)].append(rule)
+        self._places: dict[str, int] | None = None
+        self._rules: dict[tuple[str, str], tuple[list[Entry], list[Spoken]]] = {}
+        self._family: dict[tuple[str, str], list[Entry]] = {}
+
+    @property
+    def places(self) -> dict[str, int]:
+        if self._places is None:
+            self._places = spread(self.paths)
+        return self._places
+
+    def rule(self, tool: str, key: str) -> tuple[list[Entry], list[Spoken]]:
+        """The exact entries of a rule's findings, and its path and rule entries with the scopes they speak for."""
+        if (tool, key) not in self._rules:
+            exact: dict[tuple[str, str], list[_Comment]] = defaultdict(list)
+            comments = []
+            for comment_key, rows in sorted(self.by_rule.get((tool, key), {}).items()):
+                stances = tuple(s for s in (stance(r, self.threshold) for r in rows) if s is not None)
+                if stances:
+                    net = sum(s.direction for s in stances)
+                    c = _Comment(comment_key, rows[0].path, frozenset(path_features(rows[0].path)), stances,
+                                 (net > 0) - (net < 0))
+                    comments.append(c)
+                    exact[(rows[0].path, normal(rows[0].review))].append(c)
+            found = [make_entry("exact", tool, key, path, text, [s for c in group for s in c.stances], len(group),
+                                self.revoked) for (path, text), group in sorted(exact.items())]
+            spoken = _rule_entries(tool, key, comments, self.revoked, self.places) if comments else []
+            self._rules[(tool, key)] = (found, spoken)
+        return self._rules[(tool, key)]
+
+    def family(self, tool: str, family: str) -> list[Entry]:
+        if (tool, family) not in self._family:
+            spoken = [s for rule in sorted(self.families.get((tool, family), ())) for s in self.rule(tool, rule)[1]]
+            self._family[(tool, family)] = _family_entries(spoken, self.revoked)
+        return self._family[(tool, family)]
+
+    def entries_for(self, tool: str, key: str, family: str | None) -> list[Entry]:
+        """Every entry a finding of this rule could use."""
+        exact, spoken = self.rule(tool, key)
+        return exact + [e for e, _ in spoken] + (self.family(tool, family) if family else [])
+
+    def everything(self) -> list[Entry]:
+        out = []
+        for tool, key in sorted(self.by_rule):
+            exact, spoken = self.rule(tool, key)
+            out += exact + [e for e, _ in spoken]
+        for tool, family in sorted(self.families):
+            out += self.family(tool, family)
+        return out
