@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from bot import memory_app, render
 from bot import plan as planning
-from bot import render
 from bot.config import Config
 from bot.errors import ConfigError, DiffError, ReviewerError, SieveError
 from bot.findings import Finding, ParsedDiff, Rating, ReviewerResult, Skip
@@ -27,6 +27,7 @@ class Source:
     read_file: Callable[[str], bytes | None]
     repo_root: Path | None = None
     head_sha: str | None = None
+    repo: str | None = None  # "owner/name" on a host: the team memory it gets; None (a local diff): every repo's
 
 
 def worktree_reader(root: Path) -> Callable[[str], bytes | None]:
@@ -171,6 +172,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
             for f in findings[len(ratings):]:
                 skips.append(Skip(f"{f.anchor.path}:{f.anchor.line}", "not rated (rater failed)"))
             findings = findings[: len(ratings)]
+        ratings = memory_app.adjust(findings, ratings, config, source.repo)  # before planning: the threshold sees it
     pconf = plan_config(config, source.head_sha or "", flavor)
     if config.explain and ratings:
         explanations = {}

@@ -59,6 +59,9 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-explain", dest="explain", action="store_const", const=False)
     p.add_argument("--allow-reviewer-failure", dest="allow_reviewer_failure", action="store_const", const=True,
                    help="exit 0 (and a passing status) although a reviewer or the rater failed")
+    p.add_argument("--db", help="feedback store whose team memory adjusts the ratings (when the file exists)")
+    p.add_argument("--no-memory", dest="memory", action="store_const", const=False, default=None,
+                   help="rate without the team's memory of reactions")
     p.add_argument("--dry-run", action="store_true", help="with --github/--gitlab: plan and print, post nothing")
     p.add_argument("--config", help="path to .sieve.toml")
 
@@ -76,8 +79,15 @@ def _feedback_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True)
     e.add_argument("--include-untrusted", action="store_true")
     st = fsub.add_parser("stats", help="posted count and 👍-rate per severity level and model")
+    i = fsub.add_parser("import", help="add reactions from a JSONL file (one object per reaction; docs/memory.md)")
+    i.add_argument("file", help="JSONL file of reactions")
+    mem = fsub.add_parser("memory", help="list what team memory learned; `memory revoke ID` revokes an entry")
+    mem.add_argument("--repo", default=argparse.SUPPRESS, help="only this repository's entries (default: all)")
+    msub = mem.add_subparsers(dest="memory_action")
+    rv = msub.add_parser("revoke", help="never apply this entry again (it stays listed, marked revoked)")
+    rv.add_argument("entry", help="the entry's id, as `sieve feedback memory` lists it")
     # accepted before and after the subcommand; SUPPRESS keeps a subcommand from resetting a value given before it
-    for q in (c, e, st, p):
+    for q in (c, e, st, i, mem, rv, p):
         default = None if q is p else argparse.SUPPRESS
         q.add_argument("--db", default=default, help="SQLite feedback store")
         q.add_argument("--config", default=default, help="path to .sieve.toml")
@@ -100,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _CONFIG_FLAGS = ("threshold", "threshold_mode", "fail_on", "max_comments", "reviewers", "model", "rater",
                  "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "gitlab_url", "github_url",
-                 "db", "models_dir", "lexical", "allow_reviewer_failure")
+                 "db", "models_dir", "lexical", "allow_reviewer_failure", "memory")
 
 
 def make_config(args: argparse.Namespace):

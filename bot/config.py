@@ -74,7 +74,10 @@ class Config:
     github_url: str = _help("GitHub API base URL (GitHub Enterprise: https://HOST/api/v3) (github.url)",
                             "https://api.github.com")
     gitlab_url: str = _help("GitLab instance URL (gitlab.url)", "https://gitlab.com")
-    db: str = _help("feedback store (SQLite file)", "sieve-feedback.db")
+    db: str = _help("feedback store (SQLite file): written by `sieve feedback collect` / `import`; a review reads "
+                    "the team's memory from it when the file exists", "sieve-feedback.db")
+    memory: bool = _help("adjust ratings with the team's memory of trusted reactions in the feedback store `db` "
+                         "(false: the student's ratings as they are)", True)
     timeout: float = _help("seconds before an HTTP call is abandoned and retried (hosts and the llm reviewer, "
                            "unless their table sets its own)", 30.0)
     tables: Mapping[str, Mapping[str, Any]] = field(

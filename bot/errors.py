@@ -71,6 +71,10 @@ class StoreError(SieveError):
     """The feedback store could not be opened or migrated."""
 
 
+class ImportRowsError(SieveError):
+    """``sieve feedback import`` refused some rows (each reported with its line); the others were imported."""
+
+
 class TrainingError(SieveError):
     """The training pipeline failed (bad data, teacher budget spent, export mismatch)."""
 

@@ -49,6 +49,7 @@ class CommentInfo:
     review: str
     reviewer: str
     created_at: str = ""
+    rule_id: str | None = None  # the marker's rule id (team memory matches findings by tool and rule)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def comment_from(feedback: CommentFeedback) -> CommentInfo | None:
                        comment_id=feedback.comment_id, url=feedback.url, path=mark.path, line=mark.line,
                        predicted=mark.severity, probabilities=dict(mark.probabilities), model=mark.model,
                        prompt_version=mark.prompt_version, commit=mark.commit, code=mark.code,
-                       review=mark.review, reviewer=mark.source, created_at=feedback.created_at)
+                       review=mark.review, reviewer=mark.source, created_at=feedback.created_at,
+                       rule_id=mark.rule_id)
 
 
 def records_from(feedback: CommentFeedback, bot_user: str | None = None) -> list[FeedbackRecord]:

@@ -150,6 +150,23 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class MemoryNote:
+    """What the team's memory (bot.memory) did to a rating: the comment says so when it moved the level, the JSON
+    output always."""
+
+    entry: str  # the entry's id (``sieve feedback memory revoke ID``)
+    scope: str  # "ruff S101 in tests/"
+    direction: int  # +1: toward posting, -1: away from it
+    target: str  # the level it pulled toward
+    voters: int  # distinct trusted maintainers who agreed
+    against: int  # distinct trusted maintainers who disagreed
+    before: str  # the student's level
+    before_probabilities: dict[str, float]
+    text: str  # "rated trivial, not major: 2 maintainers 👎'd ruff S101 in tests/"
+    moved: bool  # the level changed
+
+
+@dataclass(frozen=True)
 class Rating:
     """The student's judgement of one finding."""
 
@@ -160,6 +177,7 @@ class Rating:
     truncated: bool = False  # the input was cut to fit the context (commented lines kept)
     explanation: str | None = None
     tokens: int = 0  # prompt tokens the model read for this finding (after prefix reuse)
+    memory_note: MemoryNote | None = None  # set when team memory adjusted the student's probabilities
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     host = make_host(target.ref.host, config, environ, target.url)
     mr = host.fetch(target.ref)
     source = app.Source(diff=mr.diff, name=str(target.ref), read_file=lambda path: host.read_file(mr, path),
-                        head_sha=mr.head_sha)
+                        head_sha=mr.head_sha, repo=repo_name(target.ref, environ))
     try:
         outcome = app.review(source, config, flavor=target.ref.host, existing=mr.existing,
                              refused=mr.summary_state.refused)
@@ -87,11 +87,23 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
     return outcome
 
 
+def repo_name(ref: MergeRequestRef, environ: Mapping[str, str]) -> str:
+    """The repository as the feedback store names it: a GitLab job's numeric project id is its path
+    (``CI_PROJECT_PATH``, the name ``sieve feedback collect --gitlab`` is given)."""
+    if ref.host == "gitlab" and ref.repo == environ.get("CI_PROJECT_ID") and environ.get("CI_PROJECT_PATH"):
+        return environ["CI_PROJECT_PATH"]
+    return ref.repo
+
+
 def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
     """``sieve feedback collect | export | stats``. Only collect writes to the store; export and stats open it
     read-only, so they work on a store they may not write (a read-only file, folder or mount)."""
     from bot import feedback_app, store
 
+    if args.action in ("import", "memory"):
+        from bot import memory_app
+
+        return memory_app.feedback_command(args, config)
     db = store.open_store(getattr(args, "db", None) or config.db, read_only=args.action != "collect")
     try:
         if args.action == "collect":

@@ -98,6 +98,8 @@ def comment_body(finding: Finding, rating: Rating, marker_text: str, flavor: Fla
              + (f" {code(finding.rule_id)}" if finding.rule_id else ""), "", inert(finding.review.strip())]
     if rating.explanation:
         parts += ["", f"_Why {rating.severity}:_ {inert(rating.explanation.strip())}"]
+    if rating.memory_note is not None and rating.memory_note.moved:  # the team's reactions changed the level
+        parts += ["", f"_Team memory:_ {inert(rating.memory_note.text)}"]
     body = "\n".join(parts) + suggestion_block(finding, flavor)
     footer = (f"\n\n<sub>Severity by {code(rating.model_id)} ({probability_line(rating)}). "
               "React 👍 if this was useful, 👎 if not; reply `/sieve severity <level>` to correct it.</sub>\n")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import StoreError
+from bot.errors import ConfigError, StoreError
 from bot.feedback import CommentInfo, FeedbackRecord
+from bot.memory import Reaction
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -44,7 +45,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE corrections ADD COLUMN author_id INTEGER;
     ALTER TABLE corrections ADD COLUMN trust_unknown INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: team memory (bot.memory): the rule id a comment's marker names, and the entries a maintainer revoked
+    """
+    ALTER TABLE comments ADD COLUMN rule_id TEXT;
+    CREATE TABLE memory_revoked (
+        entry_id TEXT PRIMARY KEY, revoked_at TEXT NOT NULL, scope TEXT, direction TEXT);
+    """,
 )
+#: the columns of ``comments`` this version writes, by name (migrations only ever add columns)
+_COMMENT_COLUMNS = ("host", "repo", "comment_id", "number", "url", "path", "line", "predicted", "probabilities",
+                    "model", "prompt_version", "commit_sha", "code", "review", "reviewer", "created_at",
+                    "collected_at", "rule_id")
 
 
 @dataclass
@@ -68,15 +79,18 @@ class Store:
     even the WAL switch or a migration, so a store on a read-only file or in a read-only folder can be read as
     long as its schema is current."""
 
-    def __init__(self, path: str | Path, lock_timeout: float | None = None, *, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float | None = None, *, read_only: bool = False,
+                 require_current: bool = True) -> None:
         self.path = str(path)
         self.read_only = read_only
         self.lock_timeout = LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
         try:
             self.db = self._connect_read_only() if read_only else self._connect(self.path)
             self.db.row_factory = sqlite3.Row
-            if read_only:
+            if read_only and require_current:
                 self._check_current()
+            elif read_only:  # a review reads an older store as it is (bot.memory checks the columns it finds)
+                self._version_of_file()
             else:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self._migrate()
@@ -110,7 +124,8 @@ class Store:
         if code in (_BUSY, _LOCKED):
             return self._locked()
         cause, hint = _CAUSES.get(code, (str(exc), "run again; if it keeps failing, pass --db with a new file"))
-        kept = " (nothing is half-written: what was saved before is kept)" if doing.startswith("saving") else ""
+        kept = (" (nothing was imported)" if doing.startswith("importing") else
+                " (nothing is half-written: what was saved before is kept)" if doing.startswith("saving") else "")
         return StoreError(f"{doing} the feedback store {self.path} failed: {cause}{kept}",
                           hint=hint.format(path=self.path))
 
@@ -217,15 +232,15 @@ class Store:
 
     def _upsert_comment(self, info: CommentInfo, now: str) -> None:
         self.db.execute(
-            "INSERT INTO comments (host, repo, comment_id, number, url, path, line, predicted, probabilities, model, "
-            "prompt_version, commit_sha, code, review, reviewer, created_at, collected_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id) "
+            f"INSERT INTO comments ({', '.join(_COMMENT_COLUMNS)}) VALUES ({','.join('?' * len(_COMMENT_COLUMNS))}) "
+            "ON CONFLICT (host, repo, comment_id) "
             "DO UPDATE SET url=excluded.url, predicted=excluded.predicted, probabilities=excluded.probabilities, "
             "model=excluded.model, prompt_version=excluded.prompt_version, commit_sha=excluded.commit_sha, "
-            "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at",
+            "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at, "
+            "rule_id=excluded.rule_id",
             (info.host, info.repo, info.comment_id, info.number, info.url, info.path, info.line, info.predicted,
              json.dumps(info.probabilities, sort_keys=True), info.model, info.prompt_version, info.commit,
-             info.code, info.review, info.reviewer, info.created_at, now))
+             info.code, info.review, info.reviewer, info.created_at, now, info.rule_id))
 
     def _sync_corrections(self, key: tuple[str, str, str], records: list[FeedbackRecord], now: str) -> None:
         """Corrections mirror the thread: a deleted or edited reply updates the row, a gone one deletes it."""
@@ -256,7 +271,8 @@ class Store:
                             url=r["url"], path=r["path"], line=r["line"], predicted=r["predicted"],
                             probabilities=json.loads(r["probabilities"] or "{}"), model=r["model"],
                             prompt_version=r["prompt_version"], commit=r["commit_sha"], code=r["code"],
-                            review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "")
+                            review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "",
+                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None)  # noqa: SIM118 (Row: `in` is values)
                 for r in rows]
 
     def votes(self, include_removed: bool = False) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:
@@ -292,6 +308,88 @@ class Store:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         return self._rows(sql, params)
+
+    # --- team memory (bot.memory) ------------------------------------------------------------------------------
+
+    def _columns(self, table: str) -> set[str]:
+        """The table's columns; empty when the file does not have it (an older or a new, empty store)."""
+        return {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def reactions(self, repo: str | None = None) -> list[Reaction]:
+        """Every trusted, current vote and correction, one Reaction per (comment, maintainer); only ``repo``'s
+        (compared without case) when given. Untrusted and removed ones never leave the store this way."""
+        columns = self._columns("comments")
+        if not columns:
+            return []
+        comment = ("c.host, c.repo, c.comment_id, c.reviewer, c.path, c.review, c.predicted, "
+                   + ("c.rule_id" if "rule_id" in columns else "NULL"))
+        join = "JOIN comments c ON x.host = c.host AND x.repo = c.repo AND x.comment_id = c.comment_id"
+        where, params = (" AND lower(c.repo) = lower(?)", (repo,)) if repo else ("", ())
+        cursor = self.db.cursor()
+        cursor.row_factory = None  # plain tuples: 10,000 reactions are read on every review
+        # a maintainer is counted by the host's stable user id where the store has it (a login can change hands)
+        voter = "COALESCE('id:' || x.voter_id, x.voter)" if "voter_id" in self._columns("votes") else "x.voter"
+        author = ("COALESCE('id:' || x.author_id, x.author)" if "author_id" in self._columns("corrections")
+                  else "x.author")
+        votes = cursor.execute(f"SELECT {comment}, {voter}, x.vote, NULL FROM votes x {join} "
+                               f"WHERE x.trusted = 1 AND x.removed = 0{where}", params).fetchall()
+        fixes = cursor.execute(f"SELECT {comment}, {author}, 0, x.level FROM corrections x {join} "
+                               f"WHERE x.trusted = 1{where}", params).fetchall()
+        found: dict[tuple[str, str, str, str], list[Any]] = {}
+        for r in (*votes, *fixes):  # (host, repo, id, reviewer, path, review, predicted, rule, user, vote, level)
+            row = found.setdefault((r[0], r[1], r[2], r[8]), list(r))
+            row[9] = r[9] or row[9]
+            row[10] = r[10] or row[10]
+        return [Reaction(comment=f"{k[0]}/{k[1]}/{k[2]}", repo=r[1], source=r[3] or "", rule=r[7] or "",
+                         path=r[4] or "", review=r[5] or "", posted=r[6], user=r[8], vote=int(r[9]), correction=r[10])
+                for k, r in sorted(found.items())]
+
+    def remembered(self, repo: str | None = None) -> tuple[tuple[str, str, str, str], ...]:
+        """(reviewer, rule id, review, path) of every remembered comment, reacted to or not (of ``repo`` when
+        given): memory learns from them which path names recur in the tree (``tests/``, ``__init__.py``)."""
+        columns = self._columns("comments")
+        if not columns:
+            return ()
+        rule = "rule_id" if "rule_id" in columns else "''"
+        where, params = (" WHERE lower(repo) = lower(?)", (repo,)) if repo else ("", ())
+        rows = self.db.execute(f"SELECT DISTINCT reviewer, {rule}, review, path FROM comments{where}", params)
+        return tuple((r[0] or "", r[1] or "", r[2] or "", r[3] or "") for r in rows)
+
+    def revoked(self) -> frozenset[str]:
+        """Ids of the memory entries a maintainer revoked (never applied again)."""
+        if not self._columns("memory_revoked"):
+            return frozenset()
+        return frozenset(r[0] for r in self.db.execute("SELECT entry_id FROM memory_revoked"))
+
+    def revoke(self, entry_id: str, scope: str, direction: str, now: str) -> bool:
+        """Mark an entry revoked (the reactions behind it stay); False when it already was."""
+        with self._transaction("saving a revocation to"):
+            done = self.db.execute("INSERT OR IGNORE INTO memory_revoked VALUES (?,?,?,?)",
+                                   (entry_id, now, scope, direction)).rowcount
+        return bool(done)
+
+    def add_records(self, items: list[tuple[CommentInfo, FeedbackRecord]], now: str) -> int:
+        """Upsert comments and their users' votes and corrections in ONE transaction (all or nothing), without
+        removing anyone else's: what ``sieve feedback import`` writes. Returns how many records were written."""
+        with self._transaction("importing into"):
+            for info, rec in items:
+                self._upsert_comment(info, now)
+                key = (info.host, info.repo, info.comment_id)
+                if rec.vote:
+                    self.db.execute(
+                        "INSERT INTO votes (host, repo, comment_id, voter, vote, trusted, created_at, removed, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,0,?) ON CONFLICT (host, repo, comment_id, voter) DO UPDATE "
+                        "SET vote=excluded.vote, trusted=excluded.trusted, created_at=excluded.created_at, removed=0, "
+                        "updated_at=excluded.updated_at", (*key, rec.voter, rec.vote, int(rec.trusted),
+                                                           rec.created_at, now))
+                if rec.correction:
+                    self.db.execute(
+                        "INSERT INTO corrections (host, repo, comment_id, author, level, trusted, created_at, "
+                        "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (host, repo, comment_id, author) DO UPDATE "
+                        "SET level=excluded.level, trusted=excluded.trusted, created_at=excluded.created_at, "
+                        "updated_at=excluded.updated_at", (*key, rec.voter, rec.correction, int(rec.trusted),
+                                                           rec.created_at, now))
+        return len(items)
 
 
 #: primary result code → (the cause in words, what to do); ``{path}`` is the store's file
@@ -338,6 +436,18 @@ def open_store(path: str | Path, *, read_only: bool = False) -> Store:
     if target.parent and not target.parent.exists():
         raise StoreError(f"the folder for the feedback store {target} does not exist", hint="create it first")
     if read_only and not target.is_file():
-        raise StoreError(f"there is no feedback store at {target}",
-                         hint="run `sieve feedback collect` first, or pass --db with the store's path")
+        raise ConfigError(f"there is no feedback store at {target}",
+                          hint="run `sieve feedback collect` first, or pass --db with the store's path")
     return Store(target, read_only=read_only)
+
+
+def open_for_reading(path: str | Path) -> Store | None:
+    """The store at ``path`` opened read-only (no migration, nothing written), or None when there is no such file:
+    a review without a store behaves exactly as one with memory off."""
+    if "://" in str(path) and not str(path).startswith("sqlite:///"):
+        raise StoreError(f"only SQLite feedback stores are supported, not {str(path).split('://')[0]}",
+                         hint="pass --db path/to/feedback.db")
+    target = Path(str(path).removeprefix("sqlite:///"))
+    if not target.is_file():
+        return None
+    return Store(target, read_only=True, require_current=False)

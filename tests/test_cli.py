@@ -171,7 +171,7 @@ def test_db_is_accepted_before_and_after_the_subcommand(tmp_path: Path, argv: li
     assert done.returncode == 0, done.stderr.decode()
     assert not (tmp_path / "sieve-feedback.db").exists()  # the named store, not the default
     missing = sieve(*[a.format(db=tmp_path / "nope.db", out=out) for a in argv], cwd=tmp_path)
-    assert missing.returncode == 2 and f"there is no feedback store at {tmp_path / 'nope.db'}" in missing.stderr.decode()
+    assert missing.returncode == 64 and f"there is no feedback store at {tmp_path / 'nope.db'}" in missing.stderr.decode()
 
 
 def _my_models(tmp_path: Path) -> Path:

@@ -106,3 +106,20 @@ def test_markers_in_names_and_texts_are_broken_before_posting():
                   skips=(Skip(f"b{planted}", planted),))
     for body in (result.summary, result.create[0].body):
         assert body.count("<!-- sieve:") == 1 and (markers.decode(body) or markers.is_summary(body))
+
+
+def test_a_memory_note_is_one_inert_line_and_only_when_the_level_moved():
+    from dataclasses import replace
+
+    from bot.findings import MemoryNote
+
+    finding = Finding(Anchor("tests/a.py", 3), "S101 Use of assert", "ruff", rule_id="S101")
+    rating = Rating({"critical": 0.0, "major": 0.1, "minor": 0.1, "trivial": 0.8}, "trivial", "m", "p")
+    note = MemoryNote("abc", "ruff S101 in tests/", -1, "trivial", 2, 0, "major", {}, "rated trivial, not major: "
+                      "2 maintainers 👎'd ruff S101 <b>@team</b> in tests/", True)
+    body = render.comment_body(finding, replace(rating, memory_note=note), "<!-- m -->", "github")
+    line = next(ln for ln in body.splitlines() if ln.startswith("_Team memory:_"))
+    assert "rated trivial, not major" in line and "<b>" not in line and "@team" not in line
+    quiet = render.comment_body(finding, replace(rating, memory_note=replace(note, moved=False)), "<!-- m -->",
+                                "github")
+    assert "Team memory" not in quiet and quiet == render.comment_body(finding, rating, "<!-- m -->", "github")

@@ -10,7 +10,7 @@ import pytest
 
 from bot.errors import StoreError
 from bot.feedback import CommentInfo, FeedbackRecord
-from bot.store import MIGRATIONS, Store, open_store
+from bot.store import MIGRATIONS, Store, open_for_reading, open_store
 
 INFO = CommentInfo("gitlab", "g/p", 1, "55", "http://h/#note_55", "a.py", 3, "minor",
                    {"critical": 0.1, "major": 0.2, "minor": 0.6, "trivial": 0.1}, "m1", "p1", "abc", "+x", "r", "llm")
@@ -247,5 +247,47 @@ def test_reading_a_file_that_is_not_a_store_is_one_line(tmp_path: Path, capsys, 
     assert main(["feedback", "stats", "--db", str(db)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and cause in err and "internal error" not in err
-    assert main(["feedback", "stats", "--db", str(tmp_path / "nope.db")]) == 2
+    assert main(["feedback", "stats", "--db", str(tmp_path / "nope.db")]) == 64
     assert "there is no feedback store at" in capsys.readouterr().err
+
+
+def _version_one_store(path: Path) -> None:
+    """A store as the first schema wrote it (before rule ids and revocations), with one trusted 👎."""
+    with sqlite3.connect(path) as db:
+        for statement in MIGRATIONS[0].split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO comments (host, repo, comment_id, path, line, predicted, review, reviewer) "
+                   "VALUES ('github', 'Org/App', '9', 'tests/test_a.py', 3, 'major', 'S101 Use of assert', 'ruff')")
+        db.execute("INSERT INTO votes VALUES ('github', 'Org/App', '9', 'ann', -1, 1, 't', 0, 't')")
+
+
+def test_a_review_reads_an_older_store_without_changing_it(tmp_path: Path):
+    path = tmp_path / "old.db"
+    _version_one_store(path)
+    store = open_for_reading(path)
+    assert store.version == 1
+    [reaction] = store.reactions("org/app")  # the repository is compared without case
+    assert (reaction.rule, reaction.vote, reaction.user) == ("", -1, "ann") and store.revoked() == frozenset()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        store.db.execute("DELETE FROM votes")
+    store.close()
+    assert open_for_reading(tmp_path / "absent.db") is None and not (tmp_path / "absent.db").exists()
+    upgraded = open_store(path)  # a harvest migrates it, keeping what it holds
+    assert upgraded.version == len(MIGRATIONS) and upgraded.reactions()[0].review == "S101 Use of assert"
+
+
+def test_reactions_are_trusted_current_and_per_repository(tmp_path: Path):
+    store = open_store(tmp_path / "f.db")
+    info = CommentInfo(**{**INFO.__dict__, "rule_id": "B006", "reviewer": "ruff"})
+    store.sync(info, [rec("a", -1), rec("b", 1, trusted=False), rec("c", 0, True, "trivial"), rec("d", -1)], "t1")
+    store.sync(info, [rec("a", -1), rec("b", 1, trusted=False), rec("c", 0, True, "trivial")], "t2")  # d removed
+    other = CommentInfo(**{**info.__dict__, "repo": "g/other", "comment_id": "56"})
+    store.sync(other, [FeedbackRecord("gitlab", "g/other", "56", "a", 1, True)], "t3")
+    mine = store.reactions("g/p")
+    assert [(r.user, r.vote, r.correction, r.rule) for r in mine] == [("a", -1, None, "B006"),
+                                                                     ("c", 0, "trivial", "B006")]
+    assert len(store.reactions()) == 3 and store.comments()[0].rule_id == "B006"
+    assert store.revoke("abc", "ruff B006", "down", "t4") and not store.revoke("abc", "ruff B006", "down", "t5")
+    assert store.revoked() == frozenset({"abc"})

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from bot import __version__, render
+from bot.findings import MemoryNote
 from bot.outcome import Outcome
 from bot.plan import Decision
 from bot.severity import LABELS
@@ -22,7 +23,7 @@ _SARIF_LEVEL = {"critical": "error", "major": "error", "minor": "warning", "triv
 
 def decision_dict(d: Decision) -> dict[str, Any]:
     a = d.finding.anchor
-    return {
+    row = {
         "path": a.path, "line": a.line, "side": a.side, "start_line": a.start_line,
         "severity": d.rating.severity,
         "probabilities": {k: round(d.rating.probabilities.get(k, 0.0), 6) for k in LABELS},
@@ -30,6 +31,17 @@ def decision_dict(d: Decision) -> dict[str, Any]:
         "posted": d.posted, "skip_reason": d.skip_reason, "explanation": d.rating.explanation,
         "fingerprint": d.fingerprint, "truncated": d.rating.truncated, "suggestion": d.finding.suggestion,
     }
+    if d.rating.memory_note is not None:  # only where memory applied: without a store the output is unchanged
+        row["memory"] = memory_dict(d.rating.memory_note)
+    return row
+
+
+def memory_dict(note: MemoryNote) -> dict[str, Any]:
+    """What team memory did to one finding's rating (the student's own level and probabilities included)."""
+    return {"entry": note.entry, "scope": note.scope, "direction": "up" if note.direction > 0 else "down",
+            "target": note.target, "voters": note.voters, "against": note.against, "moved": note.moved,
+            "note": note.text, "before": {"severity": note.before, "probabilities": {
+                k: round(note.before_probabilities.get(k, 0.0), 6) for k in LABELS}}}
 
 
 def summary_dict(outcome: Outcome) -> dict[str, Any]:
