@@ -5,8 +5,9 @@ What is real: every ``run:`` / ``script:`` text is taken from the file and run w
 runner's own variables; the Sieve Action's ``run:`` steps come from action.yml itself; GitHub's ``${{ … }}``
 expressions are filled from the values a test gives (one without a value fails the test, so a new expression is
 never skipped silently). What is stood in for: ``actions/checkout`` clones the project the test made;
-``actions/setup-python`` is the Python running the tests, first on PATH as ``python``; ``actions/cache`` restores
-what is already there (a warm runner); artifacts are folders handed from job to job. The one string resolved to
+``actions/setup-python`` is the Python running the tests, first on PATH as ``python``; ``actions/cache`` keeps
+files by key from run to run (``GitHubRun.caches``; paths under ``~`` count as a warm runner's); artifacts are
+folders handed from job to job. The one string resolved to
 this working tree is Sieve's location: ``uses: sieve-review/sieve@<sha>`` runs action.yml with the action's path
 set to a copy of this checkout, and ``git+https://github.com/sieve-review/sieve@<sha>`` becomes a ``git+file://``
 URL of that copy, committed as a git repository of its own.
@@ -151,6 +152,7 @@ class GitHubRun:
     event_name: str
     event: dict[str, Any]
     artifacts: dict[str, Path] = field(default_factory=dict)
+    caches: dict[str, Path] = field(default_factory=dict)  # the Actions cache: key → saved files (run to run)
     env: dict[str, str] = field(default_factory=dict)  # added to the runner's environment (a test's SIEVE_* …)
     only_sieve: bool = False  # run only the `run:` steps that call sieve (the others are recorded as skipped)
 
@@ -278,12 +280,10 @@ class GitHubJob:
             subprocess.run(["git", "-C", str(self.workspace), "checkout", "-q", ref], check=True, capture_output=True,
                            timeout=60)
             return StepResult(name, 0)
-        if action in ("actions/setup-python", "actions/cache/save"):
+        if action == "actions/setup-python":
             return StepResult(name, 0)
-        if action in ("actions/cache", "actions/cache/restore"):  # a warm runner: restored when already there
-            paths = [p.strip() for p in with_["path"].splitlines() if p.strip()]
-            hit = all(Path(p.replace("~", str(home), 1)).exists() for p in paths)
-            return StepResult(name, 0, outputs={"cache-hit": "true" if hit else ""})
+        if action in ("actions/cache", "actions/cache/restore", "actions/cache/save"):
+            return self.cache(name, action, with_)
         if action == "actions/upload-artifact":
             source = self.workspace / with_["path"]
             if not source.exists():
@@ -301,6 +301,31 @@ class GitHubJob:
             shutil.copytree(self.run.artifacts[with_["name"]], self.workspace / with_.get("path", "."), dirs_exist_ok=True)
             return StepResult(name, 0)
         pytest.fail(f"{self.where}: the runner stand-in does not know the action {action}; add it to tests/runner.py")
+
+
+    def cache(self, name: str, action: str, with_: dict[str, str]) -> StepResult:
+        """The Actions cache across runs: ``save`` keeps copies of the paths under the key in ``run.caches`` (tests
+        hand that dict from run to run); ``restore`` takes the exact key, else the newest key starting with one of
+        the ``restore-keys``. Paths under ``~`` stay as they are (a warm runner: hit when already there)."""
+        paths = [p.strip() for p in with_["path"].splitlines() if p.strip()]
+        if all(p.startswith("~") for p in paths):
+            hit = all(Path(p.replace("~", str(self.run.runner.home), 1)).exists() for p in paths)
+            return StepResult(name, 0, outputs={"cache-hit": "true" if hit else ""})
+        if action == "actions/cache/save":
+            kept = self.temp / "cache-save" / with_["key"]
+            for p in paths:
+                if (self.workspace / p).is_file():
+                    (kept / p).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(self.workspace / p, kept / p)
+            self.run.caches[with_["key"]] = kept
+            return StepResult(name, 0)
+        prefixes = [k.strip() for k in with_.get("restore-keys", "").splitlines() if k.strip()]
+        key = with_["key"] if with_["key"] in self.run.caches else next(
+            (k for prefix in prefixes for k in sorted(self.run.caches, reverse=True) if k.startswith(prefix)), None)
+        if key is not None:
+            shutil.copytree(self.run.caches[key], self.workspace, dirs_exist_ok=True)
+        return StepResult(name, 0, outputs={"cache-hit": "true" if key == with_["key"] else "",
+                                            "cache-matched-key": key or ""})
 
 
 def calls_sieve(script: str) -> bool:

@@ -104,7 +104,7 @@ def test_review_then_feedback_as_copied(installed_runner, tmp_path: Path) -> Non
         harvest = run_github_job(nightly, _workflow(repo, "sieve-feedback.yml"), "collect", tmp_path / "feedback")
     assert harvest.ok, harvest.log
     assert re.search(r"posted=\d+ .*up=1", harvest.step("Collect").stdout), harvest.log
-    db = nightly.artifacts["sieve-feedback"] / "feedback.db"
+    db = nightly.artifacts["sieve-feedback"] / "sieve-feedback.db"
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from votes").fetchone()[0] == 1
 
@@ -176,3 +176,47 @@ def test_gitlab_review_then_harvest_as_copied(installed_runner, tmp_path: Path) 
     assert harvest.returncode == 0, harvest.stdout[-3000:] + harvest.stderr[-3000:]
     assert re.search(r"posted=\d+ .*up=1", harvest.stdout), harvest.stdout
     assert (work / "sieve-feedback.db").is_file() and (work / "curriculum.jsonl").is_file()
+
+
+def test_the_harvested_store_reaches_the_next_review_as_copied(installed_runner, tmp_path: Path) -> None:
+    """Team memory as shipped: two maintainers 👎 the undefined-name comment on one pull request, the nightly harvest
+    keeps the store in the Actions cache, and the next pull request's review restores it: the same rule is no
+    longer posted, and the JSON says memory moved it."""
+    repo, base, head = project(tmp_path / "shop")
+    repo.git("checkout", "-q", "-b", "cart", base)
+    repo.write("shop/cart.py", "def cart(items):\n    return sum(items) + handling_fee\n")
+    head2 = repo.commit("a cart total")
+    repo.git("checkout", "-q", "main")
+    caches: dict[str, Path] = {}
+    with FakeGitHub("octo", "shop") as fake:
+        fake.add_token(TOKEN, "github-actions[bot]", actions=True)
+        fake.set_permission("maint", "write")
+        fake.add_pull(3, diff=repo.diff(base, head), head_sha=head, base_sha=base, head_repo="octo/shop",
+                      files={"shop/run.py": repo.show(head, "shop/run.py")})
+        fake.add_pull(4, diff=repo.diff(base, head2), head_sha=head2, base_sha=base, head_repo="octo/shop",
+                      files={"shop/cart.py": repo.show(head2, "shop/cart.py")})
+        run = GitHubRun(installed_runner, repo, head, values(fake.base_url, base, head, TOKEN), fake.base_url,
+                        "pull_request", pull_event(head, base, "octo/shop"), caches=caches)
+        first = run_github_job(run, _workflow(repo, "sieve-review.yml"), "review", tmp_path / "review")
+        assert first.step("Team memory (the feedback store the nightly harvest keeps; docs/memory.md)").returncode == 0
+        turned_down = [cid for cid, c in fake.review_comments.items()
+                       if (markers.decode(c["body"]) or None) and markers.decode(c["body"]).rule_id == "F821"]
+        assert turned_down, first.log  # posted at threshold major before anyone reacted
+        for maintainer in ("octo", "maint"):
+            fake.react("pulls", turned_down[0], maintainer, "-1")
+
+        nightly = GitHubRun(installed_runner, repo, base, values(fake.base_url, base, head, TOKEN), fake.base_url,
+                            "schedule", {"schedule": "17 3 * * *"}, caches=caches)
+        harvest = run_github_job(nightly, _workflow(repo, "sieve-feedback.yml"), "collect", tmp_path / "feedback")
+        assert harvest.ok and caches, harvest.log
+
+        second_values = {**values(fake.base_url, base, head2, TOKEN), "github.event.pull_request.number": "4"}
+        event = {**pull_event(head2, base, "octo/shop"), "number": 4}
+        event["pull_request"]["number"] = 4
+        later = GitHubRun(installed_runner, repo, head2, second_values, fake.base_url, "pull_request", event,
+                          caches=caches)
+        second = run_github_job(later, _workflow(repo, "sieve-review.yml"), "review", tmp_path / "review-4")
+    saved = json.loads((tmp_path / "review-4" / "runner-temp" / "sieve-review.json").read_text())
+    (finding,) = [f for f in saved["findings"] if f["rule_id"] == "F821"]
+    assert finding["memory"] and not finding["posted"], (finding, second.log)
+    assert finding["severity"] in ("minor", "trivial")

@@ -200,7 +200,7 @@ def test_the_nightly_feedback_job_runs(tmp_path, since):
         fake.add_token(TOKEN, "github-actions[bot]", actions=True)
         done = run_script(collect, tmp_path, {}, github_values(fake.base_url, since=since), timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (tmp_path / "feedback.db").is_file() and _tables(tmp_path / "feedback.db") > 0
+    assert (tmp_path / "sieve-feedback.db").is_file() and _tables(tmp_path / "sieve-feedback.db") > 0
     assert TOKEN not in done.stdout + done.stderr
 
 
