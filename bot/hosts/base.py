@@ -57,6 +57,21 @@ class ApplyResult:
     notes: list[str] = field(default_factory=list)
     stale: bool = False  # the merge request moved on to a newer head meanwhile: its own run owns the summary
 
+    def moved_on(self, mr: MergeRequest, head: str) -> bool:
+        """Is ``head`` (the merge request's head now) newer than the one reviewed? Then the run is stale: it says
+        so and writes no more — the run for the new head owns the summary and the status."""
+        if head and head != mr.head_sha:
+            self.stale = True
+            self.notes.append(f"{mr.ref} moved on from {mr.head_sha[:12]} to {head[:12]} during this run: the run "
+                              "for the new head writes the summary and the status")
+        return self.stale
+
+    def counted(self, counters: Counters, calls_before: int, writes_before: int) -> ApplyResult:
+        """This result with the requests and writes made since the counters read ``calls_before``/``writes_before``."""
+        self.api_calls = counters.api_calls - calls_before
+        self.writes = counters.writes - writes_before
+        return self
+
 
 @dataclass(frozen=True)
 class StatusSpec:

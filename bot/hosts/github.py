@@ -319,7 +319,7 @@ class GitHubHost:
         result = ApplyResult()
         seal = self.identity(mr.ref.repo).seal
         if self._moved_on(mr, result):
-            return self._counted(result, start_calls, start_writes)
+            return result.counted(self.counters, start_calls, start_writes)
         pr = self._lazy_pull(mr.ref)
         fresh = [replace(c, body=seal.seal(c.body)) for c in plan.create]
         unplaced = self._post_review(mr, pr, fresh, result)
@@ -340,22 +340,10 @@ class GitHubHost:
             self._write_summary(mr, plan, unplaced, result)
             if status is not None:
                 self._set_status(mr, status)
-        return self._counted(result, start_calls, start_writes)
-
-    def _counted(self, result: ApplyResult, start_calls: int, start_writes: int) -> ApplyResult:
-        result.api_calls = self.counters.api_calls - start_calls
-        result.writes = self.counters.writes - start_writes
-        return result
+        return result.counted(self.counters, start_calls, start_writes)
 
     def _moved_on(self, mr: MergeRequest, result: ApplyResult) -> bool:
-        """Has the pull request moved on to a newer head than the one reviewed? Then say so and write no more."""
-        head = self._head(mr.ref)
-        if head and head != mr.head_sha:
-            result.stale = True
-            result.notes.append(f"{mr.ref} moved on from {mr.head_sha[:12]} to {head[:12]} during this run: the "
-                                "run for the new head writes the summary and the status")
-            return True
-        return False
+        return result.moved_on(mr, self._head(mr.ref))
 
     def _write_summary(self, mr: MergeRequest, plan: ReviewPlan, unplaced: list[PlannedComment],
                        result: ApplyResult) -> None:

@@ -229,7 +229,7 @@ class GitLabHost:
         result = ApplyResult()
         base = self._mr_path(mr.ref)
         if self._moved_on(base, mr, result):
-            return self._counted(result, calls, writes)
+            return result.counted(self.counters, calls, writes)
         files = line_maps(mr.diff)
         seal = self._bot(mr.ref.repo).seal
         leftovers: list[str] = []
@@ -254,7 +254,7 @@ class GitLabHost:
                        post_data={"resolved": True})
             result.resolved += 1
         if self._moved_on(base, mr, result):
-            return self._counted(result, calls, writes)
+            return result.counted(self.counters, calls, writes)
         state = markers.SummaryData(mr.head_sha, refused)
         summary = render.recount(plan.summary, result.created - result.file_level)
         result.summary_url, created = self._summary(base, mr, summary, leftovers, state)
@@ -262,23 +262,12 @@ class GitLabHost:
         self._drop_duplicates(base, seen, result, mr.head_sha)
         if status is not None:
             self._status(mr, status)
-        return self._counted(result, calls, writes)
-
-    def _counted(self, result: ApplyResult, calls: int, writes: int) -> ApplyResult:
-        result.api_calls = self.counters.api_calls - calls
-        result.writes = self.counters.writes - writes
-        return result
+        return result.counted(self.counters, calls, writes)
 
     def _moved_on(self, base: str, mr: MergeRequest, result: ApplyResult) -> bool:
-        """Has the merge request moved on to a newer head than the one reviewed? Then say so and write no more."""
         now = self._call("reading the merge request's head", self._gl.http_get, base)
         head = str(((now or {}).get("diff_refs") or {}).get("head_sha") or "") if isinstance(now, dict) else ""
-        if head and head != mr.head_sha:
-            result.stale = True
-            result.notes.append(f"{mr.ref} moved on from {mr.head_sha[:12]} to {head[:12]} during this run: the "
-                                "run for the new head writes the summary and the status")
-            return True
-        return False
+        return result.moved_on(mr, head)
 
     def _read_back(self, base: str, repo: str) -> list[tuple[int, str, bool, str]]:
         """Sieve's notes on the merge request as they are now (after creating some, or after a failed POST)."""
