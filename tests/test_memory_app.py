@@ -153,7 +153,7 @@ def test_memory_lists_and_revokes_entries(clean_env: Path, capsys):
     assert cli.main(["feedback", "memory", "revoke", entry, "--db", str(db)]) == 0
     assert cli.main(["feedback", "memory", "--db", str(db)]) == 0
     assert f"{entry}  rule" in (out := capsys.readouterr().out) and "[revoked]" in out
-    assert cli.main(["feedback", "memory", "revoke", "nope", "--db", str(db)]) == 2
+    assert cli.main(["feedback", "memory", "revoke", "nope", "--db", str(db)]) == 64
     assert "error: no memory entry 'nope'" in capsys.readouterr().err
     repo, base, head, _ = change(tmp / "repo", "gamma")
     (tmp / "c.patch").write_bytes(repo.diff(base, head))
