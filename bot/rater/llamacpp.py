@@ -33,12 +33,12 @@ from bot.prompt import (
     check_version,
     expert_text,
     render,
-    render_explanation_request,
     truncate_code,
     truncate_review,
     valid_code_chars,
 )
-from bot.rater.base import clean_explanation, make_rating
+from bot.explain import requests_for
+from bot.rater.base import make_rating
 from bot.rater.lexical import LexicalPrior, combine
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
 from bot.severity import LABELS
@@ -129,6 +129,7 @@ class LlamaCppRater:
         self.lexical = (LexicalPrior.load(lexical_path, lexical_sha256)
                         if lexical_path and self.lexical_weight > 0 else None)
         self._llm = self._load(n_ctx, lora_scale)
+        self._explainer = None  # opened on the first explanation (bot.explainer)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._n_vocab = self._llm.n_vocab()
@@ -168,6 +169,9 @@ class LlamaCppRater:
 
     def close(self) -> None:
         """Free the model and its context now rather than at garbage collection."""
+        explainer, self._explainer = self._explainer, None
+        if explainer is not None:
+            explainer.close()
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
@@ -325,35 +329,28 @@ class LlamaCppRater:
         self._llm._ctx.kv_cache_clear()
 
     def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
-        """Greedy continuation after the chosen label; first line only; "" if unusable or on failure."""
+        """One checked sentence for one rated finding ("" when there is none worth showing)."""
+        return self.explain_many([finding], [rating])[0] if max_tokens > 0 else ""
+
+    def explain_many(self, findings: Sequence[Finding], ratings: Sequence[Rating]) -> list[str]:
+        """One checked sentence per posted finding, decoded together (:mod:`bot.explainer`); "" for any the
+        explainer could not explain. A missing or broken explainer leaves every comment without one."""
+        if not findings:
+            return []
         try:
-            parts, _, _ = self._fit(finding.code, finding.review, finding.origin())
-            tokens = self._tokenize(render_explanation_request(parts, rating.severity), True)
-            budget = min(max_tokens, self.n_ctx - len(tokens))
-            if budget <= 0 or self._llm is None:
-                return ""
-            return clean_explanation(self._generate(tokens, budget))
+            if self._explainer is None:
+                self._explainer = self._open_explainer()
+            return self._explainer.explain(requests_for(findings, ratings))
         except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
-            log.info("explanation skipped: %s", exc)
-            return ""
+            log.warning("explanations left out: %s", exc)
+            return [""] * len(findings)
 
-    def _generate(self, tokens: list[int], budget: int) -> str:
-        """Greedy decoding until end of turn, a newline after some text, or ``budget`` tokens."""
-        import llama_cpp
+    def _open_explainer(self):  # -> bot.explainer.Explainer
+        """The explanation adapter beside this student's rating adapter (``explain/``), verified; the bare base
+        explains zero-shot when the student has none."""
+        from bot.explainer import Explainer, explainer_adapter, explainer_folder
+        from bot.rater.locate import file_sha256
 
-        vocab = self._llm._model.vocab
-        common = self._common_prefix(tokens)
-        row = self._decode(tokens[common:], common, {len(tokens) - 1})[len(tokens) - 1]
-        out: list[int] = []
-        position = len(tokens)
-        for _ in range(budget):
-            token = int(np.argmax(row))
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            out.append(token)
-            text = self._llm.detokenize(out, prev_tokens=tokens)
-            if b"\n" in text.lstrip():  # leading blank lines are the model closing the JSON line
-                break
-            row = self._decode([token], position, {position})[position]
-            position += 1
-        return self._llm.detokenize(out, prev_tokens=tokens).decode("utf-8", errors="replace")
+        folder = explainer_folder(self.adapter_path)
+        adapter = explainer_adapter(folder, file_sha256(self.source_path)) if folder else None
+        return Explainer(self._llm, adapter, n_threads=self.n_threads)
