@@ -204,7 +204,7 @@ def problem(sentence: str, request: Request) -> str:
     made_up = invented(sentence, request.evidence())
     if made_up:
         return f"names {made_up[0]!r}, which is not in the finding"
-    if _normal(sentence) == _normal(request.review):
+    if len(_new_words(sentence, request.review)) < 2:
         return "repeats the finding"
     return ""
 
@@ -215,8 +215,18 @@ def accept(text: str, request: Request) -> str:
     return sentence if sentence and not problem(sentence, request) else ""
 
 
-def _normal(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
+_FILLER = frozenset("a an the is are be this that it its of to in on for with and or but not no so as by".split())
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _new_words(sentence: str, review: str) -> set[str]:
+    """Words of ``sentence`` that the review does not already say (fillers and plural ``s`` aside): a sentence
+    with fewer than two of them only restates the finding ("`os` imported but unused.")."""
+    said = {_stem(w) for w in re.findall(r"\w+", review.lower())}
+    return {_stem(w) for w in re.findall(r"\w+", sentence.lower())} - said - _FILLER
 
 
 def requests_for(findings: Iterable, ratings: Iterable) -> list[Request]:

@@ -56,6 +56,8 @@ def test_empty_unfinished_echoing_or_rambling_text_is_not_shown():
     assert explain.accept("The query is built from", SQL) == ""  # cut off by the token budget: no sentence end
     assert explain.accept("Bad.", SQL) == ""
     assert explain.accept(SQL.review + ".", SQL) == ""
+    assert explain.problem("`os` imported but unused.", UNUSED) == "repeats the finding"  # the rule code dropped
+    assert explain.problem("`os` is imported but unused, so it slows start-up.", UNUSED) == ""
     assert explain.accept(" ".join(["word"] * 2 + [f"w{i}" for i in range(40)]) + ".", SQL) == ""
 
 
