@@ -206,6 +206,8 @@ def problem(sentence: str, request: Request) -> str:
         return f"names {made_up[0]!r}, which is not in the finding"
     if len(_new_words(sentence, request.review)) < 2:
         return "repeats the finding"
+    if not _about(sentence, request.evidence()):
+        return "says nothing about this finding"
     return ""
 
 
@@ -220,6 +222,16 @@ _FILLER = frozenset("a an the is are be this that it its of to in on for with an
 
 def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _content(text: str) -> set[str]:
+    return {_stem(w) for w in re.findall(r"[a-z][a-z0-9_]+", text.lower()) if len(w) >= 4} - _FILLER
+
+
+def _about(sentence: str, evidence: str) -> bool:
+    """True when the sentence shares a content word (four letters or more) or a name with the finding: "This is
+    likely to cause confusion." could be said of anything, so it says nothing about this one."""
+    return bool(_content(sentence) & _content(evidence))
 
 
 def _new_words(sentence: str, review: str) -> set[str]:

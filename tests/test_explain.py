@@ -82,3 +82,9 @@ def test_code_tail_keeps_the_commented_line_without_diff_markers():
 
 def test_training_targets_end_the_line_the_server_stops_at():
     assert explain.target_text("  A  sentence. ") == " A sentence.\n"
+
+
+def test_a_sentence_that_could_be_said_of_any_finding_is_dropped():
+    assert explain.problem("This is likely to cause confusion.", SQL) == "says nothing about this finding"
+    assert explain.problem("Such queries let an attacker read or change any table.", SQL) == "says nothing about this finding"
+    assert explain.problem("String-built queries let an attacker read or change any table.", SQL) == ""

@@ -254,18 +254,27 @@ def data_hash(items: Iterable[Item]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def sample(items: list[Item], n: int, seed: int = SEED) -> list[Item]:
-    """At most ``n`` items with a target, the same share from each tool (ruff kept whole when it fits)."""
+def sample(items: list[Item], n: int, seed: int = SEED, ruff_share: float | None = None) -> list[Item]:
+    """At most ``n`` items with a target, the same share from each tool; with ``ruff_share``, that share of the
+    ``n`` from ruff (the analyser Sieve runs by default) and the rest from the other tools alike."""
     usable = [item for item in items if item.target]
     if len(usable) <= n:
         return usable
+    rng = random.Random(seed)
     by_tool: dict[str, list[Item]] = {}
     for item in usable:
         by_tool.setdefault(item.tool, []).append(item)
-    rng = random.Random(seed)
+    quota = {}
+    others = sum(len(g) for tool, g in by_tool.items() if ruff_share is None or tool != "ruff")
+    for tool, group in by_tool.items():
+        if ruff_share is not None and tool == "ruff":
+            quota[tool] = round(n * ruff_share)
+        else:
+            room = n if ruff_share is None else n - round(n * ruff_share)
+            quota[tool] = round(room * len(group) / max(1, others))
     out: list[Item] = []
     for tool, group in sorted(by_tool.items()):
         rng.shuffle(group)
-        out += group[: max(1, round(n * len(group) / len(usable)))]
+        out += group[: quota[tool]]
     rng.shuffle(out)
     return out[:n]

@@ -54,6 +54,7 @@ class ExplainConfig:
     seed: int = _opt(0, "seed for LoRA init, the draw and the order")
     checkpoint_every: int = _opt(20, "optimizer steps between checkpoints")
     max_tokens: int = _opt(224, "cap on prompt + sentence tokens per item")
+    init_adapter: str = _opt("", "GGUF explainer adapter to start from (same base, rank, targets, frozen layers)")
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -102,6 +103,10 @@ def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     accelerator = Accelerator(mixed_precision="no")
     model, tokenizer = load_base(config.base)
     model = add_lora(model, config)
+    if config.init_adapter:
+        from training.export import import_adapter
+
+        import_adapter(model, Path(config.init_adapter), base=config.base)
     encoded = [encode(item, tokenizer, config.max_tokens) for item in usable]
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
@@ -172,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=ExplainConfig.epochs)
     parser.add_argument("--base", default=ExplainConfig.base)
     parser.add_argument("--ruff", default="ruff", help="ruff executable whose catalogue is read")
+    parser.add_argument("--init-adapter", default="", help="explainer adapter.gguf to continue from")
+    parser.add_argument("--skip", type=Path, help="items.jsonl of an earlier run: its items are not drawn again")
+    parser.add_argument("--lr", type=float, default=ExplainConfig.lr)
+    parser.add_argument("--ruff-share", type=float, default=None, help="share of the items drawn from ruff "
+                        "(default: the same share from every tool)")
     args = parser.parse_args(argv)
     # Measured here on 2 shared cores (load ≈5): 2-3 s per item with passive OpenMP threads, 5-7 s with spinning
     # ones; torch reads the variable when it loads, so set it before the first import.
@@ -188,12 +198,16 @@ def _run(args, argv) -> int:
     from training import explain_data
     from training.export import export_adapter
 
-    config = ExplainConfig(base=args.base, examples=args.examples, epochs=args.epochs)
+    config = ExplainConfig(base=args.base, examples=args.examples, epochs=args.epochs, lr=args.lr,
+                           init_adapter=args.init_adapter)
     rules = ruff_catalogue(args.ruff)
     if not rules:
         raise TrainingError("ruff's rule catalogue is unavailable", hint="pass --ruff PATH to a ruff >= 0.5")
     train_items, _ = explain_data.split(explain_data.build(rules.values()))
-    drawn = explain_data.sample(train_items, config.examples, config.seed)
+    if args.skip:
+        seen = {json.loads(line)["id"] for line in args.skip.read_text(encoding="utf-8").splitlines() if line}
+        train_items = [item for item in train_items if item.id not in seen]
+    drawn = explain_data.sample(train_items, config.examples, config.seed, args.ruff_share)
     random.Random(config.seed).shuffle(drawn)
     (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "items.jsonl").write_text("".join(json.dumps(asdict(i)) + "\n" for i in drawn), encoding="utf-8")
