@@ -85,7 +85,8 @@ def offline(items, rater, student, base) -> tuple[dict, dict]:
         figures[name] = {"overlap_raw": ev.overlap(raw, references), "overlap_shown": ev.overlap(shown, references),
                          "checks": ev.check_rates(texts[name], requests),
                          "grounding": ev.grounding(texts[name], requests),
-                         "consistency": ev.consistency(texts[name], requests, rerate if name != "template" else None)}
+                         "consistency": ev.consistency(texts[name], requests, rerate if name != "template" else None),
+                         "consistency_shown": ev.consistency(shown, requests, rerate if name != "template" else None)}
     return figures, texts
 
 
@@ -120,7 +121,7 @@ def judged(items, texts, args) -> dict:
     return {"endpoint_model": args.judge_model, **out}
 
 
-def cost(rater, student, runs: int) -> dict:
+def cost(rater, student, runs: int, model: str) -> dict:
     """Seconds per posted finding on the demo (batched, and one at a time), and the demo's wall time on/off."""
     from training.explain_eval import percentile
 
@@ -138,7 +139,7 @@ def cost(rater, student, runs: int) -> dict:
     walls = {"off": [], "on": []}
     for _ in range(runs):
         for mode in ("off", "on"):
-            walls[mode].append(demo_wall(mode == "on"))
+            walls[mode].append(demo_wall(mode == "on", model))
     p50 = {mode: percentile(v, 0.5) for mode, v in walls.items()}
     return {"posted_findings": len(requests), "runs": runs,
             "batched_s_per_finding": {"p50": round(percentile(batched, 0.5), 3),
@@ -166,16 +167,16 @@ def demo_findings(rater):
     return [findings[i] for i in posted], [ratings[i] for i in posted]
 
 
-def demo_command(explain_on: bool, extra: tuple[str, ...] = ()) -> list[str]:
+def demo_command(explain_on: bool, model: str, extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "review", "--diff",
             str(ROOT / "examples/change.patch"), "--repo", str(ROOT / "examples/demo"), "--format", "json",
-            "--explain" if explain_on else "--no-explain", *extra]
+            "--model", model, "--explain" if explain_on else "--no-explain", *extra]
 
 
-def demo_wall(explain_on: bool) -> float:
+def demo_wall(explain_on: bool, model: str) -> float:
     """Wall seconds of one ``sieve review`` of the demo (this checkout's code)."""
     started = time.perf_counter()
-    done = subprocess.run(demo_command(explain_on), cwd=ROOT, capture_output=True, timeout=600, check=False,
+    done = subprocess.run(demo_command(explain_on, model), cwd=ROOT, capture_output=True, timeout=600, check=False,
                           env=_env())
     if done.returncode not in (0, 1):
         raise SieveError(f"the demo review failed: {done.stderr.decode('utf-8', 'replace').strip()[-300:]}",
@@ -183,9 +184,9 @@ def demo_wall(explain_on: bool) -> float:
     return time.perf_counter() - started
 
 
-def demo_explanations() -> list[dict]:
+def demo_explanations(model: str) -> list[dict]:
     """The demo's seven findings with ``--explain --threshold trivial`` (every finding posted), as served."""
-    done = subprocess.run(demo_command(True, ("--threshold", "trivial")), cwd=ROOT, capture_output=True,
+    done = subprocess.run(demo_command(True, model, ("--threshold", "trivial")), cwd=ROOT, capture_output=True,
                           timeout=600, check=False, env=_env())
     doc = json.loads(done.stdout or b"{}")
     return [{"rule": f["rule_id"], "severity": f["severity"], "explanation": f["explanation"]}
@@ -237,8 +238,8 @@ def run(args) -> dict:
         if args.judge_base_url:
             result["judge"] = judged(items, texts, args)
         if args.cost:
-            result["cost"] = cost(rater, student, args.demo_runs)
-            result["demo"] = demo_explanations()
+            result["cost"] = cost(rater, student, args.demo_runs, args.model)
+            result["demo"] = demo_explanations(args.model)
     finally:
         student.close()
         base.close()

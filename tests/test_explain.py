@@ -88,3 +88,32 @@ def test_a_sentence_that_could_be_said_of_any_finding_is_dropped():
     assert explain.problem("This is likely to cause confusion.", SQL) == "says nothing about this finding"
     assert explain.problem("Such queries let an attacker read or change any table.", SQL) == "says nothing about this finding"
     assert explain.problem("String-built queries let an attacker read or change any table.", SQL) == ""
+
+
+def test_the_reason_is_shown_after_the_severity_in_the_comment_json_sarif_and_markdown():
+    import json
+
+    from bot.findings import Anchor, Finding, Rating
+    from bot.hosts.local import to_json, to_markdown, to_sarif
+    from bot.outcome import Outcome
+    from bot.plan import PlanConfig, plan
+    from bot.severity import Severity
+
+    why = "The query text is built from `order_id`, so a caller can change the SQL it runs."
+    findings = [Finding(anchor=Anchor("shop/orders.py", 10), review=SQL.review, source="ruff", rule_id="S608",
+                        code=SQL.code),
+                Finding(anchor=Anchor("shop/export.py", 11), review="E711 Comparison to `None`", source="ruff",
+                        rule_id="E711")]
+    probs = {"critical": 0.9, "major": 0.05, "minor": 0.03, "trivial": 0.02}
+    ratings = [Rating(probs, "critical", "m", "p", explanation=why),
+               Rating({**probs, "critical": 0.02, "trivial": 0.9}, "trivial", "m", "p")]
+    result = plan(findings, ratings, PlanConfig(commit="abc", threshold=Severity.MINOR))
+    body = result.create[0].body
+    assert body.split("\n")[0].startswith("🔴 **Critical**") and "_Why critical:_ The query text is built from" in body
+    assert body.index("_Why critical:_") > body.index(SQL.review[:20])
+    outcome = Outcome(plan=result, model_id="m", prompt_version="p", threshold="minor", target="t")
+    rows = json.loads(to_json(outcome))["findings"]
+    assert [r["explanation"] for r in rows] == [why, None]
+    results = json.loads(to_sarif(outcome))["runs"][0]["results"]
+    assert [r["properties"]["explanation"] for r in results] == [why, None]
+    assert "  - why: The query text is built from" in to_markdown(outcome)

@@ -1,5 +1,11 @@
-"""bot.explainer on real GGUF models through llama.cpp: the shipped explainer on the demo, the bare base, and a
-tampered adapter. Findings come from the real review path (ruff on examples/change.patch)."""
+"""bot.explainer on real GGUF models through llama.cpp, with findings from the real review path (ruff on
+examples/change.patch).
+
+No explainer ships (docs/explanations.md says why), so the mechanics are tested with a student folder made here:
+a copy of ``models/smollm2-student`` whose ``explain/`` holds a real GGUF LoRA adapter for the same base (the
+student's own adapter file) and a manifest written by ``training.explain_train``. What it writes is not worth
+keeping — which is what the checks are for: every sentence shown must pass them.
+"""
 
 from __future__ import annotations
 
@@ -34,32 +40,48 @@ def demo_findings():
 
 
 @pytest.fixture(scope="module")
-def rated():
-    info = resolve_model("default")
-    rater = LlamaCppRater(**info.rater_options())
+def student(tmp_path_factory) -> Path:
+    """A SmolLM2 student folder with an explainer beside its adapter."""
+    from training.explain_train import ExplainConfig, write_manifest
+
+    folder = tmp_path_factory.mktemp("models") / "mine"
+    shutil.copytree(ROOT / "models" / "smollm2-student", folder)
+    (folder / "explain").mkdir()
+    adapter = folder / "explain" / "adapter.gguf"
+    shutil.copyfile(folder / "adapter.gguf", adapter)
+    write_manifest(folder / "explain", config=ExplainConfig(base="smollm2"), adapter=adapter, data_hash="",
+                   run={}, metrics={}, command="tests/test_explainer.py")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def rated(student: Path):
+    rater = LlamaCppRater(**resolve_model(str(student)).rater_options())
     findings = demo_findings()
     yield rater, findings, rater.rate(findings)
     rater.close()
 
 
-def test_the_shipped_student_has_a_verified_explainer():
-    info = resolve_model("default")
+def test_the_explainer_is_found_beside_the_students_adapter_and_verified(student: Path):
+    info = resolve_model(str(student))
     folder = explainer_folder(info.adapter_path)
-    assert folder is not None and folder.parent == info.folder
+    assert folder == student / "explain"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["prompt_version"] == explain.EXPLAIN_PROMPT_VERSION
     assert manifest["base"]["sha256"] == info.manifest["base"]["sha256"]
-    assert {"hyperparameters", "metrics", "library_versions", "data_hash"} <= set(manifest)
-    assert explainer_adapter(folder).is_file()
+    assert explainer_adapter(folder, manifest["base"]["sha256"]) == folder / "adapter.gguf"
+    with pytest.raises(ModelError, match="trained on another base"):
+        explainer_adapter(folder, "0" * 64)
+    assert explainer_folder(ROOT / "models" / "default" / "adapter.gguf") is None  # none ships
 
 
-def test_every_demo_finding_gets_a_sentence_that_passes_the_checks(rated):
+def test_every_sentence_shown_passes_the_checks(rated):
     rater, findings, ratings = rated
     texts = rater.explain_many(findings, ratings)
     assert len(texts) == 7
     for text, request in zip(texts, explain.requests_for(findings, ratings)):
-        assert text, f"no explanation for {request.review!r}"
-        assert explain.problem(text, request) == "" and "\n" not in text
+        assert text == "" or explain.problem(text, request) == ""
+        assert "\n" not in text
 
 
 def test_the_bare_base_shows_only_what_passes_the_checks(rated):
@@ -76,47 +98,69 @@ def test_the_bare_base_shows_only_what_passes_the_checks(rated):
     assert all(text == "" or explain.problem(text, r) == "" for text, r in zip(shown, requests))
 
 
-def test_batches_larger_than_the_context_holds_are_done_in_rounds(rated):
+def test_more_findings_than_sequences_are_decoded_in_rounds_with_the_same_sentences(rated, student: Path):
     rater, findings, ratings = rated
-    small = Explainer(rater.llama, explainer_adapter(explainer_folder(rater.adapter_path)),
-                      n_threads=rater.n_threads, sequences=3)
+    requests = explain.requests_for(findings, ratings)
+    adapter = explainer_adapter(student / "explain")
+    wide = Explainer(rater.llama, adapter, n_threads=rater.n_threads, sequences=8, max_tokens=12)
+    narrow = Explainer(rater.llama, adapter, n_threads=rater.n_threads, sequences=3, max_tokens=12)
     try:
-        texts = small.explain(explain.requests_for(findings, ratings))
+        together, in_rounds = wide.generate(requests), narrow.generate(requests)
+        alone = [wide.generate([r])[0] for r in requests[:2]]
     finally:
-        small.close()
-    assert len(texts) == 7 and sum(bool(t) for t in texts) >= 5
+        wide.close()
+        narrow.close()
+    assert len(in_rounds) == len(together) == 7
+    same = sum(a == b for a, b in zip(together, in_rounds)) + sum(a == b for a, b in zip(together, alone))
+    assert same >= 7  # greedy on the same model; batch shapes may flip a near-tie now and then
 
 
-def test_a_tampered_explainer_is_refused_and_the_review_goes_on(tmp_path: Path, caplog):
-    folder = tmp_path / "mine"
-    shutil.copytree(resolve_model("default").folder, folder)
+def test_a_tampered_explainer_is_refused_and_the_review_goes_on(student: Path, tmp_path: Path, caplog):
+    folder = tmp_path / "tampered"
+    shutil.copytree(student, folder)
     adapter = folder / "explain" / "adapter.gguf"
     data = bytearray(adapter.read_bytes())
     data[-1] ^= 0xFF
     adapter.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match its manifest"):
         explainer_adapter(folder / "explain")
-    info = resolve_model(str(folder))
-    rater = LlamaCppRater(**info.rater_options())
+    rater = LlamaCppRater(**resolve_model(str(folder)).rater_options())
     try:
         findings = demo_findings()[:2]
         ratings = rater.rate(findings)
         with caplog.at_level(logging.WARNING, logger="bot.rater.llamacpp"):
             assert rater.explain_many(findings, ratings) == ["", ""]
-        assert "explanations left out" in caplog.text and "does not match its manifest" in caplog.text
+            assert rater.explain_many(findings, ratings) == ["", ""]
+        assert caplog.text.count("explanations left out") == 1 and "does not match its manifest" in caplog.text
+        assert [r.severity for r in rater.rate(findings)] == [r.severity for r in ratings]
     finally:
         rater.close()
 
 
-def test_json_and_sarif_carry_the_explanation_of_posted_findings(tmp_path: Path):
+def test_a_student_without_an_explainer_explains_nothing_and_says_so_once(caplog):
+    rater = LlamaCppRater(**resolve_model("smollm2-student").rater_options())
+    try:
+        findings = demo_findings()[:3]
+        ratings = rater.rate(findings)
+        with caplog.at_level(logging.WARNING, logger="bot.rater.llamacpp"):
+            assert rater.explain_many(findings, ratings) == ["", "", ""]
+            assert rater.explain(findings[0], ratings[0]) == ""
+        assert caplog.text.count("has no explainer") == 1
+    finally:
+        rater.close()
+
+
+def test_json_and_sarif_carry_the_explanation_of_posted_findings_only(student: Path):
     outputs = {}
     for fmt in ("json", "sarif"):
         done = subprocess.run([sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())",
                                "review", "--diff", "examples/change.patch", "--repo", "examples/demo", "--explain",
-                               "--format", fmt], cwd=ROOT, capture_output=True, timeout=600, check=False)
+                               "--model", str(student), "--format", fmt], cwd=ROOT, capture_output=True,
+                              timeout=600, check=False)
         assert done.returncode in (0, 1), done.stderr.decode()[-500:]
+        assert "Traceback" not in done.stderr.decode() and "llama_" not in done.stderr.decode()
         outputs[fmt] = json.loads(done.stdout)
     findings = outputs["json"]["findings"]
-    assert all((f["explanation"] is not None) == f["posted"] for f in findings)
+    assert all(f["explanation"] is None for f in findings if not f["posted"])
     results = outputs["sarif"]["runs"][0]["results"]
     assert [r["properties"]["explanation"] for r in results] == [f["explanation"] for f in findings]

@@ -60,18 +60,19 @@ def overlap(candidates: Sequence[str], references: Sequence[str]) -> dict[str, f
     return {"rouge1_f": round(r1 / n, 4), "rougeL_f": round(rl / n, 4)}
 
 
+#: each failed check (:func:`bot.explain.problem`) under the name the figures use
+_FAILURES = (("empty", "empty"), ("too long", "empty"), ("repetitive", "repetitive"),
+             ("contradicts", "contradicts"), ("names ", "invented"), ("repeats the finding", "echo"),
+             ("says nothing about", "generic"))
+
+
 def check_rates(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict[str, float]:
-    """Share of raw generations that fail each check, and the share that would be shown."""
-    counts = {"empty": 0, "repetitive": 0, "contradicts": 0, "invented": 0, "shown": 0}
+    """Share of raw generations that fail each check (the first failed one counts), and the share shown."""
+    counts = dict.fromkeys(["empty", "repetitive", "contradicts", "invented", "echo", "generic", "shown"], 0)
     for text, request in zip(texts, requests):
         sentence = explain.complete(text)
-        if not sentence:
-            counts["empty"] += 1
-            continue
-        reason = explain.problem(sentence, request)
-        key = ("shown" if not reason else "empty" if reason in ("empty", "too long", "repeats the finding")
-               else "repetitive" if reason == "repetitive" else "contradicts" if reason.startswith("contradicts")
-               else "invented")
+        reason = explain.problem(sentence, request) if sentence else "empty"
+        key = next((name for start, name in _FAILURES if reason.startswith(start)), "shown") if reason else "shown"
         counts[key] += 1
     n = max(1, len(texts))
     return {key: round(value / n, 4) for key, value in counts.items()}

@@ -82,6 +82,19 @@ def _log_softmax(row: np.ndarray) -> np.ndarray:
     return row - (top + float(np.log(np.exp(row - top, dtype=np.float64).sum())))
 
 
+class _Unavailable:
+    """Stands in for an explainer that could not be opened: every finding gets no sentence."""
+
+    def explain(self, requests) -> list[str]:
+        return [""] * len(requests)
+
+    def close(self) -> None:
+        return None
+
+
+_NO_EXPLAINER = _Unavailable()
+
+
 class LlamaCppRater:
     """Scores the four severity labels with a local GGUF model. Deterministic; not thread-safe.
 
@@ -342,15 +355,20 @@ class LlamaCppRater:
                 self._explainer = self._open_explainer()
             return self._explainer.explain(requests_for(findings, ratings))
         except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
-            log.warning("explanations left out: %s", exc)
+            if self._explainer is None:  # said once per rater; later calls skip straight to ""
+                log.warning("explanations left out: %s", exc)
+                self._explainer = _NO_EXPLAINER
             return [""] * len(findings)
 
     def _open_explainer(self):  # -> bot.explainer.Explainer
-        """The explanation adapter beside this student's rating adapter (``explain/``), verified; the bare base
-        explains zero-shot when the student has none."""
+        """The explanation adapter beside this student's rating adapter (``explain/``), verified. A student
+        without one explains nothing: an untrained base's sentences are not worth a reviewer's time."""
         from bot.explainer import Explainer, explainer_adapter, explainer_folder
         from bot.rater.locate import file_sha256
 
         folder = explainer_folder(self.adapter_path)
-        adapter = explainer_adapter(folder, file_sha256(self.source_path)) if folder else None
-        return Explainer(self._llm, adapter, n_threads=self.n_threads)
+        if folder is None:
+            raise ModelError(f"the student {self.model_id} has no explainer (an explain/ folder beside its adapter)",
+                             hint="train one with `python -m training.explain_train` (docs/explanations.md)")
+        return Explainer(self._llm, explainer_adapter(folder, file_sha256(self.source_path)),
+                         n_threads=self.n_threads)
