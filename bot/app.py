@@ -180,18 +180,21 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
                 skips.append(Skip(f"{f.anchor.path}:{f.anchor.line}", "not rated (rater failed)"))
             findings = findings[: len(ratings)]
     pconf = plan_config(config, source.head_sha or "", flavor)
+    warnings = list(parsed.warnings)
     if config.explain and ratings:
         posted = [i for i, d in enumerate(planning.select(findings, ratings, pconf, tuple(existing))) if d.posted]
         texts = explain_posted(rater, [findings[i] for i in posted], [ratings[i] for i in posted])
         explanations = {i: text for i, text in zip(posted, texts)
                         if text and _normal(text) != _normal(findings[i].review)}  # an echo says nothing
         ratings = planning.with_explanations(ratings, explanations)
+        if getattr(rater, "explain_problem", ""):
+            warnings.append(f"explanations left out: {rater.explain_problem}")
     result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips), refused)
     errors = [" ".join(e.split()) for e in errors]  # one line each
     if errors:
         result = replace(result, summary=render.with_failures(result.summary, errors, config.allow_reviewer_failure,
                                                               render.body_limit(flavor)))
-    return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
+    return Outcome(plan=result, skips=skips, warnings=warnings, errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
 

@@ -9,6 +9,7 @@ import pytest
 
 from bot.errors import EndpointError, TrainingError
 from tests.fake_openai import ScriptedOpenAIServer, chat_reply, error_reply
+from tests.students import student_with_explainer
 from training.explain_judge import Judge, Verdict, differential, parse_verdict
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "analysers"
@@ -57,9 +58,11 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
     if not (SHARED / "rationale.jsonl").is_file():
         pytest.skip("../shared/data/analysers is not here")
     out = tmp_path / "result.json"
+    student = student_with_explainer(tmp_path / "mine")
     with ScriptedOpenAIServer() as server:
         server.default = lambda request: chat_reply('{"better": "B", "reason": "more concrete"}')
-        code = explanations.main(["--n", "3", "--samples", "2", "--judge-base-url", server.url,
+        code = explanations.main(["--model", str(student), "--n", "3", "--samples", "2",
+                                  "--judge-base-url", server.url,
                                   "--judge-model", "scripted", "--judge-n", "3", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
@@ -76,14 +79,16 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_a_judge_that_answers_broken_json_stops_the_benchmark_with_one_line(capsys):
+def test_a_judge_that_answers_broken_json_stops_the_benchmark_with_one_line(capsys, tmp_path: Path):
     from benchmarks import explanations
 
     if not (SHARED / "rationale.jsonl").is_file():
         pytest.skip("../shared/data/analysers is not here")
+    student = student_with_explainer(tmp_path / "mine")
     with ScriptedOpenAIServer() as server:
         server.default = lambda request: chat_reply("Explanation A is clearly better.")
-        code = explanations.main(["--n", "1", "--samples", "1", "--judge-base-url", server.url, "--judge-n", "1"])
+        code = explanations.main(["--model", str(student), "--n", "1", "--samples", "1",
+                                  "--judge-base-url", server.url, "--judge-n", "1"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: the judge's answer is not the JSON asked for") and err.count("\n") == 1

@@ -143,6 +143,7 @@ class LlamaCppRater:
                         if lexical_path and self.lexical_weight > 0 else None)
         self._llm = self._load(n_ctx, lora_scale)
         self._explainer = None  # opened on the first explanation (bot.explainer)
+        self.explain_problem = ""  # why this rater explains nothing, once it found out (the app reports it)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._n_vocab = self._llm.n_vocab()
@@ -347,7 +348,8 @@ class LlamaCppRater:
 
     def explain_many(self, findings: Sequence[Finding], ratings: Sequence[Rating]) -> list[str]:
         """One checked sentence per posted finding, decoded together (:mod:`bot.explainer`); "" for any the
-        explainer could not explain. A missing or broken explainer leaves every comment without one."""
+        explainer could not explain. A missing or broken explainer leaves every comment without one, and
+        :attr:`explain_problem` says why."""
         if not findings:
             return []
         try:
@@ -355,8 +357,9 @@ class LlamaCppRater:
                 self._explainer = self._open_explainer()
             return self._explainer.explain(requests_for(findings, ratings))
         except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
-            if self._explainer is None:  # said once per rater; later calls skip straight to ""
-                log.warning("explanations left out: %s", exc)
+            if self._explainer is None:  # recorded once per rater; later calls skip straight to ""
+                self.explain_problem = str(exc)
+                log.info("explanations left out: %s", exc)
                 self._explainer = _NO_EXPLAINER
             return [""] * len(findings)
 
