@@ -52,7 +52,7 @@ class Request:
 
     def evidence(self) -> str:
         """All the text the finding offers: what an explanation may name."""
-        return "\n".join((self.review, self.code, self.origin))
+        return f"{self.review}\n{self.code}\n{self.origin}"
 
 
 def _field(text: str, limit: int) -> str:
@@ -217,7 +217,7 @@ def accept(text: str, request: Request) -> str:
     return sentence if sentence and not problem(sentence, request) else ""
 
 
-_FILLER = frozenset("a an the is are be this that it its of to in on for with and or but not no so as by".split())
+_FILLER = frozenset(["a", "an", "the", "is", "are", "be", "this", "that", "it", "its", "of", "to", "in", "on", "for", "with", "and", "or", "but", "not", "no", "so", "as", "by"])
 
 
 def _stem(word: str) -> str:

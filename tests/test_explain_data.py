@@ -38,7 +38,7 @@ def test_the_held_out_split_is_by_rule_and_stable(items):
     assert {i.group for i in train}.isdisjoint({i.group for i in test})
     share = len({i.group for i in test}) / len({i.group for i in items})
     assert 0.10 < share < 0.20
-    again_train, again_test = explain_data.split(list(reversed(items)))
+    _, again_test = explain_data.split(list(reversed(items)))
     assert {i.id for i in again_test} == {i.id for i in test}
     assert {i.tool for i in test} >= {"codeql", "clippy", "eslint", "staticcheck", "ruff"}
 

@@ -141,10 +141,10 @@ def compose(item: Item) -> str:
 
 
 def _markdown_section(markdown: str, heading: str) -> str:
-    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.M | re.S)
+    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
     if not match:
         return ""
-    text = re.sub(r"```.*?```", " ", match.group(1), flags=re.S)
+    text = re.sub(r"```.*?```", " ", match.group(1), flags=re.DOTALL)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
     text = re.sub(r"\[([^\]]+)\](?!\()", r"\1", text)  # reference-style links: [PEP 8]
     return " ".join(text.split())
@@ -152,8 +152,8 @@ def _markdown_section(markdown: str, heading: str) -> str:
 
 def _example_code(markdown: str) -> str:
     """The last lines of the first code block under ``## Example`` (the code the rule fires on)."""
-    section = re.search(r"^##\s*Example\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.M | re.S)
-    block = re.search(r"```\w*\n(.*?)```", section.group(1), re.S) if section else None
+    section = re.search(r"^##\s*Example\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
+    block = re.search(r"```\w*\n(.*?)```", section.group(1), re.DOTALL) if section else None
     return "\n".join(block.group(1).strip().splitlines()[-3:]) if block else ""
 
 

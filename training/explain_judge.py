@@ -80,7 +80,7 @@ class Judge:
 def parse_verdict(answer: str) -> tuple[str, str]:
     """("A" | "B" | "tie", reason) from the judge's answer; a TrainingError for anything else."""
     text = answer.strip()
-    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.S)
+    fenced = re.fullmatch(r"```(?:json)?\s*(.*?)\s*```", text, re.DOTALL)
     try:
         data = json.loads(fenced.group(1) if fenced else text)
     except json.JSONDecodeError:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, ModelError
+from bot.explain import requests_for
 from bot.findings import Finding, Rating
 from bot.prompt import (
     ANSWER_PREFIX,
@@ -37,7 +38,6 @@ from bot.prompt import (
     truncate_review,
     valid_code_chars,
 )
-from bot.explain import requests_for
 from bot.rater.base import make_rating
 from bot.rater.lexical import LexicalPrior, combine
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
