@@ -142,6 +142,14 @@ def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rati
     return ratings, None
 
 
+def explain_posted(rater, findings: list[Finding], ratings: list[Rating]) -> list[str]:
+    """One sentence (or "") per posted finding: all at once where the rater can batch them, else one by one."""
+    many = getattr(rater, "explain_many", None)
+    if callable(many):
+        return list(many(findings, ratings))
+    return [rater.explain(f, r) for f, r in zip(findings, ratings)]
+
+
 def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig:
     return planning.PlanConfig(threshold=config.threshold, mode=config.threshold_mode,
                                mass_cutoff=config.mass_cutoff, max_comments=config.max_comments,
@@ -174,20 +182,21 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
             findings = findings[: len(ratings)]
         ratings = memory_app.adjust(findings, ratings, config, source.repo)  # before planning: the threshold sees it
     pconf = plan_config(config, source.head_sha or "", flavor)
+    warnings = list(parsed.warnings)
     if config.explain and ratings:
-        explanations = {}
-        for i, d in enumerate(planning.select(findings, ratings, pconf, tuple(existing))):
-            if d.posted:
-                text = rater.explain(findings[i], ratings[i])
-                if text and _normal(text) != _normal(findings[i].review):  # an echo of the review says nothing
-                    explanations[i] = text
+        posted = [i for i, d in enumerate(planning.select(findings, ratings, pconf, tuple(existing))) if d.posted]
+        texts = explain_posted(rater, [findings[i] for i in posted], [ratings[i] for i in posted])
+        explanations = {i: text for i, text in zip(posted, texts)
+                        if text and _normal(text) != _normal(findings[i].review)}  # an echo says nothing
         ratings = planning.with_explanations(ratings, explanations)
+        if getattr(rater, "explain_problem", ""):
+            warnings.append(f"explanations left out: {rater.explain_problem}")
     result = planning.plan(findings, ratings, pconf, tuple(existing), tuple(skips), refused)
     errors = [" ".join(e.split()) for e in errors]  # one line each
     if errors:
         result = replace(result, summary=render.with_failures(result.summary, errors, config.allow_reviewer_failure,
                                                               render.body_limit(flavor)))
-    return Outcome(plan=result, skips=skips, warnings=list(parsed.warnings), errors=errors, model_id=model_id,
+    return Outcome(plan=result, skips=skips, warnings=warnings, errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
 

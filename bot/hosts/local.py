@@ -74,7 +74,8 @@ def to_sarif(outcome: Outcome) -> str:
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": a.path}, "region": region}}],
             "partialFingerprints": {"sieve/v1": d.fingerprint},
             "properties": {"severity": d.rating.severity, "probabilities": d.rating.probabilities,
-                           "posted": d.posted, "skip_reason": d.skip_reason, "source": d.finding.source},
+                           "posted": d.posted, "skip_reason": d.skip_reason, "source": d.finding.source,
+                           "explanation": d.rating.explanation},
         })
     run = {"tool": {"driver": {"name": "sieve", "version": __version__, "informationUri":
                                "https://github.com/sieve-review/sieve", "rules": []}},

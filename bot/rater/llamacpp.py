@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ConfigError, ModelError
+from bot.explain import requests_for
 from bot.findings import Finding, Rating
 from bot.prompt import (
     ANSWER_PREFIX,
@@ -33,12 +34,11 @@ from bot.prompt import (
     check_version,
     expert_text,
     render,
-    render_explanation_request,
     truncate_code,
     truncate_review,
     valid_code_chars,
 )
-from bot.rater.base import clean_explanation, make_rating
+from bot.rater.base import make_rating
 from bot.rater.lexical import LexicalPrior, combine
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
 from bot.severity import LABELS
@@ -80,6 +80,19 @@ def prefer_passive_threads() -> bool:
 def _log_softmax(row: np.ndarray) -> np.ndarray:
     top = float(row.max())
     return row - (top + float(np.log(np.exp(row - top, dtype=np.float64).sum())))
+
+
+class _Unavailable:
+    """Stands in for an explainer that could not be opened: every finding gets no sentence."""
+
+    def explain(self, requests) -> list[str]:
+        return [""] * len(requests)
+
+    def close(self) -> None:
+        return None
+
+
+_NO_EXPLAINER = _Unavailable()
 
 
 class LlamaCppRater:
@@ -129,6 +142,8 @@ class LlamaCppRater:
         self.lexical = (LexicalPrior.load(lexical_path, lexical_sha256)
                         if lexical_path and self.lexical_weight > 0 else None)
         self._llm = self._load(n_ctx, lora_scale)
+        self._explainer = None  # opened on the first explanation (bot.explainer)
+        self.explain_problem = ""  # why this rater explains nothing, once it found out (the app reports it)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._n_vocab = self._llm.n_vocab()
@@ -168,6 +183,9 @@ class LlamaCppRater:
 
     def close(self) -> None:
         """Free the model and its context now rather than at garbage collection."""
+        explainer, self._explainer = self._explainer, None
+        if explainer is not None:
+            explainer.close()
         llm, self._llm = self._llm, None
         if llm is not None:
             llm.close()
@@ -325,35 +343,35 @@ class LlamaCppRater:
         self._llm._ctx.kv_cache_clear()
 
     def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
-        """Greedy continuation after the chosen label; first line only; "" if unusable or on failure."""
+        """One checked sentence for one rated finding ("" when there is none worth showing)."""
+        return self.explain_many([finding], [rating])[0] if max_tokens > 0 else ""
+
+    def explain_many(self, findings: Sequence[Finding], ratings: Sequence[Rating]) -> list[str]:
+        """One checked sentence per posted finding, decoded together (:mod:`bot.explainer`); "" for any the
+        explainer could not explain. A missing or broken explainer leaves every comment without one, and
+        :attr:`explain_problem` says why."""
+        if not findings:
+            return []
         try:
-            parts, _, _ = self._fit(finding.code, finding.review, finding.origin())
-            tokens = self._tokenize(render_explanation_request(parts, rating.severity), True)
-            budget = min(max_tokens, self.n_ctx - len(tokens))
-            if budget <= 0 or self._llm is None:
-                return ""
-            return clean_explanation(self._generate(tokens, budget))
+            if self._explainer is None:
+                self._explainer = self._open_explainer()
+            return self._explainer.explain(requests_for(findings, ratings))
         except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
-            log.info("explanation skipped: %s", exc)
-            return ""
+            if self._explainer is None:  # recorded once per rater; later calls skip straight to ""
+                self.explain_problem = str(exc)
+                log.info("explanations left out: %s", exc)
+                self._explainer = _NO_EXPLAINER
+            return [""] * len(findings)
 
-    def _generate(self, tokens: list[int], budget: int) -> str:
-        """Greedy decoding until end of turn, a newline after some text, or ``budget`` tokens."""
-        import llama_cpp
+    def _open_explainer(self):  # -> bot.explainer.Explainer
+        """The explanation adapter beside this student's rating adapter (``explain/``), verified. A student
+        without one explains nothing: an untrained base's sentences are not worth a reviewer's time."""
+        from bot.explainer import Explainer, explainer_adapter, explainer_folder
+        from bot.rater.locate import file_sha256
 
-        vocab = self._llm._model.vocab
-        common = self._common_prefix(tokens)
-        row = self._decode(tokens[common:], common, {len(tokens) - 1})[len(tokens) - 1]
-        out: list[int] = []
-        position = len(tokens)
-        for _ in range(budget):
-            token = int(np.argmax(row))
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                break
-            out.append(token)
-            text = self._llm.detokenize(out, prev_tokens=tokens)
-            if b"\n" in text.lstrip():  # leading blank lines are the model closing the JSON line
-                break
-            row = self._decode([token], position, {position})[position]
-            position += 1
-        return self._llm.detokenize(out, prev_tokens=tokens).decode("utf-8", errors="replace")
+        folder = explainer_folder(self.adapter_path)
+        if folder is None:
+            raise ModelError(f"the student {self.model_id} has no explainer (an explain/ folder beside its adapter)",
+                             hint="train one with `python -m training.explain_train` (docs/explanations.md)")
+        return Explainer(self._llm, explainer_adapter(folder, file_sha256(self.source_path)),
+                         n_threads=self.n_threads)

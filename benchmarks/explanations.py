@@ -1,0 +1,261 @@
+"""Explanations measured: overlap with the vendor's rationale, checks, consistency, a pairwise judge, cost.
+
+    .venv/bin/python -m benchmarks.explanations [--model default] [--n 150] [--samples 20] [--seed 0]
+        [--judge-base-url URL --judge-model NAME --judge-api-key-env VAR --judge-n 40]
+        [--cost --demo-runs 3] [--out result.json] [--manifest DIR]
+
+Systems, all on the findings of rules held out of the explainer's training (``training.explain_data.split``;
+one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor's rating:
+
+* ``student`` — the model's explainer adapter (``models/<model>/explain/``), batched as served;
+* ``base`` — the same base weights without the adapter, same prompt (what training adds);
+* ``template`` — the rule-template baseline ("ruff rates S608 as a security rule");
+* ``vendor`` — the vendor's own first sentence on why the rule matters (for the judge; it is the reference of
+  the overlap scores, so it has none).
+
+Offline (``training.explain_eval``): ROUGE-1 F and ROUGE-L F against the vendor's rationale, on the raw first
+sentence (``raw``) and on what serving shows after the checks (``shown``: a dropped sentence scores 0); check
+failure rates; grounding and repetition over non-empty sentences; consistency (no contradicting words, and the
+severity student re-rating the sentence alone at most one level away). ``--samples`` findings, drawn with the
+seed, are printed verbatim with the student's sentence. With ``--judge-base-url``: the preference differential
+of the student over each other system (``training.explain_judge``). With ``--cost``: explanation seconds per
+posted finding on the demo's findings (batched and one at a time, p50/p95 over repeats) and the demo review's
+wall time with ``--explain`` against without, alternated in one run. ``--manifest DIR`` writes the figures into
+``DIR/manifest.json`` (the explainer's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bot import explain
+from bot.errors import SieveError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def held_out_items(n: int, seed: int) -> list:
+    from bot.reviewers.origin import ruff_catalogue
+    from training import explain_data
+    from training.explain_eval import pick
+
+    rules = ruff_catalogue(str(Path(sys.executable).with_name("ruff"))) or ruff_catalogue()
+    _, test = explain_data.split(explain_data.build(rules.values()))
+    return pick(test, n, seed)
+
+
+def load(model: str):
+    """(rater, student explainer, base explainer) on one loaded model."""
+    from bot.explainer import Explainer, explainer_adapter, explainer_folder
+    from bot.models import resolve_model
+    from bot.rater.llamacpp import LlamaCppRater
+
+    info = resolve_model(model)
+    rater = LlamaCppRater(**info.rater_options())
+    folder = explainer_folder(info.adapter_path)
+    if folder is None:
+        raise SieveError(f"model {model!r} has no explainer folder (explain/ beside its adapter)",
+                         hint="train one with python -m training.explain_train and copy its explain/ there")
+    student = Explainer(rater.llama, explainer_adapter(folder), n_threads=rater.n_threads)
+    base = Explainer(rater.llama, None, n_threads=rater.n_threads)
+    return rater, student, base, folder
+
+
+def offline(items, rater, student, base) -> tuple[dict, dict]:
+    """Figures per system, and the texts (raw student/base, template, vendor) by system."""
+    from training import explain_eval as ev
+
+    requests = [item.request() for item in items]
+    references = [item.rationale for item in items]
+    texts = {"student": student.generate(requests), "base": base.generate(requests),
+             "template": [ev.template(i) for i in items], "vendor": [ev.vendor(i) for i in items]}
+
+    def rerate(triples):
+        return [r.severity for r in rater.rate_texts(triples)]
+
+    figures = {}
+    for name in ("student", "base", "template"):
+        raw = [explain.complete(t) for t in texts[name]]
+        shown = [explain.accept(t, r) for t, r in zip(texts[name], requests)]
+        figures[name] = {"overlap_raw": ev.overlap(raw, references), "overlap_shown": ev.overlap(shown, references),
+                         "checks": ev.check_rates(texts[name], requests),
+                         "grounding": ev.grounding(texts[name], requests),
+                         "consistency": ev.consistency(texts[name], requests, rerate if name != "template" else None),
+                         "consistency_shown": ev.consistency(shown, requests, rerate if name != "template" else None)}
+    return figures, texts
+
+
+def samples(items, texts, k: int, seed: int) -> list[dict]:
+    """``k`` findings drawn with ``seed``, with the student's raw sentence and what serving shows."""
+    import random
+
+    chosen = sorted(random.Random(seed + 1).sample(range(len(items)), min(k, len(items))))
+    rows = []
+    for i in chosen:
+        item, raw = items[i], explain.complete(texts["student"][i])
+        reason = explain.problem(raw, item.request()) if raw else "empty"
+        rows.append({"rule": item.group, "severity": item.severity, "finding": item.review,
+                     "student": raw, "shown": not reason, "dropped_because": reason, "vendor": texts["vendor"][i]})
+    return rows
+
+
+def judged(items, texts, args) -> dict:
+    """Preference differential of the student (as shown) over base (as shown), template and vendor."""
+    from training.explain_judge import Judge, differential
+
+    judge = Judge(args.judge_base_url, args.judge_model, api_key_env=args.judge_api_key_env, seed=args.seed)
+    requests = [item.request() for item in items]
+    shown = {name: [explain.accept(t, r) for t, r in zip(texts[name], requests)] for name in ("student", "base")}
+    shown.update(template=texts["template"], vendor=texts["vendor"])
+    out = {}
+    for other in ("base", "template", "vendor"):
+        verdicts = [judge.compare(review=item.review, code=explain.code_tail(item.code), severity=item.severity,
+                                  x=shown["student"][i], y=shown[other][i])
+                    for i, item in enumerate(items[: args.judge_n])]
+        out[f"student_vs_{other}"] = differential(verdicts)
+    return {"endpoint_model": args.judge_model, **out}
+
+
+def cost(rater, student, runs: int, model: str) -> dict:
+    """Seconds per posted finding on the demo (batched, and one at a time), and the demo's wall time on/off."""
+    from training.explain_eval import percentile
+
+    findings, ratings = demo_findings(rater)
+    requests = explain.requests_for(findings, ratings)
+    batched, single = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        student.explain(requests)
+        batched.append((time.perf_counter() - started) / len(requests))
+        for request in requests:
+            started = time.perf_counter()
+            student.explain([request])
+            single.append(time.perf_counter() - started)
+    walls = {"off": [], "on": []}
+    for _ in range(runs):
+        for mode in ("off", "on"):
+            walls[mode].append(demo_wall(mode == "on", model))
+    p50 = {mode: percentile(v, 0.5) for mode, v in walls.items()}
+    return {"posted_findings": len(requests), "runs": runs,
+            "batched_s_per_finding": {"p50": round(percentile(batched, 0.5), 3),
+                                      "p95": round(percentile(batched, 0.95), 3)},
+            "single_s_per_finding": {"p50": round(percentile(single, 0.5), 3),
+                                     "p95": round(percentile(single, 0.95), 3)},
+            "demo_wall_s": {mode: [round(x, 2) for x in v] for mode, v in walls.items()},
+            "demo_ratio_p50": round(p50["on"] / p50["off"], 3)}
+
+
+def demo_findings(rater):
+    """The demo's findings that the default configuration posts, with their ratings."""
+    from bot import app
+    from bot import plan as planning
+    from bot.config import Config
+
+    config = Config()
+    source = app.Source(diff=(ROOT / "examples/change.patch").read_bytes(), name="demo",
+                        read_file=app.worktree_reader(ROOT / "examples/demo"), repo_root=ROOT / "examples/demo")
+    parsed, _ = app.parse_diff(source.diff, config)
+    findings, _, _ = app.run_reviewers(parsed, source, config)
+    ratings = rater.rate(findings)
+    decisions = planning.select(findings, ratings, app.plan_config(config, "", "local"), ())
+    posted = [i for i, d in enumerate(decisions) if d.posted]
+    return [findings[i] for i in posted], [ratings[i] for i in posted]
+
+
+def demo_command(explain_on: bool, model: str, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())", "review", "--diff",
+            str(ROOT / "examples/change.patch"), "--repo", str(ROOT / "examples/demo"), "--format", "json",
+            "--model", model, "--explain" if explain_on else "--no-explain", *extra]
+
+
+def demo_wall(explain_on: bool, model: str) -> float:
+    """Wall seconds of one ``sieve review`` of the demo (this checkout's code)."""
+    started = time.perf_counter()
+    done = subprocess.run(demo_command(explain_on, model), cwd=ROOT, capture_output=True, timeout=600, check=False,
+                          env=_env())
+    if done.returncode not in (0, 1):
+        raise SieveError(f"the demo review failed: {done.stderr.decode('utf-8', 'replace').strip()[-300:]}",
+                         hint="run it by hand to see why")
+    return time.perf_counter() - started
+
+
+def demo_explanations(model: str) -> list[dict]:
+    """The demo's seven findings with ``--explain --threshold trivial`` (every finding posted), as served."""
+    done = subprocess.run(demo_command(True, model, ("--threshold", "trivial")), cwd=ROOT, capture_output=True,
+                          timeout=600, check=False, env=_env())
+    doc = json.loads(done.stdout or b"{}")
+    return [{"rule": f["rule_id"], "severity": f["severity"], "explanation": f["explanation"]}
+            for f in doc.get("findings", [])]
+
+
+def _env() -> dict:
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.explanations", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--n", type=int, default=150, help="held-out rules scored (one finding each)")
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--judge-base-url", default="")
+    parser.add_argument("--judge-model", default="judge")
+    parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
+    parser.add_argument("--judge-n", type=int, default=40)
+    parser.add_argument("--cost", action="store_true", help="also measure latency and the demo's wall time")
+    parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--manifest", type=Path, help="explainer folder whose manifest gets the figures")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args)
+    except SieveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    text = json.dumps(result, indent=1, ensure_ascii=False)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+def run(args) -> dict:
+    items = held_out_items(args.n, args.seed)
+    rater, student, base, folder = load(args.model)
+    try:
+        started = time.perf_counter()
+        figures, texts = offline(items, rater, student, base)
+        result = {"held_out_findings": len(items), "seed": args.seed, "explainer": str(folder),
+                  "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
+                  "samples": samples(items, texts, args.samples, args.seed)}
+        if args.judge_base_url:
+            result["judge"] = judged(items, texts, args)
+        if args.cost:
+            result["cost"] = cost(rater, student, args.demo_runs, args.model)
+            result["demo"] = demo_explanations(args.model)
+    finally:
+        student.close()
+        base.close()
+        rater.close()
+    if args.manifest:
+        write_metrics(args.manifest, result)
+    return result
+
+
+def write_metrics(folder: Path, result: dict) -> None:
+    """Put the figures (not the samples) into the explainer's manifest."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["metrics"] = {k: v for k, v in result.items() if k not in ("samples", "explainer")}
+    path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""The student explains: greedy sentences for several posted findings at once, on the rater's own llama.cpp model.
+
+How (one model in memory, two contexts):
+
+* the rater's ``Llama`` keeps its context and its severity adapter; the explainer opens a second llama.cpp
+  context on the *same* loaded weights, with the explanation adapter set on it (``models/<student>/explain/``,
+  see :func:`explainer_folder`), so neither the weights nor the rating KV cache are touched or duplicated;
+* that context holds several sequences over one unified KV cache: the shared instruction is evaluated once and
+  copied to every sequence, the findings' bodies are evaluated in one batch, and each greedy step decodes one
+  token for every unfinished sentence in one batch — on a CPU a batch of six costs far less than six passes;
+* each sentence stops at the end of its line, at the end-of-generation token, or at :data:`bot.explain.MAX_TOKENS`
+  tokens; :func:`bot.explain.accept` then keeps it or drops it.
+
+Without an explainer folder the base weights explain zero-shot (what ``--model base`` gives); the checks drop
+whatever that says badly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bot import explain
+from bot.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+FOLDER = "explain"
+MANIFEST = "manifest.json"
+#: Sequences decoded together; findings beyond this are explained in further rounds.
+MAX_SEQUENCES = 8
+_BATCH = 512
+
+
+def explainer_folder(adapter_path: str | Path | None) -> Path | None:
+    """The explanation adapter's folder for a student whose rating adapter is ``adapter_path``: ``explain/`` beside
+    it, when that holds a manifest; None otherwise."""
+    if not adapter_path:
+        return None
+    folder = Path(adapter_path).parent / FOLDER
+    return folder if (folder / MANIFEST).is_file() else None
+
+
+def explainer_adapter(folder: Path, base_sha256: str | None = None) -> Path:
+    """The verified adapter file of an explainer folder: the manifest's prompt version must be the one this Sieve
+    renders, the adapter's bytes must hash to the manifest's sha256, and (when given) the base must match."""
+    from bot.models import sha256_full
+
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {folder / MANIFEST}: {exc}", hint="restore the explainer folder") from None
+    if manifest.get("prompt_version") != explain.EXPLAIN_PROMPT_VERSION:
+        raise ModelError(f"{folder}: the explainer was trained on prompt {manifest.get('prompt_version')!r}",
+                         hint=f"this Sieve renders {explain.EXPLAIN_PROMPT_VERSION}; retrain the explainer")
+    adapter = manifest.get("adapter") or {}
+    path = folder / str(adapter.get("file", "adapter.gguf"))
+    if not path.is_file() or sha256_full(path) != adapter.get("sha256"):
+        raise ModelError(f"explainer adapter {path} is missing or does not match its manifest",
+                         hint="restore the file or re-export the explainer")
+    expected_base = (manifest.get("base") or {}).get("sha256")
+    if base_sha256 and expected_base and expected_base != base_sha256:
+        raise ModelError(f"{folder}: the explainer was trained on another base model",
+                         hint="use the explainer exported for this student's base")
+    return path
+
+
+class Explainer:
+    """Batched greedy explanations on an already loaded ``llama_cpp.Llama`` (the rater's). Not thread-safe."""
+
+    def __init__(self, llm, adapter_path: str | Path | None = None, *, n_threads: int = 2,
+                 sequences: int = MAX_SEQUENCES, max_tokens: int = explain.MAX_TOKENS, n_ctx: int = 2048) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self._llm = llm
+        self.sequences = max(1, int(sequences))
+        self.max_tokens = max(1, int(max_tokens))
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, _BATCH, _BATCH
+        params.n_seq_max, params.kv_unified = self.sequences, True
+        params.n_threads = params.n_threads_batch = n_threads
+        from bot.rater.locate import quiet_native
+
+        with quiet_native():  # llama.cpp reports its cache layout on stderr
+            self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=_BATCH, embd=0, n_seq_max=self.sequences, verbose=False)
+        self._adapter = None
+        if adapter_path:
+            self._adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, str(adapter_path).encode("utf-8"))
+            if not self._adapter:
+                self.close()
+                raise ModelError(f"llama.cpp rejected the explainer adapter {adapter_path}",
+                                 hint="the adapter must be a GGUF LoRA exported for this student's base")
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self._adapter)
+            if llama_cpp.llama_set_adapters_lora(self._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)):
+                self.close()
+                raise ModelError(f"could not apply the explainer adapter {adapter_path}",
+                                 hint="re-export the explainer for this base")
+        self._n_vocab = llm.n_vocab()
+        self.adapter_path = Path(adapter_path) if adapter_path else None
+
+    def close(self) -> None:
+        """Free this context (the weights belong to the rater; an adapter is freed with its model)."""
+        ctx, self._ctx = getattr(self, "_ctx", None), None
+        if ctx is not None:
+            ctx.close()
+
+    def _tokens(self, text: str, bos: bool) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, items: Sequence[tuple[int, int, int, bool]]) -> list[int]:
+        """Evaluate (token, position, sequence, wants logits) items, in chunks of the batch size; returns the
+        batch indices of the logit rows asked for, all of which must lie in the last chunk."""
+        wanted: list[int] = []
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start: start + _BATCH]
+            batch = self._batch.batch
+            batch.n_tokens = len(chunk)
+            for j, (token, pos, seq, want) in enumerate(chunk):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j], batch.logits[j] = token, pos, 1, want
+                batch.seq_id[j][0] = seq
+            self._ctx.decode(self._batch)
+            wanted = [j for j, item in enumerate(chunk) if item[3]]
+        return wanted
+
+    def _argmax(self, row: int) -> int:
+        logits = np.ctypeslib.as_array(self._ctx.get_logits_ith(row), shape=(self._n_vocab,))
+        return int(np.argmax(logits))
+
+    def token_ids(self, request: explain.Request) -> tuple[list[int], list[int]]:
+        """(shared prefix with BOS, this finding's body): tokenised apart, exactly as training does."""
+        return self._tokens(explain.INSTRUCTION, True), self._tokens(explain.render_body(request), False)
+
+    def generate(self, requests: Sequence[explain.Request]) -> list[str]:
+        """Raw greedy continuations, :attr:`sequences` findings per round."""
+        out: list[str] = []
+        for start in range(0, len(requests), self.sequences):
+            out += self._round(requests[start: start + self.sequences])
+        return out
+
+    def _round(self, requests: Sequence[explain.Request]) -> list[str]:
+        """One batch: the prefix once (copied to every sequence), the bodies together, then one token per
+        unfinished sentence per step."""
+        import llama_cpp
+
+        prefix = self._tokens(explain.INSTRUCTION, True)
+        room = max(8, (self._ctx.n_ctx() - len(prefix)) // len(requests) - self.max_tokens)
+        bodies = [self.token_ids(r)[1][-room:] for r in requests]
+        self._ctx.kv_cache_clear()
+        self._decode([(t, i, 0, False) for i, t in enumerate(prefix)])
+        for seq in range(1, len(bodies)):
+            self._ctx.kv_cache_seq_cp(0, seq, -1, -1)
+        inner = [(t, len(prefix) + k, s, False) for s, b in enumerate(bodies) for k, t in enumerate(b[:-1])]
+        if inner:
+            self._decode(inner)
+        rows = dict(enumerate(self._decode([(b[-1], len(prefix) + len(b) - 1, s, True)
+                                             for s, b in enumerate(bodies)])))
+        position = [len(prefix) + len(b) for b in bodies]
+        generated: list[list[int]] = [[] for _ in bodies]
+        active = list(range(len(bodies)))
+        vocab = self._llm._model.vocab
+        for _ in range(self.max_tokens):
+            step = []
+            for seq in active:
+                token = self._argmax(rows[seq])
+                if llama_cpp.llama_vocab_is_eog(vocab, token) or self._ends_line(generated[seq], token):
+                    continue
+                generated[seq].append(token)
+                step.append((token, position[seq], seq, True))
+                position[seq] += 1
+            if not step:
+                break
+            active = [item[2] for item in step]
+            rows = dict(zip(active, self._decode(step)))
+        return [self._llm.detokenize(g).decode("utf-8", errors="replace") for g in generated]
+
+    def _ends_line(self, generated: list[int], token: int) -> bool:
+        """True when ``token`` starts a new line after some text (the sentence's line is over)."""
+        return b"\n" in self._llm.detokenize([token]) and bool(generated)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def explain(self, requests: Sequence[explain.Request]) -> list[str]:
+        """One checked sentence per request ("" where the model had nothing that passes the checks)."""
+        if not requests:
+            return []
+        if self._ctx is None:
+            raise ModelError("this explainer was closed", hint="create a new one")
+        texts = self.generate(requests)
+        return [explain.accept(text, r) for text, r in zip(texts, requests)]

@@ -1,0 +1,280 @@
+"""The explanation teacher: the vendors' own words on why a rule matters, bound to one concrete finding.
+
+Sources (no endpoint needed): ``../shared/data/analysers/rationale.jsonl`` — for CodeQL, clippy, staticcheck and
+ESLint rules, the vendor's "what it does" and "why it is bad" prose — joined with the findings of
+``analysers.jsonl`` (the alert message a developer sees, the vendor's level mapped to ours); and ruff's own
+catalogue (``ruff rule --all``: message formats, "What it does", "Why is this bad?", the bad example's code).
+
+The teacher writes one sentence per finding (:func:`compose`): it picks the vendor sentence that states a risk
+(not "Checks for …"), short enough, naming no identifier the finding does not show and not contradicting the
+rating — the same checks the served sentence must pass (:func:`bot.explain.problem`) — and, when the finding's
+own text names something concrete (`` `os` imported but unused``), leads with that, so the sentence is about
+*this* finding rather than the rule in general. A finding for which no vendor sentence passes gets no example:
+the student learns only from sentences it would be allowed to say.
+
+Held out: a fixed share of each tool's rules, grouped by rule (both rows of a rule on one side), chosen by a
+seeded hash, never trained on (:func:`split`). ``benchmarks/explanations.py`` scores the held-out rules against
+the vendor's own rationale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bot import explain
+from bot.errors import TrainingError
+from bot.prompt import origin_text
+from training.corpus import RUFF_CATEGORIES
+from training.examples import shared_dir
+
+HELD_OUT_SHARE = 0.15
+SEED = 0
+MAX_TARGET_WORDS = 28
+#: names put into ruff's message placeholders (``{name}``), so an example shows a concrete identifier
+_NAMES = ("os", "json", "user_id", "order", "config", "items", "result", "path", "value", "request", "session",
+          "data", "handler", "total", "name", "response", "cache", "client", "payload", "timeout")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One finding with its rating and the vendor's prose; ``target`` is the teacher's sentence ("" if none)."""
+
+    id: str
+    group: str  # tool:rule — the unit of the held-out split
+    tool: str
+    rule: str
+    review: str
+    severity: str
+    code: str = ""
+    origin: str = ""
+    what: str = ""
+    why: str = ""
+    target: str = ""
+
+    def request(self) -> explain.Request:
+        return explain.Request(review=self.review, severity=self.severity, code=self.code, origin=self.origin)
+
+    @property
+    def rationale(self) -> str:
+        """The vendor's own words for this rule (the reference explanations are scored against)."""
+        return " ".join(x for x in (self.why, self.what) if x)
+
+
+# ----------------------------------------------------------------------------- the teacher
+
+_SPLIT = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<=[.!?])\s+(?=[A-Z`\"'(])")
+_RISK = re.compile(r"\b(can|may|could|might|lead\w*|caus\w*|result\w*|allow\w*|risk\w*|error\w*|bug\w*|panic\w*|"
+                   r"crash\w*|slow\w*|confus\w*|hard\w*|readab\w*|unexpected\w*|incorrect\w*|fail\w*|leak\w*|"
+                   r"attack\w*|inject\w*|expensive|unnecessar\w*|overhead|mislead\w*|mistake\w*|surpris\w*|wrong|"
+                   r"never|always|lost|ignor\w*|hide\w*|hidden|mask\w*|break\w*|unsafe|insecure|vulnerab\w*)\b",
+                   re.IGNORECASE)
+_DESCRIPTIVE = re.compile(r"^(checks?|lints?|this (rule|lint|query|check)|enforces?|disallows?|requires?|"
+                          r"reports?|detects?|finds?|looks for|warns?|flags?|identif\w+)\b", re.IGNORECASE)
+_NAMED = re.compile(r"`[^`]+`|'[A-Za-z_][\w.]*'|\"[A-Za-z_][\w.]*\"")
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of vendor prose (abbreviations such as "e.g." do not end one)."""
+    return [s.strip() for s in _SPLIT.split(" ".join(str(text or "").split())) if s.strip()]
+
+
+#: openings of sentences that hang on another one, and talk about the tool rather than the code
+_DEPENDENT = re.compile(r"^(however|if|note|for example|also|instead|see|alternatively|this is because|in this case|"
+                        r"otherwise|similarly|thus|so|but|and)\b", re.IGNORECASE)
+_ABOUT_TOOL = re.compile(r"\b(eslint|clippy|codeql|staticcheck|ruff|this (rule|lint|query|check)|option\w*|"
+                         r"configur\w*|parser)\b", re.IGNORECASE)
+
+
+def _score(sentence: str, order: int) -> float:
+    """Higher for a sentence that states a risk; lower for rule descriptions, dependent sentences, tool talk."""
+    score = 2.0 * bool(_RISK.search(sentence)) - 3.0 * bool(_DESCRIPTIVE.search(sentence))
+    score -= 1.5 * bool(_DEPENDENT.search(sentence)) + 1.5 * bool(_ABOUT_TOOL.search(sentence))
+    return score - 0.1 * order
+
+
+def subject(review: str, rule: str = "") -> str:
+    """The finding's own words when they name something concrete (a backticked or quoted name), without a
+    leading rule code: ``F401 `os` imported but unused`` → ``` `os` imported but unused ```; "" otherwise."""
+    text = " ".join(review.split())
+    if rule and text.startswith(rule + " "):
+        text = text[len(rule) + 1:]
+    text = text.split(";")[0].rstrip(" .:")
+    if not _NAMED.search(text) or len(text.split()) > 12:
+        return ""
+    return text[:1].upper() + text[1:]
+
+
+def compose(item: Item) -> str:
+    """The teacher's sentence for one finding, or "" when no vendor sentence may be said of it."""
+    request = item.request()
+    candidates = [(s, i) for i, s in enumerate(sentences(item.why) + sentences(item.what))]
+    best = ""
+    best_score = -1e9
+    for sentence, order in candidates:
+        sentence = sentence.rstrip(":;,")
+        sentence += "" if sentence.rstrip("\"'”)").endswith((".", "!", "?")) else "."
+        if not 5 <= len(sentence.split()) <= MAX_TARGET_WORDS or "…" in sentence:
+            continue
+        if explain.problem(sentence, request):
+            continue
+        score = _score(sentence, order)
+        if score > best_score:
+            best, best_score = sentence, score
+    if not best or best_score < 0:
+        return ""
+    lead = subject(item.review, item.rule)
+    if lead and not any(name.lower() in best.lower() for name in explain.identifiers(lead)):
+        joined = f"{lead}: {best[:1].lower() + best[1:]}"
+        if len(joined.split()) <= MAX_TARGET_WORDS + 4 and not explain.problem(joined, request):
+            return joined
+    return best
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _markdown_section(markdown: str, heading: str) -> str:
+    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
+    if not match:
+        return ""
+    text = re.sub(r"```.*?```", " ", match.group(1), flags=re.DOTALL)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\](?!\()", r"\1", text)  # reference-style links: [PEP 8]
+    return " ".join(text.split())
+
+
+def _example_code(markdown: str) -> str:
+    """The last lines of the first code block under ``## Example`` (the code the rule fires on)."""
+    section = re.search(r"^##\s*Example\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
+    block = re.search(r"```\w*\n(.*?)```", section.group(1), re.DOTALL) if section else None
+    return "\n".join(block.group(1).strip().splitlines()[-3:]) if block else ""
+
+
+_PROSE_SLOT = re.compile(r"tip|message|msg|reason|help|suggest|fix|detail|explanation", re.IGNORECASE)
+
+
+def _fill(template: str, rng: random.Random) -> str:
+    """A message template with each name slot given a plausible name and each prose slot (``{tip}``) dropped."""
+    filled = re.sub(r"\{\{?\s*(\w*)\s*\}?\}",
+                    lambda m: "" if _PROSE_SLOT.search(m.group(1)) else rng.choice(_NAMES), template)
+    return " ".join(filled.split()).replace(" .", ".").rstrip(" .") + ("." if filled.rstrip().endswith(".") else "")
+
+
+def ruff_items(rules: Iterable[Mapping[str, Any]]) -> list[Item]:
+    """Items from ruff's catalogue: each message format with its placeholders filled by a plausible name, the
+    bad example's last lines as code, the category's level as severity."""
+    out = []
+    for rule in rules:
+        code, category = str(rule.get("code") or ""), str(rule.get("category") or "")
+        if not code or category not in RUFF_CATEGORIES or rule.get("preview"):
+            continue
+        doc = str(rule.get("explanation") or "")
+        what, why = _markdown_section(doc, "What it does"), _markdown_section(doc, "Why is this bad?")
+        formats = [f for f in rule.get("message_formats") or [] if isinstance(f, str)][:2]
+        rng = random.Random(f"{SEED}:{code}")
+        for k, message in enumerate(formats):
+            review = f"{code} {_fill(message, rng)}"
+            show_code = _example_code(doc) if k == 0 else ""
+            out.append(Item(id=f"ruff:{code}:{k}", group=f"ruff:{code}", tool="ruff", rule=code, review=review,
+                            severity=RUFF_CATEGORIES[category][0], code=show_code,
+                            origin=_origin("ruff", code, category, f"ruff:{code}:{k}"), what=what, why=why))
+    return out
+
+
+def analyser_items(analysers: Path, rationale: Path) -> list[Item]:
+    """Items from the shared vendor rows joined with the vendor's rationale (rules without one are left out)."""
+    prose = {}
+    for row in _jsonl(rationale):
+        prose[f"{row['tool']}:{row['rule']}"] = (str(row.get("what") or ""), str(row.get("why") or ""))
+    out = []
+    for row in _jsonl(analysers):
+        group = str(row.get("group") or f"{row.get('tool')}:{row.get('rule')}")
+        if group not in prose:
+            continue
+        rng = random.Random(f"{SEED}:{row['id']}")
+        tool, rule = str(row.get("tool", "")), str(row.get("rule", ""))
+        out.append(Item(id=str(row["id"]), group=group, tool=tool, rule=rule, review=_fill(row["review"], rng),
+                        severity=str(row["label"]), origin=_origin(tool, rule, str(row.get("orig_label") or ""),
+                                                                   str(row["id"])),
+                        what=prose[group][0], why=prose[group][1]))
+    return out
+
+
+def _origin(tool: str, rule: str, level: str, key: str) -> str:
+    """Most items show their origin (analysers' findings carry one); a seeded 30% show none, as LLM findings."""
+    draw = int(hashlib.sha256(f"{SEED}:origin:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "" if draw < 0.3 else origin_text(tool, rule, level)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainingError(f"cannot read {path}: {exc}", hint="point at ../shared/data/analysers") from None
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+def held_out(group: str, share: float = HELD_OUT_SHARE, seed: int = SEED) -> bool:
+    """True for a rule in the held-out share (a seeded hash of ``tool:rule``: stable, order-free)."""
+    draw = int(hashlib.sha256(f"{seed}:{group}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return draw < share
+
+
+def split(items: Iterable[Item], share: float = HELD_OUT_SHARE, seed: int = SEED) -> tuple[list[Item], list[Item]]:
+    """(train, held-out) by rule: no rule is on both sides."""
+    train, test = [], []
+    for item in items:
+        (test if held_out(item.group, share, seed) else train).append(item)
+    return train, test
+
+
+def build(ruff_rules: Iterable[Mapping[str, Any]] | None = None, data_dir: Path | None = None) -> list[Item]:
+    """Every item of both sources, each with the teacher's sentence (possibly "")."""
+    folder = Path(data_dir) if data_dir else shared_dir() / "data" / "analysers"
+    items = analyser_items(folder / "analysers.jsonl", folder / "rationale.jsonl")
+    if ruff_rules is not None:
+        items += ruff_items(ruff_rules)
+    from dataclasses import replace
+
+    return [replace(item, target=compose(item)) for item in items]
+
+
+def data_hash(items: Iterable[Item]) -> str:
+    """Order-independent sha256 of the training items (what the manifest records)."""
+    lines = sorted(json.dumps(asdict(item), sort_keys=True) for item in items)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def sample(items: list[Item], n: int, seed: int = SEED, ruff_share: float | None = None) -> list[Item]:
+    """At most ``n`` items with a target, the same share from each tool; with ``ruff_share``, that share of the
+    ``n`` from ruff (the analyser Sieve runs by default) and the rest from the other tools alike."""
+    usable = [item for item in items if item.target]
+    if len(usable) <= n:
+        return usable
+    rng = random.Random(seed)
+    by_tool: dict[str, list[Item]] = {}
+    for item in usable:
+        by_tool.setdefault(item.tool, []).append(item)
+    quota = {}
+    others = sum(len(g) for tool, g in by_tool.items() if ruff_share is None or tool != "ruff")
+    for tool, group in by_tool.items():
+        if ruff_share is not None and tool == "ruff":
+            quota[tool] = round(n * ruff_share)
+        else:
+            room = n if ruff_share is None else n - round(n * ruff_share)
+            quota[tool] = round(room * len(group) / max(1, others))
+    out: list[Item] = []
+    for tool, group in sorted(by_tool.items()):
+        rng.shuffle(group)
+        out += group[: quota[tool]]
+    rng.shuffle(out)
+    return out[:n]

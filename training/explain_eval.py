@@ -1,0 +1,114 @@
+"""Offline scores of explanations on held-out rules (pure apart from the ROUGE library).
+
+* **overlap** with the vendor's own rationale of the rule: ROUGE-1 F (unigram token F1) and ROUGE-L F, from
+  Google's ``rouge-score`` package (Porter stemming on); the reference is the rule's "why" and "what" prose;
+* **checks** (:func:`bot.explain.problem`) on the raw sentence, before serving drops anything: how many are empty
+  or unfinished, repetitive, contradict the rating, name an identifier the finding does not show — and how many
+  pass all and would be shown;
+* **consistency**: the sentence contradicts the rating neither in its words (:func:`bot.explain.contradicts`) nor
+  when the severity student re-rates the sentence alone as if it were the finding (at most one level apart).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from bot import explain
+from bot.severity import LABELS
+from training.explain_data import Item
+
+
+def template(item: Item) -> str:
+    """The rule-template baseline: what the tool's metadata alone says ("ruff rates S608 as a security rule")."""
+    level = item.origin.split("level: ", 1)[1] if "level: " in item.origin else item.severity
+    return f"{item.tool} rates {item.rule} as a {level} rule."
+
+
+def vendor(item: Item) -> str:
+    """The vendor's own first sentence of why the rule matters (what it does, when it says nothing on why)."""
+    from training.explain_data import sentences
+
+    first = sentences(item.why) or sentences(item.what)
+    return first[0] if first else ""
+
+
+def pick(items: Sequence[Item], n: int, seed: int = 0) -> list[Item]:
+    """One finding per held-out rule (the first in file order), ``n`` rules drawn with ``seed``; rules with no
+    rationale are skipped (nothing to score against)."""
+    first: dict[str, Item] = {}
+    for item in items:
+        if item.rationale and item.group not in first:
+            first[item.group] = item
+    groups = sorted(first)
+    random.Random(seed).shuffle(groups)
+    return [first[g] for g in groups[:n]]
+
+
+def overlap(candidates: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1 F and ROUGE-L F of candidates against references (an empty candidate scores 0)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    r1 = rl = 0.0
+    for candidate, reference in zip(candidates, references):
+        if candidate.strip():
+            score = scorer.score(reference, candidate)
+            r1 += score["rouge1"].fmeasure
+            rl += score["rougeL"].fmeasure
+    n = max(1, len(candidates))
+    return {"rouge1_f": round(r1 / n, 4), "rougeL_f": round(rl / n, 4)}
+
+
+#: each failed check (:func:`bot.explain.problem`) under the name the figures use
+_FAILURES = (("empty", "empty"), ("too long", "empty"), ("repetitive", "repetitive"),
+             ("contradicts", "contradicts"), ("names ", "invented"), ("repeats the finding", "echo"),
+             ("says nothing about", "generic"))
+
+
+def check_rates(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict[str, float]:
+    """Share of raw generations that fail each check (the first failed one counts), and the share shown."""
+    counts = dict.fromkeys(["empty", "repetitive", "contradicts", "invented", "echo", "generic", "shown"], 0)
+    for text, request in zip(texts, requests):
+        sentence = explain.complete(text)
+        reason = explain.problem(sentence, request) if sentence else "empty"
+        key = next((name for start, name in _FAILURES if reason.startswith(start)), "shown") if reason else "shown"
+        counts[key] += 1
+    n = max(1, len(texts))
+    return {key: round(value / n, 4) for key, value in counts.items()}
+
+
+def grounding(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict[str, float]:
+    """Over non-empty sentences: share naming no invented identifier, share not repetitive."""
+    sentences = [(explain.complete(t), r) for t, r in zip(texts, requests)]
+    said = [(s, r) for s, r in sentences if s]
+    n = max(1, len(said))
+    return {"n": len(said), "grounded": round(sum(not explain.invented(s, r.evidence()) for s, r in said) / n, 4),
+            "repetitive": round(sum(explain.repetitive(s) for s, _ in said) / n, 4)}
+
+
+def consistency(texts: Sequence[str], requests: Sequence[explain.Request],
+                rerate: Callable[[list[tuple[str, str, str]]], list[str]] | None = None) -> dict[str, float]:
+    """Over non-empty sentences: share whose words do not contradict the rating; with ``rerate`` (code, text,
+    origin → severity), the share the student re-rates at most one level from the rating, exactly, and both."""
+    said = [(explain.complete(t), r) for t, r in zip(texts, requests)]
+    said = [(s, r) for s, r in said if s]
+    n = max(1, len(said))
+    out = {"n": len(said), "no_contradiction": round(sum(not explain.contradicts(s, r.severity)
+                                                          for s, r in said) / n, 4)}
+    if rerate and said:
+        again = rerate([(r.code, s, "") for s, r in said])
+        near = [abs(LABELS.index(a) - LABELS.index(r.severity)) <= 1 for a, (_, r) in zip(again, said)]
+        out["rerated_within_one"] = round(sum(near) / n, 4)
+        out["rerated_exact"] = round(sum(a == r.severity for a, (_, r) in zip(again, said)) / n, 4)
+        out["consistent"] = round(sum(ok and not explain.contradicts(s, r.severity)
+                                      for ok, (s, r) in zip(near, said)) / n, 4)
+    return out
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
