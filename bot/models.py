@@ -83,7 +83,7 @@ class ModelInfo:
                 "template": self.template, "label_bias": self.label_bias,
                 "code_chars": self.code_chars, "lexical_path": str(prior[0]) if prior else None,
                 "lexical_weight": prior[1] if prior else 0.0, "lexical_sha256": expected or None,
-                "prompt_version": self.prompt_version}
+                "prompt_version": self.prompt_version, "student_name": self.name}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
