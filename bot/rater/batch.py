@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bot.rater.locate import quiet_native
 from bot.rater.student import Scored
 from bot.severity import LABELS
 
@@ -51,7 +52,8 @@ class Batcher:
         params.n_seq_max = size + 1
         params.kv_unified = True
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self.ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        with quiet_native():
+            self.ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
         if llm._lora_adapter:
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(llm._lora_adapter)
             scales = (ctypes.c_float * 1)(llm.lora_scale)

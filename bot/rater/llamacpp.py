@@ -90,7 +90,7 @@ class LlamaCppBackend:
         self.adapter_path = check_gguf(Path(adapter_path), "LoRA adapter") if adapter_path else None
         self.n_threads = n_threads or physical_cores()
         self.weights_path = resolve_weights(self.source_path, weight_format, cache=cache_dir,
-                                            n_threads=self.n_threads)
+                                            n_threads=self.n_threads, adapter=self.adapter_path)
         self.batch = max(1, int(batch))
         # a merged copy already carries the adapter: applying it again would count it twice
         adapter = None if self.weights_path.name.endswith(".merged.gguf") else self.adapter_path

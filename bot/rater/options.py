@@ -19,7 +19,8 @@ def _opt(default: Any, text: str) -> Any:
 
 @dataclass(frozen=True)
 class LlamaCppOptions:
-    weight_format: str = _opt("auto", "auto (fastest for this CPU), f16 or as-is")
+    weight_format: str = _opt("auto", "auto (fastest for this CPU), f16, as-is, or the adapter merged into the base: "
+                                      "merged-f16, merged-q8 (needs the gguf package)")
     n_threads: int | None = _opt(None, "CPU threads; default llama.cpp's choice")
     n_ctx: int = _opt(2048, "context window in tokens")
     batch: int = _opt(1, "findings evaluated together in one decode call, sharing the cached prefix")
@@ -27,8 +28,8 @@ class LlamaCppOptions:
     loads_model: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        require(self.weight_format in ("auto", "f16", "as-is"), "rater.llamacpp.weight_format", self.weight_format,
-                "one of auto, f16, as-is")
+        require(self.weight_format in ("auto", "f16", "as-is", "merged-f16", "merged-q8"),
+                "rater.llamacpp.weight_format", self.weight_format, "one of auto, f16, as-is, merged-f16, merged-q8")
         require(self.n_threads is None or self.n_threads >= 1, "rater.llamacpp.n_threads", self.n_threads,
                 "a whole number ≥ 1 (or left out)")
         require(self.n_ctx >= 256, "rater.llamacpp.n_ctx", self.n_ctx, "a whole number ≥ 256")
