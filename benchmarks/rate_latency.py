@@ -47,8 +47,8 @@ def load_pairs(n: int) -> list[tuple[str, str]]:
     return [(rows[i % len(rows)]["code"], rows[i % len(rows)]["review"]) for i in range(n)]
 
 
-def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int = 512) -> float:
-    """Tokens/s of one plain llama.cpp eval of a long real token sequence (best of 3)."""
+def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int = 512, repeats: int = 3) -> float:
+    """Tokens/s of one plain llama.cpp eval of a long real token sequence (best of ``repeats``)."""
     tokens: list[int] = []
     for code, review in pairs:
         tokens += rater.prompt_tokens(code, review)[0]
@@ -56,7 +56,7 @@ def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int 
             break
     tokens = tokens[:length]
     llm, best = rater.llama, 0.0
-    for _ in range(3):
+    for _ in range(repeats):
         llm.reset()
         started = time.perf_counter()
         llm.eval(tokens)
@@ -133,15 +133,6 @@ def run(weight_format: str, n: int, naive_n: int, model: str = "smollm2") -> dic
     return scored
 
 
-def raw_base_prefill(info, pairs: list[tuple[str, str]]) -> float:
-    """Raw prefill tokens/s of the model's f16 base alone (no adapter): the ceiling the issue measures against."""
-    base = LlamaCppRater(**{**info.rater_options(), "adapter_path": None}, weight_format="f16")  # type: ignore[arg-type]
-    try:
-        return raw_prefill(base, pairs)
-    finally:
-        base.close()
-
-
 def _timed_chunks(rater: LlamaCppRater, pairs: list[tuple[str, str]], size: int) -> tuple[list[float], list, int]:
     """Rate ``pairs`` in chunks of ``size`` (one rate_texts call each); per-finding costs, ratings, tokens."""
     costs, ratings, tokens = [], [], 0
@@ -156,34 +147,41 @@ def _timed_chunks(rater: LlamaCppRater, pairs: list[tuple[str, str]], size: int)
 
 
 def compare(model: str, variants: list[tuple[str, int]], n: int, rounds: int) -> None:
-    """Every variant on the same findings, interleaved ``rounds`` times; the first variant is the reference."""
+    """Every variant on the same findings, interleaved ``rounds`` times; the first variant is the reference.
+
+    Each round measures each variant's raw prefill right before its rating, so a share of raw prefill compares
+    two numbers taken under the same load; medians over rounds are reported."""
     from bot.models import resolve_model
 
     pairs, info = load_pairs(n), resolve_model(model)
-    ceiling = raw_base_prefill(info, pairs)
+    base = LlamaCppRater(**{**info.rater_options(), "adapter_path": None}, weight_format="f16")  # type: ignore[arg-type]
     raters = {f"{fmt}:{size}": LlamaCppRater(**info.rater_options(), weight_format=fmt, batch=size)  # type: ignore
               for fmt, size in variants}
-    prefill = {name: raw_prefill(rater, pairs) for name, rater in raters.items()}
-    costs: dict[str, list[float]] = {name: [] for name in raters}
-    totals: dict[str, list[float]] = {name: [] for name in raters}
-    ratings, tokens = {}, {}
+    seen: dict[str, dict[str, list[float]]] = {name: {"cost": [], "speed": [], "share": [], "base": []} for name in raters}
+    ratings: dict[str, list] = {}
     for _ in range(rounds):
         for (name, rater), (_, size) in zip(raters.items(), variants):
+            ceiling = raw_prefill(base, pairs, repeats=1)
+            own = raw_prefill(rater, pairs, repeats=1)
             rater.reset_cache()
-            spent, ratings[name], tokens[name] = _timed_chunks(rater, pairs, size)
-            costs[name] += spent
-            totals[name].append(sum(spent))
+            spent, ratings[name], tokens = _timed_chunks(rater, pairs, size)
+            rate = tokens / sum(spent)
+            seen[name]["cost"] += spent
+            seen[name]["speed"].append(n / sum(spent))
+            seen[name]["share"].append(rate / own)
+            seen[name]["base"].append(rate / ceiling)
     reference = next(iter(raters))
-    print(f"\n== {model}: {n} findings x {rounds} interleaved rounds; f16 base raw prefill {ceiling:.0f} tok/s")
+    med = statistics.median
+    print(f"\n== {model}: {n} findings x {rounds} interleaved rounds (medians over rounds)")
     for name, rater in raters.items():
-        best = min(totals[name])
         gap = max(abs(a.probabilities[k] - b.probabilities[k])
                   for a, b in zip(ratings[name], ratings[reference]) for k in LABELS)
-        rate = tokens[name] / best
-        print(f"{name:14s} {rater.weights_path.name[-28:]:28s} p50 {1000 * statistics.median(costs[name]):4.0f} ms/finding"
-              f"  {n / best:5.2f} findings/s  {rate:5.0f} tok/s = {rate / prefill[name]:4.0%} of its raw prefill"
-              f" ({prefill[name]:.0f}), {rate / ceiling:4.0%} of the f16 base's  max|dp| vs {reference}: {gap:.1e}")
-    for rater in raters.values():
+        got = seen[name]
+        print(f"{name:13s} {rater.weights_path.name[-28:]:28s} p50 {1000 * med(got['cost']):4.0f} ms/finding  "
+              f"{med(got['speed']):5.2f} findings/s ({med(got['speed']) / med(seen[reference]['speed']):4.2f}x)  "
+              f"tok/s = {med(got['share']):4.0%} of its own raw prefill, {med(got['base']):4.0%} of the f16 base's  "
+              f"max|dp| vs {reference}: {gap:.1e}")
+    for rater in [*raters.values(), base]:
         rater.close()
 
 

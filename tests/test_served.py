@@ -115,7 +115,7 @@ def test_a_served_student_rates_as_in_process(server: str, students, name: str, 
     """50 dev findings (fixed seed) through `--rater openai`: every probability within 1e-3 of the in-process
     rater's, the manifest's prompt version, template, code budget and lexical prior included."""
     pairs = dev_pairs(50)
-    far = served(server, name, tmp_path).rate_texts(pairs)
+    far = served(server, name, tmp_path, rater_model=name).rate_texts(pairs)
     local = in_process(students[name])
     try:
         near = local.rate_texts(pairs)

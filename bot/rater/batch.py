@@ -51,7 +51,7 @@ class Batcher:
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
         params.n_seq_max = size + 1
         params.kv_unified = True
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         with quiet_native():
             self.ctx = internals.LlamaContext(model=llm._model, params=params, verbose=False)
         if llm._lora_adapter:

@@ -30,8 +30,8 @@ a message.
 from __future__ import annotations
 
 import logging
-import os
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -162,7 +162,7 @@ class OpenAIBackend:
     # -- the server ----------------------------------------------------------------------------
 
     def _root(self) -> str:
-        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        return self.base_url.removesuffix("/v1")
 
     def _once(self, call: Callable[[], T]) -> T | None:
         """One attempt, no retries; None for any failure (used to learn what a server offers)."""
@@ -195,7 +195,7 @@ class OpenAIBackend:
         for url, body in ways.items():
             if self._tokenizer not in (None, url):
                 continue
-            answer = self._once(lambda: self._client.post(url, body=body, cast_to=object))
+            answer = self._once(lambda url=url, body=body: self._client.post(url, body=body, cast_to=object))
             tokens = answer.get("tokens") if isinstance(answer, dict) else None
             if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
                 self._tokenizer = url
