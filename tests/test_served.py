@@ -102,12 +102,16 @@ def in_process(info: ModelInfo):
     return LlamaCppRater(**info.rater_options(), n_ctx=N_CTX)
 
 
-def assert_same(far, near) -> None:
+def assert_same(far, near) -> float:
+    """Every finding within the tolerance; returns the largest difference (printed by the parity test)."""
     assert len(far) == len(near)
+    worst = 0.0
     for i, (a, b) in enumerate(zip(far, near)):
         gap = max(abs(a.probabilities[k] - b.probabilities[k]) for k in LABELS)
         assert gap <= TOLERANCE, f"finding {i}: served {a.probabilities} vs in-process {b.probabilities}"
         assert (a.model_id, a.prompt_version, a.truncated) == (b.model_id, b.prompt_version, b.truncated)
+        worst = max(worst, gap)
+    return worst
 
 
 @pytest.mark.parametrize("name", STUDENTS)
@@ -115,13 +119,16 @@ def test_a_served_student_rates_as_in_process(server: str, students, name: str, 
     """50 dev findings (fixed seed) through `--rater openai`: every probability within 1e-3 of the in-process
     rater's, the manifest's prompt version, template, code budget and lexical prior included."""
     pairs = dev_pairs(50)
+    started = time.monotonic()
     far = served(server, name, tmp_path, rater_model=name).rate_texts(pairs)
+    seconds = time.monotonic() - started
     local = in_process(students[name])
     try:
         near = local.rate_texts(pairs)
     finally:
         local.close()
-    assert_same(far, near)
+    worst = assert_same(far, near)
+    print(f"\n{name}: {len(far)} findings served in {seconds:.0f} s, largest |dp| {worst:.1e}")
 
 
 def test_two_teams_share_one_server_and_each_gets_its_own_student(server: str, students, tmp_path: Path) -> None:
