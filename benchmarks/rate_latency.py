@@ -2,6 +2,12 @@
 
     .venv/bin/python -m benchmarks.rate_latency [--n 200] [--naive-n 60] [--weight-format auto|as-is|f16|both]
                                                 [--models smollm2,default,base]
+    .venv/bin/python -m benchmarks.rate_latency --models default --variants auto:1,auto:8,merged-q8:8 [--rounds 3]
+
+With ``--variants`` (weight format : findings per decode call), every variant of each model rates the same
+findings in interleaved rounds (so a loaded machine slows them alike) and is compared with the first: p50 cost
+per finding (a batch's time divided by its findings), findings/s, evaluated tokens/s as a share of that
+variant's raw prefill and of the f16 base's, and the largest probability difference from the first variant.
 
 Findings are (code, review) pairs from ``../shared/data/severity/dev.jsonl`` (cycled to reach ``--n``).
 For the rater: ms per finding (p50/p95), findings/s, evaluated tokens/s, peak RSS. Baselines, measured
@@ -41,8 +47,8 @@ def load_pairs(n: int) -> list[tuple[str, str]]:
     return [(rows[i % len(rows)]["code"], rows[i % len(rows)]["review"]) for i in range(n)]
 
 
-def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int = 512) -> float:
-    """Tokens/s of one plain llama.cpp eval of a long real token sequence (best of 3)."""
+def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int = 512, repeats: int = 3) -> float:
+    """Tokens/s of one plain llama.cpp eval of a long real token sequence (best of ``repeats``)."""
     tokens: list[int] = []
     for code, review in pairs:
         tokens += rater.prompt_tokens(code, review)[0]
@@ -50,7 +56,7 @@ def raw_prefill(rater: LlamaCppRater, pairs: list[tuple[str, str]], length: int 
             break
     tokens = tokens[:length]
     llm, best = rater.llama, 0.0
-    for _ in range(3):
+    for _ in range(repeats):
         llm.reset()
         started = time.perf_counter()
         llm.eval(tokens)
@@ -127,6 +133,58 @@ def run(weight_format: str, n: int, naive_n: int, model: str = "smollm2") -> dic
     return scored
 
 
+def _timed_chunks(rater: LlamaCppRater, pairs: list[tuple[str, str]], size: int) -> tuple[list[float], list, int]:
+    """Rate ``pairs`` in chunks of ``size`` (one rate_texts call each); per-finding costs, ratings, tokens."""
+    costs, ratings, tokens = [], [], 0
+    for start in range(0, len(pairs), size):
+        chunk = pairs[start: start + size]
+        began = time.perf_counter()
+        got = rater.rate_texts(chunk)
+        costs += [(time.perf_counter() - began) / len(chunk)] * len(chunk)
+        ratings += got
+        tokens += sum(r.tokens for r in got)
+    return costs, ratings, tokens
+
+
+def compare(model: str, variants: list[tuple[str, int]], n: int, rounds: int) -> None:
+    """Every variant on the same findings, interleaved ``rounds`` times; the first variant is the reference.
+
+    Each round measures each variant's raw prefill right before its rating, so a share of raw prefill compares
+    two numbers taken under the same load; medians over rounds are reported."""
+    from bot.models import resolve_model
+
+    pairs, info = load_pairs(n), resolve_model(model)
+    base = LlamaCppRater(**{**info.rater_options(), "adapter_path": None}, weight_format="f16")  # type: ignore[arg-type]
+    raters = {f"{fmt}:{size}": LlamaCppRater(**info.rater_options(), weight_format=fmt, batch=size)  # type: ignore
+              for fmt, size in variants}
+    seen: dict[str, dict[str, list[float]]] = {name: {"cost": [], "speed": [], "share": [], "base": []} for name in raters}
+    ratings: dict[str, list] = {}
+    for _ in range(rounds):
+        for (name, rater), (_, size) in zip(raters.items(), variants):
+            ceiling = raw_prefill(base, pairs, repeats=1)
+            own = raw_prefill(rater, pairs, repeats=1)
+            rater.reset_cache()
+            spent, ratings[name], tokens = _timed_chunks(rater, pairs, size)
+            rate = tokens / sum(spent)
+            seen[name]["cost"] += spent
+            seen[name]["speed"].append(n / sum(spent))
+            seen[name]["share"].append(rate / own)
+            seen[name]["base"].append(rate / ceiling)
+    reference = next(iter(raters))
+    med = statistics.median
+    print(f"\n== {model}: {n} findings x {rounds} interleaved rounds (medians over rounds)")
+    for name, rater in raters.items():
+        gap = max(abs(a.probabilities[k] - b.probabilities[k])
+                  for a, b in zip(ratings[name], ratings[reference]) for k in LABELS)
+        got = seen[name]
+        print(f"{name:13s} {rater.weights_path.name[-28:]:28s} p50 {1000 * med(got['cost']):4.0f} ms/finding  "
+              f"{med(got['speed']):5.2f} findings/s ({med(got['speed']) / med(seen[reference]['speed']):4.2f}x)  "
+              f"tok/s = {med(got['share']):4.0%} of its own raw prefill, {med(got['base']):4.0%} of the f16 base's  "
+              f"max|dp| vs {reference}: {gap:.1e}")
+    for rater in [*raters.values(), base]:
+        rater.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="findings for the rater (>= 200 for the report)")
@@ -134,7 +192,15 @@ def main() -> None:
     parser.add_argument("--weight-format", default="auto", choices=["auto", "as-is", "f16", "both"])
     parser.add_argument("--models", default="smollm2",
                         help="comma-separated models (names from models/, a packaged base, or 'base': the default's)")
+    parser.add_argument("--variants", default="",
+                        help="weight format:batch pairs to compare, the first the reference (auto:1,merged-q8:8)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds for --variants")
     args = parser.parse_args()
+    if args.variants:
+        variants = [(v.split(":")[0], int(v.split(":")[1]) if ":" in v else 1) for v in args.variants.split(",")]
+        for model in [m for m in args.models.split(",") if m]:
+            compare(model, variants, args.n, args.rounds)
+        return
     results = {}
     for model in [m for m in args.models.split(",") if m]:
         for fmt in (["f16", "as-is"] if args.weight_format == "both" else [args.weight_format]):

@@ -83,7 +83,7 @@ class ModelInfo:
                 "template": self.template, "label_bias": self.label_bias,
                 "code_chars": self.code_chars, "lexical_path": str(prior[0]) if prior else None,
                 "lexical_weight": prior[1] if prior else 0.0, "lexical_sha256": expected or None,
-                "prompt_version": self.prompt_version}
+                "prompt_version": self.prompt_version, "student_name": self.name}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
@@ -362,14 +362,32 @@ def _metric(manifest: dict[str, Any], split: str, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
+#: what vLLM loads for a LoRA student: a peft adapter folder beside the GGUF one (``vllm serve BASE --enable-lora
+#: --lora-modules NAME=FOLDER/peft``); the shipped folders do not carry one (docs/backends.md)
+PEFT_FOLDER = "peft"
+
+
+def serving(info: ModelInfo) -> dict[str, str]:
+    """Each rater backend and what it serves this student from (every backend serves every student: the
+    student's prompt, bias and prior are applied by Sieve, so a backend only needs the weights)."""
+    weights = info.base_path.name + (f" + {info.adapter_path.name}" if info.adapter_path else "")
+    peft = bool(info.folder and (info.folder / PEFT_FOLDER / "adapter_config.json").is_file())
+    vllm = "vLLM: base + peft/" if peft else "vLLM: needs a peft adapter (not in the folder)"
+    if not info.adapter_path:
+        vllm = "vLLM: the base in Hugging Face format"
+    return {"llamacpp": f"in-process: {weights}",
+            "openai": f"as model {info.name!r} — llama-cpp-python server: {weights}; {vllm}"}
+
+
 def format_table(models: list[ModelInfo], sources: list[str] | None = None) -> str:
     """The ``sieve models list`` table (with a ``source`` column when ``sources`` is given)."""
-    header = ("name", "base", "prompt", "dev acc", "dev macro-F1", "created") + (("source",) if sources else ())
+    header = ("name", "base", "prompt", "dev acc", "dev macro-F1", "created", "served by") \
+        + (("source",) if sources else ())
     rows = [header]
     for i, m in enumerate(models):
         rows.append((m.name, m.base_path.name, m.prompt_version, _metric(m.manifest, "dev", "accuracy"),
-                     _metric(m.manifest, "dev", "macro_f1"), str(m.manifest.get("created", "-"))[:19])
-                    + ((sources[i],) if sources else ()))
+                     _metric(m.manifest, "dev", "macro_f1"), str(m.manifest.get("created", "-"))[:19],
+                     ", ".join(serving(m))) + ((sources[i],) if sources else ()))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
@@ -404,9 +422,12 @@ def models_list_main(argv: list[str]) -> int:
                            "base": m.base_path.name,
                            "adapter": str(m.adapter_path or ""), "model_id": m.model_id,
                            "prompt_version": m.prompt_version, "metrics": m.manifest.get("metrics", {}),
-                           "created": m.manifest.get("created")} for m, source in listed], indent=1))
+                           "created": m.manifest.get("created"), "backends": serving(m)}
+                          for m, source in listed], indent=1))
         return 0
     print(format_table([m for m, _ in listed], [source for _, source in listed]))
     roots = model_roots(args.root)
     print("\n" + "\n".join(f"{'packaged' if r == roots[-1] else 'yours'}: {r}" for r in roots))
+    print("served by: llamacpp loads base + adapter.gguf in-process; openai asks a server for the student by its "
+          "name (a llama-cpp-python server loads the same two files; vLLM needs a peft adapter): docs/backends.md")
     return 0

@@ -155,3 +155,20 @@ def test_code_chars_from_the_manifest_is_validated(tmp_path) -> None:
         (folder / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(ModelError, match="code_chars"):
             resolve_model(folder).code_chars  # noqa: B018
+
+
+def test_models_list_says_which_backend_serves_each_student(tmp_path, capsys) -> None:
+    candidate(tmp_path / "reg" / "team-a", b"x", name="team-a")
+    assert models_list_main(["--models-dir", str(tmp_path / "reg")]) == 0
+    table = capsys.readouterr().out
+    assert "served by" in table.splitlines()[0]
+    assert all("llamacpp, openai" in line for line in table.splitlines()[1:] if line.startswith("team-a "))
+    assert models_list_main(["--models-dir", str(tmp_path / "reg"), "--format", "json"]) == 0
+    (entry,) = [e for e in json.loads(capsys.readouterr().out) if e["name"] == "team-a"]
+    assert set(entry["backends"]) == {"llamacpp", "openai"}
+    assert "as model 'team-a'" in entry["backends"]["openai"] and "needs a peft adapter" in entry["backends"]["openai"]
+    (tmp_path / "reg" / "team-a" / "peft").mkdir()
+    (tmp_path / "reg" / "team-a" / "peft" / "adapter_config.json").write_text("{}")
+    assert models_list_main(["--models-dir", str(tmp_path / "reg"), "--format", "json"]) == 0
+    (entry,) = [e for e in json.loads(capsys.readouterr().out) if e["name"] == "team-a"]
+    assert "vLLM: base + peft/" in entry["backends"]["openai"]

@@ -8,9 +8,8 @@ from configuration and tests register fakes the same way.
 
 from __future__ import annotations
 
-import re
-
 import math
+import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 

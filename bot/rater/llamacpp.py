@@ -1,15 +1,19 @@
-"""The default student rater: a GGUF model (plus optional LoRA adapter) run in-process by llama.cpp.
+"""The in-process backend: a GGUF model (plus optional LoRA adapter) run by llama.cpp, and the default rater.
 
-How a finding is rated (one forward pass, no free generation):
+How a prompt is scored (one forward pass, no free generation):
 
-1. ``bot.prompt.render`` gives prefix + body + answer; the prompt stops where the label begins.
+1. The student (:mod:`bot.rater.student`) renders prefix + body + answer; the prompt stops where the label
+   begins.
 2. The tokens already in the KV cache that match the new prompt (at least the shared instruction
    prefix, evaluated once) are kept; the cache is cut back to that length and only the rest is
    evaluated. Causal attention makes this exact: the kept cells are what a cold run would compute.
 3. Logits are requested only at the answer position (and at the inner positions of one multi-token
    label, appended to the same batch: in SmolLM2's vocabulary ``trivial`` is ``tr`` + ``ivial``),
    so every label's whole token sequence is scored without an extra decode call.
-4. A softmax over the four sequence log-probabilities gives the rating.
+4. The student adds its bias and prior and takes the softmax.
+
+Several prompts given together can be evaluated in one decode call as distinct sequences that share the cached
+prefix (``batch`` > 1, :mod:`bot.rater.batch`): fewer, larger matrix products for the same arithmetic.
 """
 
 from __future__ import annotations
@@ -17,38 +21,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from bot.errors import ConfigError, ModelError
+from bot.errors import ModelError
 from bot.explain import requests_for
 from bot.findings import Finding, Rating
-from bot.prompt import (
-    ANSWER_PREFIX,
-    MAX_CODE_CHARS,
-    MAX_REVIEW_CHARS,
-    TEMPLATES,
-    PROMPT_VERSION,
-    PromptParts,
-    check_version,
-    expert_text,
-    render,
-    truncate_code,
-    truncate_review,
-    valid_code_chars,
-)
-from bot.rater.base import make_rating
-from bot.rater.lexical import LexicalPrior, combine
+from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION, TEMPLATES
 from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
+from bot.rater.student import Scored, Student, StudentRater
 from bot.severity import LABELS
 
 log = logging.getLogger(__name__)
-
-#: Tighter caps tried, in order, when a prompt does not fit the context window (code first: the
-#: commented line is at the end of the excerpt and survives every cut).
-_CODE_CUTS = (MAX_CODE_CHARS, 60, 0)
-_REVIEW_CUTS = (MAX_REVIEW_CHARS, 300, 150, 60)
 
 
 def physical_cores() -> int:
@@ -77,7 +63,7 @@ def prefer_passive_threads() -> bool:
     return "llama_cpp" not in sys.modules
 
 
-def _log_softmax(row: np.ndarray) -> np.ndarray:
+def log_softmax(row: np.ndarray) -> np.ndarray:
     top = float(row.max())
     return row - (top + float(np.log(np.exp(row - top, dtype=np.float64).sum())))
 
@@ -95,78 +81,59 @@ class _Unavailable:
 _NO_EXPLAINER = _Unavailable()
 
 
-class LlamaCppRater:
-    """Scores the four severity labels with a local GGUF model. Deterministic; not thread-safe.
+class LlamaCppBackend:
+    """Label log-probabilities from a local GGUF model. Deterministic; not thread-safe.
 
     ``lora_scale`` multiplies the adapter's low-rank update (llama.cpp applies ``W + scale·ΔW``, ΔW
     already carrying the adapter's alpha/r): 1.0 is the adapter as trained, 0.0 the bare base model.
     ``weight_format``: "auto"/"f16" load a cached f16 copy (≈2× faster prefill on AVX-512 CPUs than
     Q4_1), "as-is" the file itself. ``passive_threads`` (default on) stops idle worker threads from
-    spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`). ``label_bias``
-    adds a fixed offset per label to the scores before the softmax: a model's prior correction, fitted on
-    its held-out exam and recorded in its manifest. ``lexical_path`` + ``lexical_weight`` combine each rating
-    with a lexical prior over the review text (:mod:`bot.rater.lexical`; weight 0 leaves the student alone);
-    ``lexical_sha256``, when given, must match the prior's bytes.
+    spinning, which matters on shared CI runners (see :func:`prefer_passive_threads`). ``batch``: how many
+    prompts one decode call may evaluate together (1: one after another).
     """
+
+    name = "llamacpp"
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None,
                  adapter_path: str | os.PathLike[str] | None = None, *, n_ctx: int = 2048,
-                 n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
-                 weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
+                 n_threads: int | None = None, weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
-                 label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
-                 lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
-                 lexical_sha256: str | None = None, prompt_version: str = PROMPT_VERSION) -> None:
+                 batch: int = 1) -> None:
         if passive_threads and not prefer_passive_threads():
             log.debug("llama_cpp already loaded; OMP_WAIT_POLICY is whatever it was")
-        if template not in TEMPLATES:
-            raise ConfigError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
-        self.template = template
-        self.prompt_version = check_version(prompt_version)
-        if not valid_code_chars(code_chars):
-            raise ConfigError(f"code_chars must be a whole number >= 0, not {code_chars!r}",
-                              hint="0 rates on the review text alone; the packaged prompt keeps 100")
-        # the model's own code cap first, then the shorter fallbacks when a prompt does not fit the context
-        self._code_cuts = tuple(sorted({code_chars, *(c for c in _CODE_CUTS if c < code_chars)}, reverse=True))
         self.source_path = check_gguf(Path(model_path), "model file") if model_path else packaged_model_path()
         self.adapter_path = check_gguf(Path(adapter_path), "LoRA adapter") if adapter_path else None
         self.n_threads = n_threads or physical_cores()
         self.weights_path = resolve_weights(self.source_path, weight_format, cache=cache_dir,
-                                            n_threads=self.n_threads)
-        self.model_id = model_id or self.source_path.stem + (f"+{self.adapter_path.stem}" if self.adapter_path else "")
-        self.label_bias = dict(label_bias) if label_bias else None
-        if not 0.0 <= lexical_weight <= 1.0:
-            raise ConfigError(f"lexical_weight must be within [0, 1], not {lexical_weight!r}",
-                              hint="0 rates with the student alone; the manifest records the fitted weight")
-        self.lexical_weight = float(lexical_weight) if lexical_path else 0.0
-        self.lexical = (LexicalPrior.load(lexical_path, lexical_sha256)
-                        if lexical_path and self.lexical_weight > 0 else None)
-        self._llm = self._load(n_ctx, lora_scale)
-        self._explainer = None  # opened on the first explanation (bot.explainer)
-        self.explain_problem = ""  # why this rater explains nothing, once it found out (the app reports it)
+                                            n_threads=self.n_threads, adapter=self.adapter_path)
+        self.batch = max(1, int(batch))
+        # a merged copy already carries the adapter: applying it again would count it twice
+        adapter = None if self.weights_path.name.endswith(".merged.gguf") else self.adapter_path
+        self._llm = self._load(n_ctx, lora_scale, adapter)
         # llama.cpp may round the context up; Llama's own token buffer keeps the requested size
         self.n_ctx = min(self._llm.n_ctx(), len(self._llm.input_ids))
         self._n_vocab = self._llm.n_vocab()
-        self._label_tokens = self._tokenize_labels()
-        extra = [len(seq) - 1 for seq in self._label_tokens.values()]
-        self._label_room = max(extra) + 1  # tokens appended after the prompt while scoring
+        self.label_tokens = self._tokenize_labels()
+        self._label_room = max(len(seq) for seq in self.label_tokens.values())  # tokens scored after a prompt
+        self._memo: dict[str, list[int]] = {}
+        self._batcher = None
 
-    # -- loading -------------------------------------------------------------------------------
-
-    def _load(self, n_ctx: int, lora_scale: float):  # -> llama_cpp.Llama
+    def _load(self, n_ctx: int, lora_scale: float, adapter: Path | None):  # -> llama_cpp.Llama
         """Load weights (+adapter) quietly; any llama.cpp failure becomes a ModelError."""
         from llama_cpp import Llama  # local: importing bot.rater must not require the native library
 
         candidates = [self.weights_path] + ([self.source_path] if self.weights_path != self.source_path else [])
         for path in candidates:
+            if path == self.source_path:
+                adapter = self.adapter_path
             try:
                 with quiet_native():
                     llm = Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=self.n_threads,
                                 n_threads_batch=self.n_threads, verbose=False, lora_scale=lora_scale,
-                                lora_path=str(self.adapter_path) if self.adapter_path else None)
+                                lora_path=str(adapter) if adapter else None)
                 # llama-cpp-python 0.3.36 keeps going with a NULL adapter when llama.cpp rejects the file
                 # (it tests the ctypes pointer against None), so check the pointer ourselves.
-                if self.adapter_path and not llm._lora_adapter:
+                if adapter and not llm._lora_adapter:
                     llm.close()
                     raise RuntimeError("LoRA adapter rejected by llama.cpp")
                 return llm
@@ -181,50 +148,60 @@ class LlamaCppRater:
                          hint="the file is corrupt, truncated or of an unsupported architecture; "
                               "re-download or re-export it")
 
+    def check(self, student: Student) -> None:
+        """Every student with a GGUF base (and GGUF adapter) is served; the files were checked on loading."""
+        if self._llm is None:
+            raise ModelError("this rater was closed", hint="create a new rater")
+
     def close(self) -> None:
         """Free the model and its context now rather than at garbage collection."""
-        explainer, self._explainer = self._explainer, None
-        if explainer is not None:
-            explainer.close()
         llm, self._llm = self._llm, None
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         if llm is not None:
             llm.close()
 
-    def _tokenize(self, text: str, bos: bool) -> list[int]:
+    @property
+    def llama(self):  # -> llama_cpp.Llama
+        return self._llm
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, bos: bool = True) -> list[int]:
         return self._llm.tokenize(text.encode("utf-8"), add_bos=bos, special=True)
 
     def _tokenize_labels(self) -> dict[str, list[int]]:
         """Each label's tokens *as they follow the answer prefix* (merges can differ from the bare word)."""
-        head = self._tokenize(ANSWER_PREFIX, False)
+        head = self.tokenize(ANSWER_PREFIX, False)
         seqs: dict[str, list[int]] = {}
         for label in LABELS:
-            joint = self._tokenize(ANSWER_PREFIX + label, False)
-            seqs[label] = joint[len(head):] if joint[:len(head)] == head else self._tokenize(label, False)
+            joint = self.tokenize(ANSWER_PREFIX + label, False)
+            seqs[label] = joint[len(head):] if joint[:len(head)] == head else self.tokenize(label, False)
             if not seqs[label]:
                 raise ModelError(f"the model's tokenizer yields no tokens for label {label!r}",
                                  hint="use a model with a normal text vocabulary")
         return seqs
 
-    # -- prompt fitting ------------------------------------------------------------------------
+    def prompt_tokens(self, text: str) -> list[int]:
+        """The token ids of a rendered prompt (remembered for the score call that follows a fit)."""
+        tokens = self._memo.get(text)
+        if tokens is None:
+            if len(self._memo) > 256:
+                self._memo.clear()
+            tokens = self._memo[text] = self.tokenize(text, True)
+        return tokens
 
-    def _fit(self, code: str, review: str, origin: str = "") -> tuple[PromptParts, list[int], bool]:
-        """Render and tokenize; cut code, then review, further until the prompt fits ``n_ctx``."""
-        budget = self.n_ctx - self._label_room
-        for review_cap in _REVIEW_CUTS:
-            for code_cap in self._code_cuts:
-                cut_code, code_cut = truncate_code(code, code_cap) if code_cap else ("", bool(code))
-                cut_review, review_cut = truncate_review(review, review_cap, self.prompt_version)
-                parts = render(cut_code, cut_review, self.template, origin, self.prompt_version)
-                tokens = self._tokenize(parts.text, True)
-                if len(tokens) <= budget:
-                    truncated = parts.truncated or code_cut or review_cut
-                    return parts, tokens, truncated
-        raise ModelError(f"the task prompt does not fit a context of {self.n_ctx} tokens even without the input",
-                         hint="raise rater.llamacpp.n_ctx (2048 is enough for the packaged model)")
+    def fits(self, text: str) -> bool:
+        if self._llm is None:
+            raise ModelError("this rater was closed", hint="create a new rater")
+        if len(text.encode("utf-8")) + 1 + self._label_room <= self.n_ctx:
+            return True  # a token spans at least one byte (BOS aside): no need to count
+        return len(self.prompt_tokens(text)) + self._label_room <= self.n_ctx
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _common_prefix(self, tokens: list[int]) -> int:
+    def common_prefix(self, tokens: list[int]) -> int:
         """How many leading tokens of ``tokens`` are already in the KV cache (at most all but one)."""
         cached = self._llm.input_ids[: self._llm.n_tokens]
         n = min(len(cached), len(tokens) - 1)
@@ -233,7 +210,7 @@ class LlamaCppRater:
         diff = np.nonzero(cached[:n] != np.asarray(tokens[:n], dtype=cached.dtype))[0]
         return int(diff[0]) if diff.size else n
 
-    def _decode(self, tokens: list[int], start: int, want: set[int]) -> dict[int, np.ndarray]:
+    def decode(self, tokens: list[int], start: int, want: set[int]) -> dict[int, np.ndarray]:
         """Evaluate ``tokens`` at positions ``start…``; return log-softmax rows at absolute positions ``want``.
 
         The KV cache is first cut back to ``start`` (whatever followed belongs to an earlier prompt).
@@ -260,89 +237,170 @@ class LlamaCppRater:
             llm.n_tokens = first + len(chunk)
             for j in range(len(chunk)):
                 if first + j in want:
-                    raw = np.ctypeslib.as_array(llm._ctx.get_logits_ith(j), shape=(self._n_vocab,))
-                    rows[first + j] = _log_softmax(raw.astype(np.float64))
+                    rows[first + j] = self.row(j)
         return rows
 
-    def _score(self, tokens: list[int]) -> tuple[dict[str, float], int]:
+    def row(self, index: int) -> np.ndarray:
+        """Log-softmax of the logits at output ``index`` of the last decode call."""
+        raw = np.ctypeslib.as_array(self._llm._ctx.get_logits_ith(index), shape=(self._n_vocab,))
+        return log_softmax(raw.astype(np.float64))
+
+    def score(self, prompts: Sequence[str]) -> list[Scored]:
+        if self._llm is None:
+            raise ModelError("this rater was closed", hint="create a new rater")
+        token_lists = [self.prompt_tokens(text) for text in prompts]
+        self._memo.clear()
+        try:
+            if self.batch > 1 and len(token_lists) > 1:
+                return self._batched().score(token_lists)
+            return [self._score_one(tokens) for tokens in token_lists]
+        except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
+            longest = max(len(tokens) for tokens in token_lists)
+            raise ModelError(f"llama.cpp could not evaluate a prompt of {longest} tokens: {exc}",
+                             hint="lower the input size or raise rater.llamacpp.n_ctx") from None
+
+    def _batched(self):  # -> bot.rater.batch.Batcher
+        if self._batcher is None:
+            from bot.rater.batch import Batcher
+
+            self._batcher = Batcher(self, self.batch)
+        return self._batcher
+
+    def _score_one(self, tokens: list[int]) -> Scored:
         """Sequence log-probability of each label after ``tokens``, and how many tokens were evaluated."""
         end = len(tokens)
         answer_at = end - 1
-        common = self._common_prefix(tokens)
-        multi = [label for label in LABELS if len(self._label_tokens[label]) > 1]
+        common = self.common_prefix(tokens)
+        multi = [label for label in LABELS if len(self.label_tokens[label]) > 1]
         ride = multi[0] if multi else None  # scored in the same batch as the finding
-        ride_inner = self._label_tokens[ride][:-1] if ride else []
+        ride_inner = self.label_tokens[ride][:-1] if ride else []
         want = {answer_at} | {end + k for k in range(len(ride_inner))}
-        rows = self._decode(tokens[common:] + ride_inner, common, want)
+        rows = self.decode(tokens[common:] + ride_inner, common, want)
         evaluated = end - common + len(ride_inner)
-        scores = {label: self._sequence_logprob(rows, answer_at, end, label)
-                  for label in LABELS if len(self._label_tokens[label]) == 1 or label == ride}
+        scores = {label: self.sequence_logprob(rows, answer_at, end, label)
+                  for label in LABELS if len(self.label_tokens[label]) == 1 or label == ride}
         for label in multi[1:]:  # other multi-token labels: one more short decode each, after the prompt
-            inner = self._label_tokens[label][:-1]
-            rows.update(self._decode(inner, end, {end + k for k in range(len(inner))}))
+            inner = self.label_tokens[label][:-1]
+            rows.update(self.decode(inner, end, {end + k for k in range(len(inner))}))
             evaluated += len(inner)
-            scores[label] = self._sequence_logprob(rows, answer_at, end, label)
-        return scores, evaluated
+            scores[label] = self.sequence_logprob(rows, answer_at, end, label)
+        return Scored(scores, evaluated)
 
-    def _sequence_logprob(self, rows: dict[int, np.ndarray], answer_at: int, end: int, label: str) -> float:
+    def sequence_logprob(self, rows: Mapping[int, np.ndarray], answer_at: int, end: int, label: str) -> float:
         """log P(label tokens | prompt): first token at the answer position, the rest after the prompt."""
-        seq = self._label_tokens[label]
+        seq = self.label_tokens[label]
         return float(rows[answer_at][seq[0]]) + sum(float(rows[end + k][seq[k + 1]]) for k in range(len(seq) - 1))
-
-    # -- public API ----------------------------------------------------------------------------
-
-    def rate_texts(self, pairs: Sequence[tuple[str, ...]]) -> list[Rating]:
-        """Rate raw ``(code, review)`` pairs or ``(code, review, origin)`` triples, reusing the KV cache."""
-        if self._llm is None:
-            raise ModelError("this rater was closed", hint="create a new rater")
-        ratings: list[Rating] = []
-        for item in pairs:
-            code, review, origin = (tuple(item) + ("",))[:3]
-            _, tokens, truncated = self._fit(code, review, origin)
-            try:
-                scores, evaluated = self._score(tokens)
-            except RuntimeError as exc:  # llama_decode failed: out of KV space or a broken model
-                raise ModelError(f"llama.cpp could not evaluate a prompt of {len(tokens)} tokens: {exc}",
-                                 hint="lower the input size or raise rater.llamacpp.n_ctx") from None
-            if self.label_bias:
-                scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in scores}
-            if self.lexical is not None:
-                prior = self.lexical.probabilities(expert_text(review, origin, self.prompt_version))
-                scores = combine(scores, prior, self.lexical_weight)
-            ratings.append(make_rating(scores, model_id=self.model_id, truncated=truncated, tokens=evaluated,
-                                       prompt_version=self.prompt_version))
-        return ratings
-
-    def rate(self, findings: Sequence[Finding]) -> list[Rating]:
-        """One rating per finding, in order."""
-        return self.rate_texts([(finding.code, finding.review, finding.origin()) for finding in findings])
-
-    @property
-    def llama(self):  # -> llama_cpp.Llama
-        """The underlying llama_cpp.Llama (benchmarks compare against its plain generation path)."""
-        return self._llm
-
-    def prompt_tokens(self, code: str, review: str, origin: str = "") -> tuple[list[int], bool]:
-        """The exact token ids the model reads for one input (after any cut), and whether it was cut."""
-        _, tokens, truncated = self._fit(code, review, origin)
-        return tokens, truncated
-
-    def special_token_ids(self) -> set[int]:
-        """Ids of the chat-control tokens of the template in use (what untrusted text must never produce)."""
-        markers = [part.split("{")[0] for part in TEMPLATES[self.template].values()] + ["<|endoftext|>"]
-        ids: set[int] = set()
-        for marker in markers:
-            for token in self._tokenize(marker, False):
-                if self._llm.detokenize([token], special=False) == b"":
-                    ids.add(token)
-        return ids
 
     def reset_cache(self) -> None:
         """Forget the KV cache, so the next rating is a cold run (used to check prefix reuse)."""
         self._llm.n_tokens = 0
         self._llm._ctx.kv_cache_clear()
 
-    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
+    # -- explanations --------------------------------------------------------------------------
+
+    def generate(self, prompt: str, max_tokens: int) -> str:
+        """Greedy decoding until end of turn, a newline after some text, or ``max_tokens`` tokens."""
+        import llama_cpp
+
+        if self._llm is None:
+            return ""
+        tokens = self.tokenize(prompt, True)
+        budget = min(max_tokens, self.n_ctx - len(tokens))
+        if budget <= 0:
+            return ""
+        vocab = self._llm._model.vocab
+        common = self.common_prefix(tokens)
+        row = self.decode(tokens[common:], common, {len(tokens) - 1})[len(tokens) - 1]
+        out: list[int] = []
+        position = len(tokens)
+        for _ in range(budget):
+            token = int(np.argmax(row))
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                break
+            out.append(token)
+            text = self._llm.detokenize(out, prev_tokens=tokens)
+            if b"\n" in text.lstrip():  # leading blank lines are the model closing the JSON line
+                break
+            row = self.decode([token], position, {position})[position]
+            position += 1
+        return self._llm.detokenize(out, prev_tokens=tokens).decode("utf-8", errors="replace")
+
+    def special_token_ids(self, template: str) -> set[int]:
+        """Ids of the chat-control tokens of ``template`` (what untrusted text must never produce)."""
+        markers = [part.split("{")[0] for part in TEMPLATES[template].values()] + ["<|endoftext|>"]
+        ids: set[int] = set()
+        for marker in markers:
+            for token in self.tokenize(marker, False):
+                if self._llm.detokenize([token], special=False) == b"":
+                    ids.add(token)
+        return ids
+
+
+class LlamaCppRater(StudentRater):
+    """A student rated in-process: :class:`Student` (from the manifest's options) + :class:`LlamaCppBackend`.
+
+    Takes the options :meth:`bot.models.ModelInfo.rater_options` returns plus the backend's own (weights,
+    threads, context, ``batch``). ``label_bias`` adds a fixed offset per label to the scores before the
+    softmax; ``lexical_path`` + ``lexical_weight`` combine each rating with a lexical prior over the review
+    text (:mod:`bot.rater.lexical`; weight 0 leaves the student alone); ``lexical_sha256``, when given, must
+    match the prior's bytes.
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None,
+                 adapter_path: str | os.PathLike[str] | None = None, *, n_ctx: int = 2048,
+                 n_threads: int | None = None, template: str = "chatml", model_id: str | None = None,
+                 weight_format: WeightFormat = "auto", lora_scale: float = 1.0,
+                 cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
+                 label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
+                 lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
+                 lexical_sha256: str | None = None, prompt_version: str = PROMPT_VERSION, student_name: str = "",
+                 batch: int = 1) -> None:
+        student = Student.from_options(model_id=model_id or "", template=template, prompt_version=prompt_version,
+                                       code_chars=code_chars, label_bias=label_bias, lexical_path=lexical_path,
+                                       lexical_weight=lexical_weight, lexical_sha256=lexical_sha256,
+                                       student_name=student_name)
+        backend = LlamaCppBackend(model_path, adapter_path, n_ctx=n_ctx, n_threads=n_threads,
+                                  weight_format=weight_format, lora_scale=lora_scale, cache_dir=cache_dir,
+                                  passive_threads=passive_threads, batch=batch)
+        if not model_id:
+            source, adapter = backend.source_path, backend.adapter_path
+            model_id = source.stem + (f"+{adapter.stem}" if adapter else "")
+            student = replace(student, model_id=model_id)
+        super().__init__(student, backend)
+        self._explainer = None  # opened on the first explanation (bot.explainer)
+        self.explain_problem = ""  # why this rater explains nothing, once it found out (the app reports it)
+
+    # what benchmarks, tests and training read from the in-process rater
+    source_path = property(lambda self: self.backend.source_path)
+    adapter_path = property(lambda self: self.backend.adapter_path)
+    weights_path = property(lambda self: self.backend.weights_path)
+    n_threads = property(lambda self: self.backend.n_threads)
+    n_ctx = property(lambda self: self.backend.n_ctx)
+    llama = property(lambda self: self.backend.llama)
+    label_bias = property(lambda self: self.student.label_bias)
+    lexical = property(lambda self: self.student.lexical)
+    lexical_weight = property(lambda self: self.student.lexical_weight)
+
+    def prompt_tokens(self, code: str, review: str, origin: str = "") -> tuple[list[int], bool]:
+        """The exact token ids the model reads for one input (after any cut), and whether it was cut."""
+        parts, truncated = self.student.fit(code, review, origin, self.backend.fits)
+        return self.backend.prompt_tokens(parts.text), truncated
+
+    def special_token_ids(self) -> set[int]:
+        return self.backend.special_token_ids(self.student.template)
+
+    def reset_cache(self) -> None:
+        self.backend.reset_cache()
+
+    def close(self) -> None:
+        """The explainer's context first (it shares the model's weights), then the model."""
+        explainer, self._explainer = self._explainer, None
+        if explainer is not None:
+            explainer.close()
+        self.backend.close()
+
+    # -- explanations (bot.explainer: a second adapter over the weights already loaded) ----------------
+    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:  # type: ignore[override]
         """One checked sentence for one rated finding ("" when there is none worth showing)."""
         return self.explain_many([finding], [rating])[0] if max_tokens > 0 else ""
 
@@ -373,5 +431,5 @@ class LlamaCppRater:
         if folder is None:
             raise ModelError(f"the student {self.model_id} has no explainer (an explain/ folder beside its adapter)",
                              hint="train one with `python -m training.explain_train` (docs/explanations.md)")
-        return Explainer(self._llm, explainer_adapter(folder, file_sha256(self.source_path)),
+        return Explainer(self.backend.llama, explainer_adapter(folder, file_sha256(self.source_path)),
                          n_threads=self.n_threads)

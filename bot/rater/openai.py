@@ -1,20 +1,38 @@
-"""A rater that scores the labels through any OpenAI-compatible *completions* endpoint.
+"""The server backend: label log-probabilities from any OpenAI-compatible *completions* endpoint.
 
-For vLLM serving base + LoRA, llama-cpp-python's server, or anything else that answers
-``/v1/completions`` with ``echo`` and ``logprobs``. For each finding the four prompts
-``prompt + label`` are sent with ``echo=True, max_tokens=1, logprobs=1``; the echoed log-probabilities
-of the label's own tokens are summed, exactly as the local rater does, and softmaxed over the four.
+For llama-cpp-python's server, vLLM serving base + LoRA, or anything else that answers ``/v1/completions``
+with log-probabilities. The student (:mod:`bot.rater.student`) renders the prompt, cuts it to fit and reads the
+answer (bias, lexical prior) exactly as in-process; this module only asks the server for
 
-The four prompts go in one request (a list prompt) where the server accepts that; servers that take
-one prompt per request (llama-cpp-python) are detected on the first call and then served one by one.
-The API key is read from the environment only and never appears in a message.
+    log P(label tokens | prompt)   for each of the four labels.
+
+Scoring modes, each exact where it answers at all:
+
+- ``bias`` — for each label token, one request with ``logit_bias`` forcing that token and ``max_tokens=1``;
+  the server reports the forced token's log-probability *before* the bias (llama-cpp-python does; vLLM does with
+  its default raw log-probabilities). Needs the server's tokenizer endpoint to learn the label token ids
+  (``/extras/tokenize`` in llama-cpp-python, ``/tokenize`` in vLLM). Cost: one short request per label token,
+  each reusing the server's cached prompt.
+- ``echo`` — the four prompts ``prompt + label`` with ``echo=True``; the echoed log-probabilities of the
+  label's own tokens are summed. Standard, but llama-cpp-python computes echoed log-probabilities by sorting
+  the whole vocabulary once per prompt token in Python: minutes per finding for a 262k-token vocabulary.
+- ``top`` — the labels read from the top log-probabilities at the answer position (and after each piece of a
+  multi-token label), ``echo`` for a finding whose labels are not all among the ``top_k`` candidates.
+- ``auto`` — ``bias`` where the server offers a tokenizer endpoint, otherwise ``top``.
+
+A server whose answers show a mode cannot be exact (the forced token's log-probability already biased, a label
+tokenized differently after the prompt, no log-probabilities at all) is refused with one line, never
+approximated. A server listing several models must list the one asked for (llama-cpp-python would otherwise
+answer with its first model, silently). The API key is read from the environment only and never appears in
+a message.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -22,9 +40,8 @@ import openai
 
 from bot import http
 from bot.errors import EndpointError, RateLimitError
-from bot.findings import Finding, Rating
-from bot.prompt import TEMPLATES, render, render_explanation_request
-from bot.rater.base import clean_explanation, make_rating
+from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION
+from bot.rater.student import Scored, Student, StudentRater
 from bot.severity import LABELS
 
 log = logging.getLogger(__name__)
@@ -104,30 +121,33 @@ def _top_at(response: Any) -> dict[str, float]:
     return dict(top[0]) if top and top[0] else {}
 
 
-class OpenAIRater:
-    """Rates through an OpenAI-compatible completions endpoint that returns logprobs.
+MODES = ("auto", "bias", "top", "echo")
+#: Added to a forced token's logit: enough to make it the greedy choice over any vocabulary.
+FORCE = 100.0
+#: Tokens a label may add after the prompt, assumed until the server's tokenizer says (for the fitting bound).
+LABEL_ROOM = 8
 
-    ``mode="top"`` (default) reads the labels from the top log-probabilities at the answer position
-    (one request, plus one per multi-token label prefix such as ``tr`` for ``trivial``) and falls
-    back to ``"echo"`` for a finding whose labels are not all among the ``top_k`` candidates.
-    ``mode="echo"`` always scores the four full prompts through echoed prompt log-probabilities:
-    exact for any tokenizer, but servers that compute echoed logprobs slowly make it costly.
+
+class OpenAIBackend:
+    """Label log-probabilities from an OpenAI-compatible completions endpoint (see the module docstring).
+
+    ``model`` is the name the server knows the student by ("": the student's own name, so a server that
+    serves several teams' students picks each by its folder name). ``n_ctx`` is the server's context
+    window when the server does not say (vLLM does): prompts are cut to it exactly as in-process.
     """
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "SIEVE_LLM_API_KEY", timeout: float = 60.0,
-                 *, template: str = "chatml", retry: http.Policy = DEFAULT_POLICY,
-                 batch_prompts: bool | None = None, model_id: str | None = None, mode: str = "top",
-                 top_k: int = 20) -> None:
-        if mode not in ("top", "echo"):
-            raise EndpointError(f"unknown scoring mode {mode!r}", hint="use top or echo")
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str = "", api_key_env: str = "SIEVE_LLM_API_KEY",
+                 timeout: float = 60.0, *, retry: http.Policy = DEFAULT_POLICY, batch_prompts: bool | None = None,
+                 mode: str = "top", top_k: int = 20, n_ctx: int = 2048) -> None:
+        if mode not in MODES:
+            raise EndpointError(f"unknown scoring mode {mode!r}", hint=f"use one of: {', '.join(MODES)}")
         self.mode = mode
         self.top_k = top_k
-        if template not in TEMPLATES:
-            raise EndpointError(f"unknown prompt template {template!r}", hint=f"use one of: {', '.join(TEMPLATES)}")
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.model_id = model_id or model
-        self.template = template
+        self.n_ctx = n_ctx
         self.retry = replace(retry, timeout=timeout)
         self.counters = http.Counters()
         self._batch = batch_prompts  # None: try a list prompt once, fall back to one prompt per request
@@ -136,6 +156,147 @@ class OpenAIRater:
                                      http_client=http.httpx_client(openai.DefaultHttpxClient, self.retry,
                                                                    self.counters))
         self._where = f"completions endpoint {self.base_url}"
+        self._tokenizer: str | None = None  # the tokenizer endpoint that answered, once known
+        self._label_ids: dict[str, list[int]] | None = None
+
+    # -- the server ----------------------------------------------------------------------------
+
+    def _root(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+    def _once(self, call: Callable[[], T]) -> T | None:
+        """One attempt, no retries; None for any failure (used to learn what a server offers)."""
+        try:
+            return call_with_retries(call, replace(self.retry, retries=0), self._where, self.counters)
+        except EndpointError:
+            return None
+
+    def check(self, student: Student) -> None:
+        """Pick the served name; refuse a name a multi-model server does not list (it would answer with
+        another model). A server that lists nothing, or one model, is taken at its word."""
+        self.model = self.model or student.name
+        if not self.model:
+            raise EndpointError(f"{self._where}: no model name to ask for",
+                                hint="pass --rater-model NAME (the name the server serves the student under)")
+        listing = self._once(lambda: self._client.get("/models", cast_to=object))
+        served = [str(m.get("id")) for m in (listing or {}).get("data", []) if isinstance(m, dict)] \
+            if isinstance(listing, dict) else []
+        if len(served) > 1 and self.model not in served:
+            raise EndpointError(f"{self._where} does not serve model {self.model!r} (it serves: {', '.join(served)})",
+                                hint="name one of those with --rater-model, or add the student to the server")
+        for entry in (listing or {}).get("data", []) if isinstance(listing, dict) else []:
+            if isinstance(entry, dict) and entry.get("id") == self.model and entry.get("max_model_len"):
+                self.n_ctx = int(entry["max_model_len"])
+
+    def _tokenize(self, text: str) -> list[int] | None:
+        """Token ids of ``text`` (with the model's BOS) from the server's tokenizer endpoint; None without one."""
+        ways = {f"{self._root()}/extras/tokenize": {"input": text, "model": self.model},  # llama-cpp-python
+                f"{self._root()}/tokenize": {"prompt": text, "model": self.model}}  # vLLM
+        for url, body in ways.items():
+            if self._tokenizer not in (None, url):
+                continue
+            answer = self._once(lambda url=url, body=body: self._client.post(url, body=body, cast_to=object))
+            tokens = answer.get("tokens") if isinstance(answer, dict) else None
+            if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+                self._tokenizer = url
+                return tokens
+        return None
+
+    def _labels(self) -> dict[str, list[int]] | None:
+        """Each label's token ids as they follow the answer prefix, from the server's own tokenizer."""
+        if self._label_ids is None:
+            head = self._tokenize(ANSWER_PREFIX)
+            if head is None:
+                return None
+            ids: dict[str, list[int]] = {}
+            for label in LABELS:
+                joint = self._tokenize(ANSWER_PREFIX + label) or []
+                if joint[: len(head)] != head or len(joint) == len(head):
+                    raise EndpointError(f"{self._where}: the server's tokenizer splits the answer prefix "
+                                        f"differently before {label!r}",
+                                        hint="use scoring mode echo (rater.openai.mode) for this model")
+                ids[label] = joint[len(head):]
+            self._label_ids = ids
+        return self._label_ids
+
+    def _resolved_mode(self) -> str:
+        if self.mode == "auto":
+            self.mode = "bias" if self._labels() is not None else "top"
+        if self.mode == "bias" and self._labels() is None:
+            raise EndpointError(f"{self._where} has no tokenizer endpoint, which scoring mode bias needs",
+                                hint="use mode echo or top (rater.openai.mode), or a llama-cpp-python or vLLM server")
+        return self.mode
+
+    def fits(self, text: str) -> bool:
+        room = max((len(ids) for ids in (self._label_ids or {}).values()), default=LABEL_ROOM)
+        if len(text.encode("utf-8")) + 1 + room <= self.n_ctx:
+            return True  # a token spans at least one byte (BOS aside): no need to ask
+        tokens = self._tokenize(text)
+        return tokens is None or len(tokens) + room <= self.n_ctx
+
+    def score(self, prompts: Sequence[str]) -> list[Scored]:
+        mode = self._resolved_mode()
+        out = []
+        for prompt in prompts:
+            if mode == "bias":
+                out.append(self._score_bias(prompt))
+                continue
+            scores, used = self._score_top(prompt) if mode == "top" else (None, 0)
+            if scores is None:
+                scores, more = self._score_echo(prompt)
+                used += more
+            out.append(Scored(scores, used))
+        return out
+
+    # -- mode bias -----------------------------------------------------------------------------
+
+    def _forced(self, prompt: str, token: int) -> tuple[float, str, int]:
+        """(log-probability, text, prompt tokens) of ``token`` forced as the one generated token."""
+        def call() -> Any:
+            return self._client.completions.create(model=self.model, prompt=prompt, max_tokens=1, temperature=0,
+                                                   logprobs=1, logit_bias={str(token): FORCE})
+
+        response = call_with_retries(call, self.retry, self._where, self.counters)
+        choice = response.choices[0] if response.choices else None
+        values = list(choice.logprobs.token_logprobs or []) if choice is not None and choice.logprobs else []
+        if not values or values[0] is None:
+            raise EndpointError(f"{self._where} returned no log-probability for the generated token",
+                                hint="the server must return logprobs (start llama-cpp-python with logits_all on)")
+        return float(values[0]), choice.text or "", response.usage.prompt_tokens if response.usage else -1
+
+    def _score_bias(self, prompt: str) -> Scored:
+        ids = self._labels() or {}
+        seen: dict[tuple[str, int], tuple[float, str, int]] = {}
+        scores: dict[str, float] = {}
+        firsts: dict[int, float] = {}
+        base = -1
+        for label in LABELS:
+            done, total = "", 0.0
+            for k, token in enumerate(ids[label]):
+                if (done, token) not in seen:
+                    seen[done, token] = self._forced(prompt + done, token)
+                value, text, read = seen[done, token]
+                base = read if k == 0 else base
+                if not text or not label[len(done):].startswith(text):
+                    raise self._inexact(f"it did not generate the forced token of {label!r} (got {text!r}): "
+                                        "logit_bias is ignored")
+                if k and base >= 0 and read >= 0 and read != base + k:
+                    raise self._inexact(f"it tokenizes the prompt followed by {done!r} differently from the "
+                                        "prompt and then the label")
+                if k == 0:
+                    firsts[token] = value
+                total += value
+                done += text
+            scores[label] = total
+        if math.fsum(math.exp(v) for v in firsts.values()) > 1.0 + 1e-3:
+            raise self._inexact("it reports log-probabilities after logit_bias (they add up to more than 1)")
+        return Scored(scores, max(base, 0))
+
+    def _inexact(self, why: str) -> EndpointError:
+        return EndpointError(f"{self._where} cannot score the labels exactly in mode bias: {why}",
+                             hint="serve raw log-probabilities (vLLM: logprobs mode raw_logprobs) or use mode echo")
+
+    # -- modes top and echo --------------------------------------------------------------------
 
     def _complete(self, prompts: list[str], retry: http.Policy | None = None) -> tuple[list[Any], int]:
         def call() -> Any:
@@ -205,34 +366,47 @@ class OpenAIRater:
         return {label: label_logprob(choice.logprobs, choice.text or "", full, label)
                 for label, full, choice in zip(LABELS, prompts, choices)}, used
 
-    def rate_texts(self, pairs: Sequence[tuple[str, ...]]) -> list[Rating]:
-        """Rate raw ``(code, review)`` pairs or ``(code, review, origin)`` triples."""
-        ratings: list[Rating] = []
-        for item in pairs:
-            code, review, origin = (tuple(item) + ("",))[:3]
-            parts = render(code, review, self.template, origin)
-            scores, used = self._score_top(parts.text) if self.mode == "top" else (None, 0)
-            if scores is None:
-                scores, more = self._score_echo(parts.text)
-                used += more
-            ratings.append(make_rating(scores, model_id=self.model_id, truncated=parts.truncated, tokens=used))
-        return ratings
+    # -- explanations --------------------------------------------------------------------------
 
-    def rate(self, findings: Sequence[Finding]) -> list[Rating]:
-        """One rating per finding, in order."""
-        return self.rate_texts([(finding.code, finding.review, finding.origin()) for finding in findings])
-
-    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
-        """Greedy continuation after the chosen label; "" when the endpoint fails or says nothing usable."""
-        if max_tokens <= 0:
-            return ""
-        prompt = render_explanation_request(render(finding.code, finding.review, self.template, finding.origin()),
-                                            rating.severity)
+    def generate(self, prompt: str, max_tokens: int) -> str:
+        """Greedy continuation; "" when the endpoint fails (the explanation is then left out)."""
         try:
             response = call_with_retries(lambda: self._client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=max_tokens, temperature=0,
                 stop=["<|im_end|>", "<end_of_turn>"]), self.retry, self._where, self.counters)
-            return clean_explanation(response.choices[0].text or "") if response.choices else ""
         except EndpointError as exc:
             log.info("explanation skipped: %s", exc)
             return ""
+        return (response.choices[0].text or "") if response.choices else ""
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class OpenAIRater(StudentRater):
+    """A student rated through a completions server: :class:`Student` + :class:`OpenAIBackend`.
+
+    Takes the backend's settings and the student's options (:meth:`bot.models.ModelInfo.rater_options`: prompt
+    version, template, code budget, label bias, lexical prior); the weight paths among those name what the
+    *server* must load, so they are not read here. Without student options it rates as a bare chat model
+    with the current prompt (what a base model behind a server is).
+    """
+
+    def __init__(self, base_url: str, model: str = "", api_key_env: str = "SIEVE_LLM_API_KEY", timeout: float = 60.0,
+                 *, template: str = "chatml", retry: http.Policy = DEFAULT_POLICY, batch_prompts: bool | None = None,
+                 model_id: str | None = None, mode: str = "top", top_k: int = 20, n_ctx: int = 2048,
+                 prompt_version: str = PROMPT_VERSION, code_chars: int = MAX_CODE_CHARS,
+                 label_bias: Mapping[str, float] | None = None, lexical_path: str | None = None,
+                 lexical_weight: float = 0.0, lexical_sha256: str | None = None, student_name: str = "",
+                 **weights: Any) -> None:
+        student = Student.from_options(model_id=model_id or model or student_name, template=template,
+                                       prompt_version=prompt_version, code_chars=code_chars, label_bias=label_bias,
+                                       lexical_path=lexical_path, lexical_weight=lexical_weight,
+                                       lexical_sha256=lexical_sha256, student_name=student_name)
+        backend = OpenAIBackend(base_url, model, api_key_env, timeout, retry=retry, batch_prompts=batch_prompts,
+                                mode=mode, top_k=top_k, n_ctx=n_ctx)
+        super().__init__(student, backend)
+
+    base_url = property(lambda self: self.backend.base_url)
+    model = property(lambda self: self.backend.model)
+    counters = property(lambda self: self.backend.counters)
