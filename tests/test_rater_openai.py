@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +19,7 @@ from bot.rater.base import make_rating
 from bot.http import Policy
 from bot.rater.openai import OpenAIRater
 from bot.severity import LABELS
+from tests.llama_server import free_port, need_server_extras, running
 
 EXAMPLES = [
     ("@@ -10,4 +10,4 @@ def load(path):\n-    return open(path).read()\n+    return eval(open(path).read())",
@@ -31,12 +28,6 @@ EXAMPLES = [
      "Nit: the docstring should end with a period."),
 ]
 FAST = Policy(retries=2, backoff=0.01, max_wait=0.05)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- the real server ---------------------------------------------------------------------------
@@ -52,32 +43,11 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def llama_server(weights: tuple[Path, Path]) -> Iterator[str]:
-    for module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason="llama-cpp-python[server] extras are not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(weights[0]), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--logits_all", "True",
-         "--verbose", "False"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not start")
-                time.sleep(0.5)
+    need_server_extras()
+    port = free_port()
+    with running(["--model", str(weights[0]), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                  "--n_threads", "2", "--logits_all", "True", "--verbose", "False"], port, 90) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_agrees_with_the_local_rater_on_the_same_model(llama_server: str, weights: tuple[Path, Path]) -> None:

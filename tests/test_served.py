@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +16,7 @@ from bot import config as cfg
 from bot.errors import EndpointError
 from bot.models import ModelInfo, resolve_model
 from bot.severity import LABELS
+from tests.llama_server import free_port, need_server_extras, running
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +25,6 @@ DEV = SHARED / "data" / "severity" / "dev.jsonl"
 STUDENTS = ("default", "smollm2-student")
 N_CTX = 1024  # the same window on both sides; every dev prompt fits it
 TOLERANCE = 1e-3
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dev_pairs(n: int, seed: int = 21) -> list[tuple[str, str]]:
@@ -61,32 +52,12 @@ def server_config(students: dict[str, ModelInfo], port: int) -> dict:
 
 @pytest.fixture(scope="module")
 def server(students: dict[str, ModelInfo], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    for module in ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings"):
-        pytest.importorskip(module, reason="llama-cpp-python[server] extras are not installed")
-    port = _free_port()
+    need_server_extras()
+    port = free_port()
     path = tmp_path_factory.mktemp("server") / "models.json"
     path.write_text(json.dumps(server_config(students, port)), encoding="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--config_file", str(path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not start")
-                time.sleep(0.5)
+    with running(["--config_file", str(path)], port) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def served(url: str, name: str, tmp_path: Path, **flags: str):

@@ -126,10 +126,15 @@ def file_sha256(path: Path, memo_dir: Path | None = None) -> str:
 
 def _convert_f16(source: Path, target: Path, n_threads: int) -> None:
     """Re-encode every tensor as f16 with llama.cpp's own quantizer (dequantise, then store f16)."""
+    llama_quantize(source, target, "f16", n_threads)
+
+
+def llama_quantize(source: Path, target: Path, kind: str, n_threads: int) -> None:
+    """llama.cpp's own quantizer, ``source`` → ``target`` as ``kind`` (``f16`` or ``q8_0``), written atomically."""
     import llama_cpp  # local: only raters that load weights need the native library
 
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
+    params.ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
     params.allow_requantize = True
     params.nthread = n_threads
     tmp = target.with_suffix(f".{os.getpid()}.tmp")

@@ -14,7 +14,6 @@ line and the adapter form stays the default.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ModelError
-from bot.rater.locate import quiet_native
+from bot.rater.locate import llama_quantize
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +78,7 @@ def merge_adapter(base_f16: Path, adapter: Path, target: Path) -> None:
 
 def quantize(source: Path, target: Path, kind: str, n_threads: int) -> None:
     """llama.cpp's own quantizer, ``source`` → ``target`` (``q8_0``), atomically."""
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = {"q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
-    params.nthread = n_threads
-    tmp = target.with_suffix(f".{os.getpid()}.tmp")
-    with quiet_native():
-        status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), ctypes.byref(params))
-    if status != 0 or not tmp.is_file():
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"llama_model_quantize returned {status}")
-    os.replace(tmp, target)
+    llama_quantize(source, target, kind, n_threads)
 
 
 def merged_weights(base_f16: Path, adapter: Path, weight_format: str, folder: Path, key: str,
