@@ -119,7 +119,7 @@ SETTINGS = tuple(f.name for f in fields(Config) if f.name != "tables")
 _SEVERITY_KEYS = {"threshold", "fail_on"}
 _TUPLE_KEYS = {"reviewers", "sarif", "ignore"}
 _URL_KEYS = ("github_url", "gitlab_url", "llm_base_url", "rater_base_url")
-_CHOICES = {"threshold_mode": ("mass", "argmax"), "weight_format": ("auto", "f16", "as-is")}
+_CHOICES = {"threshold_mode": ("mass", "argmax"), "weight_format": ("auto", "f16", "as-is", "merged-f16", "merged-q8")}
 #: top-level tables whose entries are components of one kind (``[reviewers.llm]``), and the single ones
 _KIND_TABLES = ("reviewers", "rater")
 _HOST_TABLES = ("github", "gitlab")
