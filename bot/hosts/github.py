@@ -32,10 +32,11 @@ from urllib.parse import quote
 import requests
 from github import Auth, Github, GithubException
 
-from bot import comments, http, markers, render
+from bot import comments, http, markers
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts import github_trust
 from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.hosts.github_summary import SummaryWriter
 from bot.hosts.options import GitHubOptions
 from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public helpers of this host)
@@ -66,7 +67,7 @@ class GitHubAPIError(HostError):
         super().__init__(message, hint=hint)
 
 
-class GitHubHost:
+class GitHubHost(SummaryWriter):
     """GitHub through PyGithub. Configuration is passed in; nothing is read from the environment here."""
 
     name = "github"
@@ -270,22 +271,6 @@ class GitHubHost:
                  for c in listed if not c.get("in_reply_to_id"))
         return [c for c in found if c.finding]
 
-    def _summaries(self, ref: MergeRequestRef) -> list[dict[str, Any]]:
-        """The bot's summary comments, oldest first (more than one only after two runs raced); remembered."""
-        me = self.identity(ref.repo)
-        found = sorted((c for c in self._pages(f"listing comments of {ref}",
-                                               f"/repos/{ref.repo}/issues/{ref.number}/comments")
-                        if comments.read(c["id"], _login(c), c.get("body"), me).summary), key=lambda c: c["id"])
-        self._seen_summaries[str(ref)] = found
-        return found
-
-    @staticmethod
-    def _keeper(found: list[dict[str, Any]], head: str) -> dict[str, Any] | None:
-        """The summary to keep of several: the oldest one about ``head`` (the pull request's newest commit), else
-        the oldest. Racing runs on different heads thus agree on the newest head's summary."""
-        about_head = [c for c in found if markers.summary_data(c.get("body")).commit == head]
-        return (about_head or found or [None])[0]
-
     def _head(self, ref: MergeRequestRef) -> str:
         """The pull request's head commit now (one request)."""
         url = f"/repos/{ref.repo}/pulls/{ref.number}"
@@ -344,18 +329,6 @@ class GitHubHost:
 
     def _moved_on(self, mr: MergeRequest, result: ApplyResult) -> bool:
         return result.moved_on(mr, self._head(mr.ref))
-
-    def _write_summary(self, mr: MergeRequest, plan: ReviewPlan, unplaced: list[PlannedComment],
-                       result: ApplyResult) -> None:
-        """The summary: the real count of new comments, every comment GitHub refused (this run's and those held
-        from earlier runs) listed once, and in its seal the head and the refused bodies' hashes."""
-        placed = [*plan.held, *unplaced]
-        state = markers.SummaryData(mr.head_sha, {c.fingerprint: markers.body_sha(c.body) for c in placed})
-        body = summary_with(render.recount(plan.summary, result.created), placed)
-        for c in unplaced:
-            result.notes.append(f"{c.finding.anchor.path}:{c.finding.anchor.line}: GitHub refused the comment on the "
-                                "line and on the file; it is listed in the summary and not sent again unchanged")
-        self._upsert_summary(mr, self.identity(mr.ref.repo).seal.seal(body, state), result)
 
     def _settle(self, mr: MergeRequest, result: ApplyResult) -> set[str]:
         """Read the bot's comments back after creating some; remove duplicates a racing run made. Fingerprints."""
@@ -454,52 +427,6 @@ class GitHubHost:
                 result.notes.append(f"comment {existing.id} could not be edited (not the bot's own?): {exc}")
                 return False
             raise
-
-    def _upsert_summary(self, mr: MergeRequest, body: str, result: ApplyResult) -> None:
-        """One summary: edit the one to keep (only when its text changed), else create it and read back.
-
-        Of several summaries (runs that raced) the one about this head is kept, so racing runs on different heads
-        converge on the newest head's (only a run for the current head gets here); the others are removed.
-        A POST that lands and then fails is not sent again.
-        """
-        known = self._seen_summaries.get(str(mr.ref))
-        if known is None:
-            known = self._summaries(mr.ref)
-        keeper = self._keeper(known, mr.head_sha)
-        self._drop_summaries(mr, [c for c in known if c is not keeper], result)
-        if keeper is not None and self._edit_summary(mr, keeper, body):
-            result.summary_url = keeper.get("html_url") or ""
-            self._seen_summaries[str(mr.ref)] = [keeper]
-            return
-        issue = self._repo(mr.ref.repo).get_issue(mr.ref.number)
-        created = self._call("posting the summary", lambda: issue.create_comment(body), write=True,
-                             landed=lambda: bool(self._summaries(mr.ref)))
-        self._check_author(created.user.login if created is not None and created.user else None)
-        found = self._summaries(mr.ref)
-        keeper = self._keeper(found, mr.head_sha)
-        self._drop_summaries(mr, [c for c in found if c is not keeper], result)
-        self._seen_summaries[str(mr.ref)] = [keeper] if keeper else []
-        result.summary_url = keeper.get("html_url") or "" if keeper else ""
-
-    def _drop_summaries(self, mr: MergeRequest, extras: list[dict[str, Any]], result: ApplyResult) -> None:
-        for extra in extras:
-            if self._delete(mr, "issues", str(extra["id"])):
-                result.notes.append(f"summary {extra['id']} removed: a second summary (two runs overlapped)")
-
-    def _edit_summary(self, mr: MergeRequest, current: dict[str, Any], body: str) -> bool:
-        """Edit the summary in place when its text changed; False when it is gone (then it is created anew)."""
-        if current.get("body") == body:
-            return True
-        url = f"/repos/{mr.ref.repo}/issues/comments/{current['id']}"
-        try:
-            self._call("editing the summary", lambda: self._gh.requester.requestJsonAndCheck(
-                "PATCH", url, input={"body": body}), write=True)
-        except GitHubAPIError as exc:
-            if exc.status != 404:
-                raise
-            return False
-        current["body"] = body
-        return True
 
     def _set_status(self, mr: MergeRequest, status: StatusSpec) -> None:
         """Commit status "sieve", read right before it is set and skipped when the same state and text are set."""
