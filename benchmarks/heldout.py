@@ -104,7 +104,8 @@ def rate_model(folder: Path, sets: dict[str, list], threads: int) -> tuple[objec
         rater.close()
     if prior is None:
         return info, student, None
-    return info, student, {name: served(sets[name], student[name], prior[0], prior[1], info.prompt_version)
+    return info, student, {name: served(sets[name], student[name], prior[0], prior[1], info.prompt_version,
+                                                info.lexical_scope)
                            for name in sets}
 
 

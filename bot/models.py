@@ -22,7 +22,7 @@ from typing import Any
 from bot import prompt
 from bot.errors import ModelError, UnknownModelError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION, valid_code_chars
-from bot.rater.lexical import REFIT_HINT
+from bot.rater.lexical import LEXICAL_SCOPES, REFIT_HINT
 from bot.rater.locate import cache_dir, file_sha256, packaged_model_path, packaged_models_root
 
 MANIFEST = "manifest.json"
@@ -72,6 +72,11 @@ class ModelInfo:
         """(file, weight) of the lexical prior the rating is combined with (``manifest.lexical``), if any."""
         return parse_lexical(self.manifest.get("lexical"), self.folder, self.name)
 
+    @property
+    def lexical_scope(self) -> str:
+        """Which findings the prior reads (``manifest.lexical.scope``): "all" (absent) or "tools"."""
+        return parse_lexical_scope(self.manifest.get("lexical"), self.name)
+
     def rater_options(self, lexical: bool = True) -> dict[str, Any]:
         """Everything the llama.cpp rater needs to rate as this model was trained (one place for the app, the
         training loop and the benchmarks). ``lexical=False`` rates with the student alone, and the model id
@@ -83,7 +88,7 @@ class ModelInfo:
                 "template": self.template, "label_bias": self.label_bias,
                 "code_chars": self.code_chars, "lexical_path": str(prior[0]) if prior else None,
                 "lexical_weight": prior[1] if prior else 0.0, "lexical_sha256": expected or None,
-                "prompt_version": self.prompt_version, "student_name": self.name}
+                "lexical_scope": self.lexical_scope if prior else "all", "prompt_version": self.prompt_version, "student_name": self.name}
 
 
 def parse_label_bias(raw: Any, where: str = "model") -> dict[str, float] | None:
@@ -114,6 +119,16 @@ def parse_lexical(raw: Any, folder: Path | None, where: str = "model") -> tuple[
         raise ModelError(f"{where}: lexical must be {{\"file\": name, \"weight\": a number in [0, 1]}}", hint=hint)
     path = Path(raw["file"])
     return (path if path.is_absolute() or folder is None else folder / path), float(weight)
+
+
+def parse_lexical_scope(raw: Any, where: str = "model") -> str:
+    """A ``lexical`` entry's ``scope``: absent means "all" (every finding); "tools" limits the prior to findings
+    with an analyser origin."""
+    scope = raw.get("scope", "all") if isinstance(raw, dict) else "all"
+    if scope not in LEXICAL_SCOPES:
+        raise ModelError(f"{where}: lexical.scope must be one of {', '.join(LEXICAL_SCOPES)}, not {scope!r}",
+                         hint=REFIT_HINT)
+    return scope
 
 
 def default_root() -> Path:
@@ -274,6 +289,8 @@ def model_from_folder(folder: Path, *, verify: bool = True) -> ModelInfo:
         expected = str((manifest.get("lexical") or {}).get("sha256") or "")
         lex_digest = _verify(lexical[0], expected or None, "lexical prior") if verify else expected
         model_id += f"+lexical@{lex_digest[:8]}" if lex_digest else "+lexical"
+        if parse_lexical_scope(manifest.get("lexical"), name) != "all":
+            model_id += "/" + parse_lexical_scope(manifest.get("lexical"), name)
     return ModelInfo(name=name, base_path=base_path, adapter_path=adapter_path, model_id=model_id,
                      manifest=manifest, template=template, folder=folder,
                      student_id=student_id if lexical else None)

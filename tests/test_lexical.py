@@ -213,3 +213,62 @@ def test_examine_chooses_the_weight_on_the_exam_and_reports_both(fitted) -> None
     assert entry["weight"] > 0
     assert fields["metrics"]["exam"]["accuracy"] > fields["metrics_student"]["exam"]["accuracy"]
     assert fields["metrics"]["exam"]["accuracy"] == entry["exam_by_weight"][f"{entry['weight']:g}"]["accuracy"]
+
+
+def test_a_tools_scoped_prior_reads_analyser_findings_and_leaves_free_text_to_the_student(fitted) -> None:
+    from bot.prompt import origin_text
+    from bot.rater.llamacpp import LlamaCppRater
+
+    _, path = fitted
+    origin = origin_text("ruff", "W291", "warning")
+    items = [("def f( x ):", "trailing whitespace", ""), ("def f( x ):", "trailing whitespace", origin)]
+    alone = LlamaCppRater(weight_format="as-is")
+    scoped = LlamaCppRater(weight_format="as-is", lexical_path=path, lexical_weight=0.5, lexical_scope="tools")
+    everywhere = LlamaCppRater(weight_format="as-is", lexical_path=path, lexical_weight=0.5)
+    try:
+        student = [dict(r.probabilities) for r in alone.rate_texts(items)]
+        tools = [dict(r.probabilities) for r in scoped.rate_texts(items)]
+        every = [dict(r.probabilities) for r in everywhere.rate_texts(items)]
+    finally:
+        for rater in (alone, scoped, everywhere):
+            rater.close()
+    # free text (a person's or an LLM's review): exactly the student's rating under "tools", moved under "all"
+    assert max(abs(tools[0][k] - student[0][k]) for k in LABELS) < 1e-6
+    assert every[0]["trivial"] > 3 * student[0]["trivial"]
+    # an analyser finding: both scopes combine the prior, identically
+    assert max(abs(tools[1][k] - every[1][k]) for k in LABELS) < 1e-6
+    assert tools[1]["trivial"] > 2 * student[1]["trivial"]
+
+
+def test_the_scope_comes_from_the_manifest_and_names_itself_in_the_model_id(fitted, tmp_path) -> None:
+    _, path = fitted
+    folder = _model_folder(tmp_path / "models" / "mine", path)
+    assert resolve_model(folder).lexical_scope == "all" and not resolve_model(folder).model_id.endswith("/tools")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["lexical"]["scope"] = "tools"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    info = resolve_model(folder)
+    assert info.lexical_scope == "tools" and info.model_id.endswith("/tools")
+    assert info.rater_options()["lexical_scope"] == "tools" and info.rater_options(lexical=False)["lexical_scope"] == "all"
+    manifest["lexical"]["scope"] = "reviews"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="lexical.scope must be one of all, tools"):
+        resolve_model(folder)
+
+
+def test_the_shipped_default_keeps_its_prior_off_free_text() -> None:
+    assert resolve_model("default").lexical_scope == "tools"
+
+
+def test_blend_leaves_items_out_of_the_priors_scope_to_the_student() -> None:
+    from training.lexical import in_scope, prior_probabilities
+
+    student = [{"critical": 0.7, "major": 0.1, "minor": 0.1, "trivial": 0.1}] * 2
+    prior = [None, {"critical": 0.01, "major": 0.01, "minor": 0.01, "trivial": 0.97}]
+    out = blend(student, prior, 0.5)
+    assert out[0] == student[0] and out[1]["trivial"] > out[1]["critical"]
+    free = Example(code="", review="nit", label="trivial")
+    tool = Example(code="", review="nit", label="trivial", meta={"origin": "ruff E501"})
+    assert not in_scope(free, "tools") and in_scope(tool, "tools") and in_scope(free, "all")
+    fake = type("P", (), {"probabilities": lambda self, text: {"trivial": 1.0}})()
+    assert prior_probabilities(fake, [free, tool], "tools") == [None, {"trivial": 1.0}]

@@ -122,11 +122,12 @@ def model_rater(folder: Path, n_threads: int | None = None):
 
 
 def served(examples: Sequence[Example], student: Sequence[dict], prior, weight: float,
-           version: str) -> list[dict]:
+           version: str, scope: str = "all") -> list[dict]:
     """The rating as served: the student's probabilities combined with the lexical prior reading exactly what
     the rater gives it for ``version`` (:func:`bot.prompt.expert_text`)."""
     from bot.prompt import expert_text
-    from training.lexical import blend
+    from training.lexical import blend, in_scope
 
-    probs = [prior.probabilities(expert_text(e.review, str(e.meta.get("origin") or ""), version)) for e in examples]
+    probs = [prior.probabilities(expert_text(e.review, str(e.meta.get("origin") or ""), version))
+             if in_scope(e, scope) else None for e in examples]
     return blend(student, probs, weight)

@@ -25,12 +25,22 @@ def labelled(examples: Sequence) -> list:
     return [e for e in examples if not (e.meta or {}).get("rejected")]
 
 
-def manifest_entry(path: Path, weight: float, fitted_on: str, **extra) -> dict:
+#: What a new prior reads: analyser findings only. On review comments from projects the prior never saw it cost
+#: accuracy (leave-project-out, ``python -m benchmarks.prior_ood``; docs/model.md).
+SCOPE = "tools"
+
+
+def manifest_entry(path: Path, weight: float, fitted_on: str, scope: str = SCOPE, **extra) -> dict:
     """The manifest's ``lexical`` entry for a prior file written by :func:`export_prior`."""
     from training.export import sha256_file
 
     return {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size, "weight": weight,
-            "fitted_on": fitted_on, **extra}
+            "scope": scope, "fitted_on": fitted_on, **extra}
+
+
+def in_scope(example, scope: str) -> bool:
+    """Whether a prior of ``scope`` reads ``example`` (as the served rater decides: an origin, or scope "all")."""
+    return scope == "all" or bool(str((example.meta or {}).get("origin") or ""))
 
 
 def fit_prior(train: Sequence):
@@ -77,19 +87,23 @@ def export_prior(model, path: str | Path, digits: int = 7) -> Path:
     return path
 
 
-def prior_probabilities(prior: LexicalPrior, examples: Sequence) -> list[dict[str, float]]:
+def prior_probabilities(prior: LexicalPrior, examples: Sequence, scope: str = "all") -> list[dict[str, float] | None]:
+    """The prior's probabilities per example; None where a prior of ``scope`` does not read it."""
     from training.examples import teacher_text
 
-    return [prior.probabilities(teacher_text(e)) for e in examples]
+    return [prior.probabilities(teacher_text(e)) if in_scope(e, scope) else None for e in examples]
 
 
-def blend(student: Sequence[dict[str, float]], prior: Sequence[dict[str, float]], weight: float) -> list[dict[str, float]]:
-    """Normalised product-of-experts probabilities (what the served rater gives at ``weight``)."""
+def blend(student: Sequence[dict[str, float]], prior: Sequence[dict[str, float] | None],
+          weight: float) -> list[dict[str, float]]:
+    """Normalised product-of-experts probabilities (what the served rater gives at ``weight``); where the prior
+    is None (out of its scope) the student's own."""
     import math
 
     from bot.rater.base import distribution
 
-    return [distribution(combine({label: math.log(max(s[label], 1e-12)) for label in LABELS}, p, weight))
+    return [dict(s) if p is None else
+            distribution(combine({label: math.log(max(s[label], 1e-12)) for label in LABELS}, p, weight))
             for s, p in zip(student, prior, strict=True)]
 
 

@@ -195,7 +195,8 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
 
 def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
     """``{"lexical": ...}`` for the candidate's manifest (a prior fitted on its curriculum), or ``{}``."""
-    from training.lexical import export_prior, fit_prior, labelled, manifest_entry
+    from bot.prompt import V3
+    from training.lexical import SCOPE, export_prior, fit_prior, labelled, manifest_entry
 
     weight, origin = config.lexical_weight, "set for the loop"
     if weight is None:
@@ -207,8 +208,10 @@ def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, 
         print(f"    no lexical prior for this candidate: its curriculum has labels {sorted(usable)}, not all four")
         return {}
     path = export_prior(fit_prior(examples), folder / "lexical.json")
+    # a team's choice of scope travels on; a student that reads no origin (prompt v3) gets a prior for every finding
+    scope = parent.lexical_scope if parent.lexical else ("all" if parent.prompt_version == V3 else SCOPE)
     return {"lexical": manifest_entry(path, weight, f"this candidate's curriculum ({len(examples)} items); "
-                                                    f"weight {origin}")}
+                                                    f"weight {origin}", scope=scope)}
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:

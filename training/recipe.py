@@ -107,10 +107,12 @@ def examine_mixed(adapter: Path, base: str, sources: dict, template: str, code_c
     served, extra = student, {}
     if lexical is not None:
         from bot.rater.lexical import LexicalPrior
-        from training.lexical import blend, manifest_entry, prior_probabilities
+        from training.lexical import SCOPE, blend, in_scope, manifest_entry, prior_probabilities
 
         prior = LexicalPrior.load(lexical)
-        prior_probs = {name: prior_probabilities(prior, items) for name, items in sets.items()}
+        prior_all = {name: prior_probabilities(prior, items) for name, items in sets.items()}
+        prior_probs = {name: [p if in_scope(e, SCOPE) else None for e, p in zip(sets[name], prior_all[name])]
+                       for name in sets}
         weight, grid = choose_prior_weight(sets, student, prior_probs)
         if weight > 0:
             served = {name: blend(student[name], prior_probs[name], weight) for name in sets}
@@ -121,7 +123,7 @@ def examine_mixed(adapter: Path, base: str, sources: dict, template: str, code_c
         else:
             lexical.unlink()
             extra["lexical_rejected"] = {"by_weight": grid, "note": "every weight > 0 lowered some source"}
-        extra["prior_alone"] = {name: report({name: sets[name]}, {name: prior_probs[name]})[name]["all"]
+        extra["prior_alone"] = {name: report({name: sets[name]}, {name: prior_all[name]})[name]["all"]
                                 for name in sets}
     full = report(sets, served)
     return {"metrics": {"exam": full["exam"]["all"], "dev": full["dev"]["all"]}, "heldout": full,
@@ -216,6 +218,7 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
         from training.lexical import blend, choose_weight, manifest_entry, prior_probabilities
 
         prior = LexicalPrior.load(lexical)
+        # the v3 recipes' students read no origin, so their prior reads every finding (scope "all")
         exam_prior, dev_prior = prior_probabilities(prior, exam), prior_probabilities(prior, dev)
         weight, grid = choose_weight(exam, exam_probs, exam_prior)
         dev_probs = dev_fixed if applied else dev_raw
@@ -225,7 +228,7 @@ def examine(adapter: Path, base: str, exam: list, dev: list, limit: int = 0, app
                                            "the training items of the adapter (word 1-2-grams + char 2-5-grams of "
                                            "the review, logistic regression); weight: best accuracy + macro-F1 "
                                            f"on the held-out exam ({len(exam)} items) over {list(grid)}",
-                                           exam_by_weight=grid)}
+                                           scope="all", exam_by_weight=grid)}
         metrics = {"exam": severity_metrics(exam, exam_probs), "dev": severity_metrics(dev, blend(dev_probs, dev_prior, weight))}
     return {
         "metrics": metrics,

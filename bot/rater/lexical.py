@@ -31,6 +31,9 @@ from bot.rater.base import distribution
 from bot.severity import LABELS
 
 FORMAT = "sieve-lexical-1"
+#: which findings a prior reads (a manifest's ``lexical.scope``; absent: "all"). "tools": only findings with an
+#: analyser origin — a free-text review from a project the prior never saw is where it costs (docs/model.md)
+LEXICAL_SCOPES = ("all", "tools")
 #: Longest review text the prior reads (longer text only adds cost; the student reads at most 600 characters).
 MAX_CHARS = 4000
 #: What to do about a bad prior file or manifest entry (one wording for both checks).

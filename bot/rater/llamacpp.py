@@ -353,12 +353,12 @@ class LlamaCppRater(StudentRater):
                  cache_dir: str | os.PathLike[str] | None = None, passive_threads: bool = True,
                  label_bias: Mapping[str, float] | None = None, code_chars: int = MAX_CODE_CHARS,
                  lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
-                 lexical_sha256: str | None = None, prompt_version: str = PROMPT_VERSION, student_name: str = "",
-                 batch: int = 1) -> None:
+                 lexical_sha256: str | None = None, lexical_scope: str = "all",
+                 prompt_version: str = PROMPT_VERSION, student_name: str = "", batch: int = 1) -> None:
         student = Student.from_options(model_id=model_id or "", template=template, prompt_version=prompt_version,
                                        code_chars=code_chars, label_bias=label_bias, lexical_path=lexical_path,
                                        lexical_weight=lexical_weight, lexical_sha256=lexical_sha256,
-                                       student_name=student_name)
+                                       lexical_scope=lexical_scope, student_name=student_name)
         backend = LlamaCppBackend(model_path, adapter_path, n_ctx=n_ctx, n_threads=n_threads,
                                   weight_format=weight_format, lora_scale=lora_scale, cache_dir=cache_dir,
                                   passive_threads=passive_threads, batch=batch)

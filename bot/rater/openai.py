@@ -397,12 +397,13 @@ class OpenAIRater(StudentRater):
                  model_id: str | None = None, mode: str = "top", top_k: int = 20, n_ctx: int = 2048,
                  prompt_version: str = PROMPT_VERSION, code_chars: int = MAX_CODE_CHARS,
                  label_bias: Mapping[str, float] | None = None, lexical_path: str | None = None,
-                 lexical_weight: float = 0.0, lexical_sha256: str | None = None, student_name: str = "",
-                 **weights: Any) -> None:
+                 lexical_weight: float = 0.0, lexical_sha256: str | None = None, lexical_scope: str = "all",
+                 student_name: str = "", **weights: Any) -> None:
         student = Student.from_options(model_id=model_id or model or student_name, template=template,
                                        prompt_version=prompt_version, code_chars=code_chars, label_bias=label_bias,
                                        lexical_path=lexical_path, lexical_weight=lexical_weight,
-                                       lexical_sha256=lexical_sha256, student_name=student_name)
+                                       lexical_sha256=lexical_sha256, lexical_scope=lexical_scope,
+                                       student_name=student_name)
         backend = OpenAIBackend(base_url, model, api_key_env, timeout, retry=retry, batch_prompts=batch_prompts,
                                 mode=mode, top_k=top_k, n_ctx=n_ctx)
         super().__init__(student, backend)

@@ -39,7 +39,7 @@ from bot.prompt import (
     valid_code_chars,
 )
 from bot.rater.base import clean_explanation, make_rating
-from bot.rater.lexical import LexicalPrior, combine
+from bot.rater.lexical import LEXICAL_SCOPES, LexicalPrior, combine
 from bot.severity import LABELS
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,9 @@ class Student:
     label_bias: Mapping[str, float] | None = None
     lexical: LexicalPrior | None = field(default=None, compare=False)
     lexical_weight: float = 0.0
+    #: which findings the prior reads: "all", or "tools" (only findings with an analyser origin; a free-text
+    #: review — a person's or an LLM reviewer's — is rated by the student alone: docs/model.md, "lexical prior")
+    lexical_scope: str = "all"
     #: the name a server knows the student by (a model folder's name); "" when it has none
     name: str = ""
 
@@ -109,12 +112,16 @@ class Student:
         if not 0.0 <= self.lexical_weight <= 1.0:
             raise ConfigError(f"lexical_weight must be within [0, 1], not {self.lexical_weight!r}",
                               hint="0 rates with the student alone; the manifest records the fitted weight")
+        if self.lexical_scope not in LEXICAL_SCOPES:
+            raise ConfigError(f"lexical scope must be one of {', '.join(LEXICAL_SCOPES)}, not {self.lexical_scope!r}",
+                              hint="\"tools\": the prior reads analyser findings only; \"all\": every finding")
 
     @classmethod
     def from_options(cls, *, model_id: str, template: str = "chatml", prompt_version: str = PROMPT_VERSION,
                      code_chars: int = MAX_CODE_CHARS, label_bias: Mapping[str, float] | None = None,
                      lexical_path: str | os.PathLike[str] | None = None, lexical_weight: float = 0.0,
-                     lexical_sha256: str | None = None, student_name: str = "", **_weights: Any) -> Student:
+                     lexical_sha256: str | None = None, lexical_scope: str = "all", student_name: str = "",
+                     **_weights: Any) -> Student:
         """A student from :meth:`bot.models.ModelInfo.rater_options` (the weight paths, for backends that load
         weights, are ignored here). A prior with weight 0 is not even read."""
         if not 0.0 <= lexical_weight <= 1.0:
@@ -124,7 +131,7 @@ class Student:
         prior = LexicalPrior.load(lexical_path, lexical_sha256) if lexical_path and weight > 0 else None
         return cls(model_id=model_id, template=template, prompt_version=prompt_version, code_chars=code_chars,
                    label_bias=dict(label_bias) if label_bias else None, lexical=prior,
-                   lexical_weight=weight if prior else 0.0, name=student_name)
+                   lexical_weight=weight if prior else 0.0, lexical_scope=lexical_scope, name=student_name)
 
     # -- rendering ---------------------------------------------------------------------------------
 
@@ -153,7 +160,7 @@ class Student:
         scores = {label: float(logprobs[label]) for label in LABELS}
         if self.label_bias:
             scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in LABELS}
-        if self.lexical is not None:
+        if self.lexical is not None and (origin or self.lexical_scope == "all"):
             prior = self.lexical.probabilities(expert_text(review, origin, self.prompt_version))
             scores = combine(scores, prior, self.lexical_weight)
         return scores
