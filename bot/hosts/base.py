@@ -15,7 +15,7 @@ from bot.registry import Registry
 if TYPE_CHECKING:
     from bot.http import Counters
 
-HostName = Literal["github", "gitlab", "local"]
+HostName = str  # a registered host's name (github, gitlab …), or "local"
 
 
 @dataclass(frozen=True)
