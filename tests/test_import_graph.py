@@ -110,8 +110,9 @@ def test_importing_the_core_in_a_fresh_interpreter_loads_no_plug_in():
 
 def test_the_wiring_module_is_the_only_one_that_lists_the_plug_in_packages():
     """bot.plugins registers every kind; the command line reaches the plug-ins only through it."""
-    done = subprocess.run([sys.executable, "-c", "import json, sys, bot.cli; bot.cli.build_parser(); "
-                           "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bot'))))"],
+    script = ("import json, sys, bot.cli; bot.cli.build_parser(); "
+              "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bot'))))")
+    done = subprocess.run([sys.executable, "-c", script],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
                           env={"PATH": "", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,4 @@
-"""A new host is its own file plus one registration line, and nothing else changes.
+"""A new host is its own file plus one registration line, and nothing else changes (a rater backend too).
 
 A copy of the bot package gets one new file, bot/hosts/forgejo.py (a host entry and its host), and one line in
 bot/plugins.py. The copy is then run as a user would run it: the command line has ``--forgejo`` and
@@ -112,16 +112,23 @@ print(json.dumps({
 '''
 
 
-def _copy_with_new_host(tmp_path: Path) -> Path:
-    """The project's bot package copied, plus the new host's file and its registration line."""
+def _copy_with(tmp_path: Path, new_file: str, text: str, after: str, registration: str) -> Path:
+    """The project's bot package copied, plus one new file and its registration line after the line ``after``."""
     shutil.copytree(ROOT / "bot", tmp_path / "bot", ignore=shutil.ignore_patterns("__pycache__"))
-    (tmp_path / "bot" / "hosts" / "forgejo.py").write_text(HOST_FILE, encoding="utf-8")
+    (tmp_path / new_file).write_text(text, encoding="utf-8")
     plugins = tmp_path / "bot" / "plugins.py"
-    assert plugins.is_file(), "there is no wiring module bot/plugins.py to register a host in"
+    assert plugins.is_file(), "there is no wiring module bot/plugins.py to register a plug-in in"
     lines = plugins.read_text(encoding="utf-8").splitlines(keepends=True)
-    anchor = next(i for i, line in enumerate(lines) if "bot.hosts.gitlab" in line)
-    plugins.write_text("".join(lines[:anchor + 1] + [REGISTRATION] + lines[anchor + 1:]), encoding="utf-8")
+    anchor = next(i for i, line in enumerate(lines) if after in line)
+    plugins.write_text("".join(lines[:anchor + 1] + [registration] + lines[anchor + 1:]), encoding="utf-8")
     return tmp_path
+
+
+def _added_lines(copy: Path) -> list[str]:
+    before = (ROOT / "bot" / "plugins.py").read_text(encoding="utf-8").splitlines(keepends=True)
+    after = (copy / "bot" / "plugins.py").read_text(encoding="utf-8").splitlines(keepends=True)
+    return [line for line in difflib.unified_diff(before, after, n=0) if line[:1] in "+-"
+            and not line.startswith(("+++", "---"))]
 
 
 def _changed(left: Path, right: Path, prefix: str = "bot") -> list[str]:
@@ -137,7 +144,8 @@ def _changed(left: Path, right: Path, prefix: str = "bot") -> list[str]:
 
 @pytest.fixture(scope="module")
 def copy(tmp_path_factory) -> Path:
-    return _copy_with_new_host(tmp_path_factory.mktemp("newhost"))
+    return _copy_with(tmp_path_factory.mktemp("newhost"), "bot/hosts/forgejo.py", HOST_FILE, "bot.hosts.gitlab",
+                      REGISTRATION)
 
 
 def _run(copy: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -147,11 +155,7 @@ def _run(copy: Path, *args: str, cwd: Path | None = None) -> subprocess.Complete
 
 def test_a_new_host_touches_two_files_and_one_line(copy):
     assert _changed(ROOT / "bot", copy / "bot") == ["bot/hosts/forgejo.py", "bot/plugins.py"]
-    before = (ROOT / "bot" / "plugins.py").read_text(encoding="utf-8").splitlines(keepends=True)
-    after = (copy / "bot" / "plugins.py").read_text(encoding="utf-8").splitlines(keepends=True)
-    changes = [line for line in difflib.unified_diff(before, after, n=0) if line[:1] in "+-"
-               and not line.startswith(("+++", "---"))]
-    assert changes == ["+" + REGISTRATION]
+    assert _added_lines(copy) == ["+" + REGISTRATION]
 
 
 def test_the_new_host_gets_its_flags_ci_detection_token_table_and_limit(copy, tmp_path):
@@ -185,3 +189,83 @@ def test_the_new_host_shows_in_the_help_and_in_the_errors_of_the_command_line(co
     (tmp_path / ".sieve.toml").write_text("[forgejo]\ntimeout = \"soon\"\n", encoding="utf-8")
     bad = _run(copy, "-m", "bot.cli", "review", "--forgejo", "team/app#7", cwd=tmp_path)
     assert bad.returncode == 64 and bad.stderr.count("\n") == 1 and "forgejo.timeout" in bad.stderr
+
+
+RATER_FILE = '''"""A rater backend that rates by words in the review: "injection" is critical, "typo" trivial, else minor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.findings import Finding, Rating
+from bot.rater.base import RATERS, make_rating
+from bot.registry import require
+from bot.severity import LABELS
+
+
+@dataclass(frozen=True)
+class WordsOptions:
+    confidence: float = field(default=4.0, metadata={"help": "log-odds given to the chosen label"})
+
+    def __post_init__(self) -> None:
+        require(self.confidence > 0, "rater.words.confidence", self.confidence, "a number > 0")
+
+    def rater_kwargs(self) -> dict[str, Any]:
+        return {"confidence": self.confidence}
+
+
+class WordsRater:
+    model_id = "words-1"
+
+    def __init__(self, confidence: float) -> None:
+        self.confidence = confidence
+
+    def rate_texts(self, pairs) -> list[Rating]:
+        out = []
+        for _code, review in pairs:
+            level = "critical" if "injection" in review else "trivial" if "typo" in review else "minor"
+            logprobs = {label: self.confidence if label == level else 0.0 for label in LABELS}
+            out.append(make_rating(logprobs, model_id=self.model_id, truncated=False, tokens=0))
+        return out
+
+    def rate(self, findings: list[Finding]) -> list[Rating]:
+        return self.rate_texts([(f.code, f.review) for f in findings])
+
+    def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
+        return ""
+
+
+RATERS.add("words", WordsRater, WordsOptions)
+'''
+
+RATER_PROBE = '''import json, sys
+from bot import app, cli
+from bot.config import build
+from bot.errors import ConfigError
+from bot.findings import Anchor, Finding
+
+args = cli.build_parser().parse_args(["review", "--rater", "words", "--diff", "x.patch"])
+config = cli.make_config(args)
+rater = app.make_rater(config)
+rated = rater.rate([Finding(Anchor("a.py", 1), "SQL injection via f-string", "llm", code="+q = f'{x}'")])
+try:
+    build({}, {}, sys.argv[1])
+    bad = None
+except ConfigError as exc:
+    bad = str(exc)
+print(json.dumps({"rater": config.rater, "model": rated[0].model_id, "severity": rated[0].severity, "bad": bad}))
+'''
+
+
+def test_a_new_rater_backend_is_its_own_file_and_one_registration_line(tmp_path_factory, tmp_path):
+    copy = _copy_with(tmp_path_factory.mktemp("newrater"), "bot/rater/words.py", RATER_FILE, '    "bot.rater",',
+                      '    "bot.rater.words",\n')
+    assert _changed(ROOT / "bot", copy / "bot") == ["bot/plugins.py", "bot/rater/words.py"]
+    assert _added_lines(copy) == ['+    "bot.rater.words",\n']
+    (tmp_path / "bad.toml").write_text("[rater.words]\nconfidence = 0\n", encoding="utf-8")
+    done = _run(copy, "-c", RATER_PROBE, str(tmp_path / "bad.toml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["rater"] == "words" and seen["model"] == "words-1" and seen["severity"] == "critical"
+    assert seen["bad"].startswith("setting rater.words.confidence is 0.0, expected a number > 0")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot import markers
 from bot.comments import Comment
-from bot.plan import ExistingComment, ReviewPlan
 from bot.errors import ConfigError
+from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
 
 if TYPE_CHECKING:
