@@ -11,9 +11,10 @@ empty ``SIEVE_*`` variable counts as not set, an empty flag value is an error.
 
 Besides the top-level keys, components have their own tables, checked against the options class each
 one registers (bot/registry.py): ``[reviewers.<name>]`` (llm, ruff, sarif, local), ``[rater.<name>]``
-(llamacpp, openai) and one table per host (``[github]``, ``[gitlab]``). This module imports no plug-in: the
-registries come from the lookup bot.plugins installs with :func:`use_registries`. Because ``reviewers`` and ``rater`` then are tables,
-which reviewers run and which rater rates may be written inside them as ``use = [...]`` / ``use = "..."``.
+(llamacpp, openai) and one table per host (``[github]``, ``[gitlab]``). Because ``reviewers`` and ``rater``
+then are tables, which reviewers run and which rater rates may be written inside them as ``use = [...]`` /
+``use = "..."``. This module imports no plug-in: the registries come from the lookup that bot.plugins installs
+with :func:`use_registries`.
 A few top-level keys are shorthands for table entries (``llm_model`` is ``reviewers.llm.model``); setting
 both in one place is an error, and a later layer (environment, flags) overrides either.
 """
