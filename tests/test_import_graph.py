@@ -108,8 +108,9 @@ def test_importing_the_core_in_a_fresh_interpreter_loads_no_plug_in():
     assert "bot.config" in loaded and not _plug_ins(loaded), _plug_ins(loaded)
 
 
-def test_the_wiring_module_is_the_only_one_that_lists_the_plug_in_packages():
-    """bot.plugins registers every kind; the command line reaches the plug-ins only through it."""
+def test_the_command_line_gets_its_hosts_through_the_wiring_module_without_loading_an_sdk():
+    """Building the parser registers the hosts (their flags come from the entries) and the raters (--rater's
+    choices) through bot.plugins; PyGithub's and python-gitlab's modules wait until a host is made."""
     script = ("import json, sys, bot.cli; bot.cli.build_parser(); "
               "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bot'))))")
     done = subprocess.run([sys.executable, "-c", script],
@@ -119,3 +120,12 @@ def test_the_wiring_module_is_the_only_one_that_lists_the_plug_in_packages():
     loaded = set(json.loads(done.stdout))
     assert {"bot.plugins", "bot.hosts.github_entry", "bot.hosts.gitlab_entry", "bot.rater"} <= loaded
     assert not loaded & {"bot.hosts.github", "bot.hosts.gitlab"}  # the SDK modules wait until a host is made
+
+
+@pytest.mark.parametrize("module", ("bot.cli", "bot.remote", "bot.app"))
+def test_the_wiring_reaches_plug_ins_only_through_bot_plugins(module):
+    """cli, remote and app loop over the registries bot.plugins fills; they import no host, rater or reviewer
+    module by name (the protocol modules ``*.base`` and the local report writer are not plug-ins)."""
+    own = imports_of(_module_file(module).read_text(encoding="utf-8"))
+    named = [n for n in _plug_ins(own) if n != "bot.plugins" and not n.endswith(".base") and n != "bot.hosts.local"]
+    assert not named and "bot.plugins" in own, named
