@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from bot import memory_app, render
+from bot import memory_app, plugins, render
 from bot import plan as planning
 from bot.config import Config
 from bot.errors import ConfigError, DiffError, ReviewerError, SieveError
@@ -64,19 +63,14 @@ def parse_diff(data: bytes, config: Config) -> tuple[ParsedDiff, list[Skip]]:
 
 def reviewer_config(name: str, config: Config):
     """The named reviewer's options object, from its ``[reviewers.NAME]`` table (None: it takes none)."""
-    from bot.reviewers.base import REVIEWERS
-
-    if REVIEWERS.options_class(name) is None:
+    if plugins.registry("reviewers").options_class(name) is None:
         return None
     return config.options(f"reviewers.{name}", ready=True)
 
 
 def make_reviewer(name: str, config: Config):
-    """Build a registered reviewer (importing bot.reviewers registers the built-in ones)."""
-    importlib.import_module("bot.reviewers")
-    from bot.reviewers.base import REVIEWERS
-
-    return REVIEWERS.create(name, reviewer_config(name, config))
+    """Build a registered reviewer (bot.plugins registers the built-in ones)."""
+    return plugins.registry("reviewers").create(name, reviewer_config(name, config))
 
 
 def run_reviewers(parsed: ParsedDiff, source: Source, config: Config) -> tuple[list[Finding], list[Skip], list[str]]:
@@ -103,32 +97,27 @@ def rater_model(config: Config):
     """The student the configured rater loads (resolved and verified: manifest, hashes, prompt version), or None
     when that rater loads no local model. Cheap, so a review checks it before any reviewer runs."""
     from bot.models import resolve_model
-    from bot.rater import RATERS
 
-    if not getattr(RATERS.options_class(config.rater), "loads_model", False):
+    if not getattr(plugins.registry("rater").options_class(config.rater), "loads_model", False):
         return None
     return resolve_model(config.model, Path(config.models_dir) if config.models_dir else None)
 
 
 def make_rater(config: Config, model=None):
     """The student rater named by the config; a rater that loads a model gets it through the model registry."""
-    from bot.rater import RATERS
-
-    options = config.options(f"rater.{config.rater}", ready=True) if RATERS.options_class(config.rater) else None
+    raters = plugins.registry("rater")
+    options = config.options(f"rater.{config.rater}", ready=True) if raters.options_class(config.rater) else None
     kwargs = options.rater_kwargs() if options is not None else {}
     if getattr(options, "loads_model", False):
         kwargs.update((model or rater_model(config)).rater_options(lexical=config.lexical))
-    return RATERS.create(config.rater, **kwargs)
+    return raters.create(config.rater, **kwargs)
 
 
 def make_host(name: str, config: Config, token: str, url: str = "", marker_key: str = ""):
-    """The host ``name`` (github, gitlab) with its ``[NAME]`` settings; ``url`` (from the CI job) wins.
+    """The registered host ``name`` (github, gitlab …) with its ``[NAME]`` settings; ``url`` (from the CI job) wins.
     ``marker_key`` seals Sieve's comments (bot.markers.Seal)."""
-    importlib.import_module(f"bot.hosts.{name}")  # registers it
-    from bot.hosts.base import HOSTS
-
     options = config.options(name, {"url": url} if url else None)
-    return HOSTS.create(name, token, **options.host_kwargs(), marker_key=marker_key)
+    return plugins.registry("hosts").create(name, token, **options.host_kwargs(), marker_key=marker_key)
 
 
 def rate_all(rater, findings: list[Finding], chunk: int = 16) -> tuple[list[Rating], str | None]:
@@ -150,10 +139,15 @@ def explain_posted(rater, findings: list[Finding], ratings: list[Rating]) -> lis
     return [rater.explain(f, r) for f, r in zip(findings, ratings)]
 
 
+def max_body(flavor: str) -> int | None:
+    """The longest body the host ``flavor`` accepts (its host entry's max_body); None for a local report."""
+    return None if flavor == "local" else plugins.host_entry(flavor).max_body
+
+
 def plan_config(config: Config, commit: str, flavor: str) -> planning.PlanConfig:
     return planning.PlanConfig(threshold=config.threshold, mode=config.threshold_mode,
                                mass_cutoff=config.mass_cutoff, max_comments=config.max_comments,
-                               commit=commit, flavor=flavor)
+                               commit=commit, flavor=flavor, max_body=max_body(flavor))
 
 
 def review(source: Source, config: Config, *, flavor: str = "local", existing=(), rater=None,
@@ -195,7 +189,7 @@ def review(source: Source, config: Config, *, flavor: str = "local", existing=()
     errors = [" ".join(e.split()) for e in errors]  # one line each
     if errors:
         result = replace(result, summary=render.with_failures(result.summary, errors, config.allow_reviewer_failure,
-                                                              render.body_limit(flavor)))
+                                                              render.body_limit(pconf.max_body)))
     return Outcome(plan=result, skips=skips, warnings=warnings, errors=errors, model_id=model_id,
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name,
                    seconds=time.perf_counter() - started)
@@ -209,7 +203,7 @@ def refusal(source: Source, error: SieveError, config: Config, *, flavor: str, e
     kept = replace(empty, keep=tuple(existing), resolve=())
     reason = " ".join(str(error).split())
     summary = render.with_failures(kept.summary, [f"not reviewed: {reason}"], config.allow_reviewer_failure,
-                                   render.body_limit(flavor))
+                                   render.body_limit(pconf.max_body))
     return Outcome(plan=replace(kept, summary=summary), errors=[f"not reviewed: {reason}"], model_id="-",
                    prompt_version=PROMPT_VERSION, threshold=config.threshold.label, target=source.name)
 

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from bot import __version__
+from bot import __version__, plugins
 from bot.errors import EXIT_USAGE, ConfigError, SieveError, ThresholdFailure, redact
 from bot.hosts.local import FORMATS, render_outcome
 from bot.terminal import one_line
@@ -27,14 +27,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
+def _host_flags(p: argparse.ArgumentParser, *, review: bool) -> None:
+    """``--NAME`` and ``--NAME-url`` for every registered host (review: a merge request; collect: a repository)."""
+    entries = plugins.host_entries()
+    for entry in entries:
+        if review:
+            p.add_argument(f"--{entry.name}", dest=entry.dest, metavar=entry.ref_metavar, help=entry.ref_help)
+        else:
+            p.add_argument(f"--{entry.name}", dest=entry.dest, metavar=entry.repo_metavar)
+    for entry in entries:
+        p.add_argument(f"--{entry.name}-url", dest=entry.url_dest, help=entry.url_help if review else None)
+
+
 def _review_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="review a diff (file, stdin, GitHub PR or GitLab MR)")
     p.add_argument("source", nargs="?", help="'-' to read a diff from stdin, or a patch file")
     p.add_argument("--diff", help="patch file to review")
-    p.add_argument("--github", metavar="OWNER/REPO#N", help="review a GitHub pull request")
-    p.add_argument("--gitlab", metavar="GROUP/PROJECT!N", help="review a GitLab merge request")
-    p.add_argument("--gitlab-url", dest="gitlab_url", help="self-managed GitLab URL")
-    p.add_argument("--github-url", dest="github_url", help="GitHub API URL (Enterprise)")
+    _host_flags(p, review=True)
     p.add_argument("--repo", default=".", help="working tree holding the post-image files (local review)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format")
     p.add_argument("--out", help="write the output to this file instead of stdout")
@@ -49,7 +58,7 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models-dir", dest="models_dir", help="your models folder, searched before the shipped students")
     p.add_argument("--no-lexical", dest="lexical", action="store_const", const=False, default=None,
                    help="rate with the student alone, without its model's lexical prior")
-    p.add_argument("--rater", choices=("llamacpp", "openai"))
+    p.add_argument("--rater", choices=plugins.registry("rater").names())
     p.add_argument("--rater-base-url", dest="rater_base_url")
     p.add_argument("--rater-model", dest="rater_model")
     p.add_argument("--llm-base-url", dest="llm_base_url", help="OpenAI-compatible endpoint for the llm reviewer")
@@ -62,7 +71,8 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", help="feedback store whose team memory adjusts the ratings (when the file exists)")
     p.add_argument("--no-memory", dest="memory", action="store_const", const=False, default=None,
                    help="rate without the team's memory of reactions")
-    p.add_argument("--dry-run", action="store_true", help="with --github/--gitlab: plan and print, post nothing")
+    p.add_argument("--dry-run", action="store_true", help="with "
+                   + "/".join(f"--{e.name}" for e in plugins.host_entries()) + ": plan and print, post nothing")
     p.add_argument("--config", help="path to .sieve.toml")
 
 
@@ -70,10 +80,7 @@ def _feedback_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("feedback", help="harvest 👍/👎 and corrections; export them for training")
     fsub = p.add_subparsers(dest="action", required=True)
     c = fsub.add_parser("collect", help="read reactions and corrections on Sieve's comments")
-    c.add_argument("--github", metavar="OWNER/REPO")
-    c.add_argument("--gitlab", metavar="GROUP/PROJECT")
-    c.add_argument("--gitlab-url", dest="gitlab_url")
-    c.add_argument("--github-url", dest="github_url")
+    _host_flags(c, review=False)
     c.add_argument("--since", help="only comments updated since this ISO date")
     e = fsub.add_parser("export", help="write training examples (JSONL, the shape of the severity data)")
     e.add_argument("--out", required=True)
@@ -109,14 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _CONFIG_FLAGS = ("threshold", "threshold_mode", "fail_on", "max_comments", "reviewers", "model", "rater",
-                 "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "gitlab_url", "github_url",
-                 "db", "models_dir", "lexical", "allow_reviewer_failure", "memory")
+                 "rater_base_url", "rater_model", "llm_base_url", "llm_model", "explain", "db", "models_dir", "lexical",
+                 "allow_reviewer_failure", "memory")
+
+
+def _host_url_flags(args: argparse.Namespace) -> dict:
+    """Each ``--NAME-url`` given, as the setting it stands for: the host's top-level URL setting (github_url) or,
+    for a host without one, its ``[NAME] url``."""
+    flags: dict = {}
+    for entry in plugins.host_entries():
+        url = getattr(args, entry.url_dest, None)
+        if url is None:
+            continue
+        if entry.url_setting:
+            flags[entry.url_setting] = url
+        elif not url.strip():
+            raise ConfigError(f"--{entry.name}-url was given an empty value",
+                              hint=f"give it a value or leave --{entry.name}-url out for the default")
+        else:
+            flags[entry.name] = {"url": url}
+    return flags
 
 
 def make_config(args: argparse.Namespace):
     from bot import config as cfg
 
     flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if getattr(args, k, None) is not None}
+    flags.update(_host_url_flags(args))
     if getattr(args, "sarif", None):
         flags["sarif"] = tuple(args.sarif)
         if "reviewers" not in flags:
@@ -164,7 +190,8 @@ def _read_local_diff(args: argparse.Namespace) -> tuple[bytes, str]:
     path = args.diff or args.source
     if path in (None, "-"):
         if path is None and sys.stdin.isatty():
-            raise ConfigError("nothing to review", hint="pass a patch file, '-' with a diff on stdin, --github or --gitlab")
+            hosts = " or ".join(f"--{e.name}" for e in plugins.host_entries())
+            raise ConfigError("nothing to review", hint=f"pass a patch file, '-' with a diff on stdin, {hosts}")
         return sys.stdin.buffer.read(), "stdin"
     try:
         return Path(path).read_bytes(), path

@@ -11,19 +11,20 @@ empty ``SIEVE_*`` variable counts as not set, an empty flag value is an error.
 
 Besides the top-level keys, components have their own tables, checked against the options class each
 one registers (bot/registry.py): ``[reviewers.<name>]`` (llm, ruff, sarif, local), ``[rater.<name>]``
-(llamacpp, openai), ``[github]`` and ``[gitlab]``. Because ``reviewers`` and ``rater`` then are tables,
-which reviewers run and which rater rates may be written inside them as ``use = [...]`` / ``use = "..."``.
+(llamacpp, openai) and one table per host (``[github]``, ``[gitlab]``). Because ``reviewers`` and ``rater``
+then are tables, which reviewers run and which rater rates may be written inside them as ``use = [...]`` /
+``use = "..."``. This module imports no plug-in: the registries come from the lookup that bot.plugins installs
+with :func:`use_registries`.
 A few top-level keys are shorthands for table entries (``llm_model`` is ``reviewers.llm.model``); setting
 both in one place is an error, and a later layer (environment, flags) overrides either.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -122,7 +123,6 @@ _URL_KEYS = ("github_url", "gitlab_url", "llm_base_url", "rater_base_url")
 _CHOICES = {"threshold_mode": ("mass", "argmax"), "weight_format": ("auto", "f16", "as-is", "merged-f16", "merged-q8")}
 #: top-level tables whose entries are components of one kind (``[reviewers.llm]``), and the single ones
 _KIND_TABLES = ("reviewers", "rater")
-_HOST_TABLES = ("github", "gitlab")
 #: top-level shorthand → (section, option) of the table entry it stands for
 ALIASES = {"llm_base_url": ("reviewers.llm", "base_url"), "llm_model": ("reviewers.llm", "model"),
            "llm_api_key_env": ("reviewers.llm", "api_key_env"), "sarif": ("reviewers.sarif", "paths"),
@@ -134,24 +134,42 @@ _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _NO_SEVERITY = ("none", "off")
 
 
-def _registry(kind: str, name: str = ""):
-    """The registry of a component kind, with its built-in entries registered (a host: the one named)."""
-    if kind == "reviewers":
-        return importlib.import_module("bot.reviewers").REVIEWERS
-    if kind == "rater":
-        return importlib.import_module("bot.rater").RATERS
-    return importlib.import_module(f"bot.hosts.{name}").HOSTS  # name is one of _HOST_TABLES
+#: kind ("reviewers", "rater", "hosts") → its registry with the plug-ins registered; installed by bot.plugins
+_registries: Callable[[str], Any] | None = None
+
+
+def use_registries(lookup: Callable[[str], Any]) -> None:
+    """Where the component registries come from (bot.plugins installs its ``registry`` here on import)."""
+    global _registries
+    _registries = lookup
+
+
+def _registry(kind: str) -> Any:
+    """The registry of a component kind ("reviewers", "rater", "hosts"), with its plug-ins registered."""
+    if _registries is None:
+        raise RuntimeError("no component registries: import bot.plugins before building a configuration")
+    return _registries(kind)
+
+
+def _host_tables() -> list[str]:
+    """The hosts' table names ([github], [gitlab] …): one per registered host."""
+    return _registry("hosts").names()
+
+
+def _tables_words(last: str = " and ") -> str:
+    """The settings tables in words: ``[reviewers.NAME], [rater.NAME], [github] and [gitlab]``."""
+    names = ["[reviewers.NAME]", "[rater.NAME]", *(f"[{host}]" for host in _host_tables())]
+    return ", ".join(names[:-1]) + last + names[-1]
 
 
 def options_class(section: str) -> type:
     """The options class registered for ``section`` ("reviewers.llm", "rater.openai", "github" …)."""
     kind, _, name = section.partition(".")
-    if kind in _HOST_TABLES and not name:
+    if not name and kind in _host_tables():
         kind, name = "hosts", section
     elif kind not in _KIND_TABLES or not name:
-        raise ConfigError(f"there is no settings table [{section}]",
-                          hint="tables are [reviewers.NAME], [rater.NAME], [github] and [gitlab]")
-    cls = _registry(kind, name).options_class(name)
+        raise ConfigError(f"there is no settings table [{section}]", hint=f"tables are {_tables_words()}")
+    cls = _registry(kind).options_class(name)
     if cls is None:
         raise ConfigError(f"the {kind} {name!r} takes no settings", hint=f"remove the [{section}] table")
     return cls
@@ -271,8 +289,9 @@ def _split_tables(values: Mapping[str, Any], origin: str) -> tuple[dict[str, Any
     """A file's top level → (top-level keys, {section: table}); ``use`` inside a kind table selects."""
     flat: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {}
+    hosts = _host_tables()
     for key, value in values.items():
-        if key in _HOST_TABLES and isinstance(value, Mapping):
+        if key in hosts and isinstance(value, Mapping):
             tables[key] = dict(value)
         elif key in _KIND_TABLES and isinstance(value, Mapping):
             for name, sub in value.items():
@@ -284,7 +303,7 @@ def _split_tables(values: Mapping[str, Any], origin: str) -> tuple[dict[str, Any
                 else:
                     raise ConfigError(f"{key}.{name} = {sub!r} in {origin} is neither `use` nor a table",
                                       hint=f"write `use = ...` or a [{key}.{name}] table")
-        elif key in _HOST_TABLES:
+        elif key in hosts:
             raise ConfigError(f"{key} in {origin} must be a table", hint=f"write [{key}] followed by settings")
         else:
             flat[key] = value
@@ -298,8 +317,7 @@ def from_mapping(values: Mapping[str, Any], base: Config | None = None, origin: 
     unknown = sorted(set(flat) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]} in {origin}",
-                          hint=f"known settings: {', '.join(SETTINGS)}; tables: [reviewers.NAME], "
-                               "[rater.NAME], [github], [gitlab]")
+                          hint=f"known settings: {', '.join(SETTINGS)}; tables: {_tables_words(', ')}")
     changes = {k: _convert(k, v, origin, text) for k, v in flat.items() if v is not None}
     tables = {k: dict(v) for k, v in (base or Config()).tables.items()}
     for section, table in new_tables.items():

@@ -69,7 +69,7 @@ def collect(host: Host, repo: str, since: str | None, store: Store) -> CollectSt
 def unknown_note(host: str, why: str, logins: list[str], shown: int = 5) -> str:
     """One line naming the voters whose trust is unknown, the host's answer, and what to do."""
     names = ", ".join(sorted(logins)[:shown]) + (", …" if len(logins) > shown else "")
-    where = "[github] trusted_users" if host == "github" else "[gitlab] trusted_users"
+    where = f"[{host}] trusted_users"
     return (f"permission unknown for {len(logins)} voter(s) ({names}): {why} — their feedback is kept but not "
             f"trusted; check that the token may read the repository's collaborators and members, or list the "
             f"voters' numeric ids in {where} (docs/feedback.md)")

@@ -33,6 +33,7 @@ class PlanConfig:
     max_comments: int = 25  # inline comments in total (kept + new); the rest go to the summary
     commit: str = ""
     flavor: render.Flavor = "github"
+    max_body: int | None = None  # the host's longest body in characters (its host entry's max_body); None: no limit
 
 
 #: A comment already on the merge request (hosts build these with bot.comments.read). Only comments written by
@@ -165,7 +166,8 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
     for d in decisions:
         if not d.posted:
             continue
-        body, cut = render.fit_comment(d.finding, d.rating, _marker_for(d, config), config.flavor)
+        body, cut = render.fit_comment(d.finding, d.rating, _marker_for(d, config), config.flavor,
+                                         config.max_body)
         dropped += cut
         planned = PlannedComment(d.finding, d.rating, d.fingerprint, body)
         old = by_print.get(d.fingerprint)
@@ -193,7 +195,7 @@ def plan(findings: list[Finding], ratings: list[Rating], config: PlanConfig,
         over_cap=[(d.finding, d.rating) for d in decisions if not d.posted and "cap" in (d.skip_reason or "")],
         skips=list(skips), model_id=ratings[0].model_id if ratings else "-", threshold=config.threshold.label,
         mode=config.mode, commit=config.commit, marker=markers.SUMMARY_MARKER, dropped_suggestions=dropped,
-        limit=render.body_limit(config.flavor))
+        limit=render.body_limit(config.max_body))
     return ReviewPlan(tuple(create), tuple(update), tuple(keep), tuple(resolve), tuple(decisions), summary, counts,
                       tuple(held))
 

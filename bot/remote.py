@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from dataclasses import dataclass
 from typing import Mapping
 
-from bot import app
+from bot import app, plugins
 from bot.config import Config
 from bot.errors import ConfigError, DiffError, ThresholdFailure
-from bot.hosts.base import MergeRequestRef
+from bot.hosts.base import HostEntry, MergeRequestRef
 from bot.outcome import Outcome
 from bot.terminal import one_line
 
-GITHUB_TOKEN_VARS = ("SIEVE_GITHUB_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
-GITLAB_TOKEN_VARS = ("SIEVE_GITLAB_TOKEN", "GITLAB_TOKEN")
 #: The per-repository secret that seals Sieve's comments (bot.markers.Seal); a repository secret in CI.
 MARKER_KEY_VAR = "SIEVE_MARKER_KEY"
 
@@ -36,28 +33,24 @@ def _token(environ: Mapping[str, str], names: tuple[str, ...]) -> str:
 
 
 def detect_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target | None:
-    """An explicit --github/--gitlab, or the PR/MR of the CI job when no diff source was given."""
-    local_given = getattr(args, "diff", None) or getattr(args, "source", None)
-    if getattr(args, "github", None):
-        gh = importlib.import_module("bot.hosts.github")
-        return Target(gh.parse_github_ref(args.github), args.github_url or "")
-    if getattr(args, "gitlab", None):
-        gl = importlib.import_module("bot.hosts.gitlab")
-        return Target(gl.parse_gitlab_ref(args.gitlab), args.gitlab_url or "")
-    if local_given:
+    """An explicit --github/--gitlab (any host's --NAME), or the PR/MR of the CI job when no diff source was given."""
+    entries = plugins.host_entries()
+    for entry in entries:
+        text = getattr(args, entry.dest, None)
+        if text:
+            return Target(entry.parse_ref(text), getattr(args, entry.url_dest, None) or "")
+    if getattr(args, "diff", None) or getattr(args, "source", None):
         return None
-    if environ.get("GITHUB_EVENT_PATH") and environ.get("GITHUB_ACTIONS"):
-        gh = importlib.import_module("bot.hosts.github")
-        return Target(gh.ref_from_actions_env(environ), environ.get("GITHUB_API_URL", ""))
-    if environ.get("CI_MERGE_REQUEST_IID"):
-        gl = importlib.import_module("bot.hosts.gitlab")
-        return Target(gl.ref_from_ci_env(environ), gl.url_from_ci_env(environ))
+    for entry in entries:
+        job = entry.detect_ci(environ)
+        if job is not None:
+            return Target(*job)
     return None
 
 
 def make_host(ref_host: str, config: Config, environ: Mapping[str, str], url: str = ""):
-    names = GITHUB_TOKEN_VARS if ref_host == "github" else GITLAB_TOKEN_VARS
-    return app.make_host(ref_host, config, _token(environ, names), url, environ.get(MARKER_KEY_VAR, ""))
+    entry = plugins.host_entry(ref_host)
+    return app.make_host(ref_host, config, _token(environ, entry.token_vars), url, environ.get(MARKER_KEY_VAR, ""))
 
 
 def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Mapping[str, str]) -> Outcome:
@@ -74,7 +67,8 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
         outcome = app.refusal(source, exc, config, flavor=target.ref.host, existing=mr.existing)
     if dry_run:
         return outcome
-    if host.name == "github" and host.identity(target.ref.repo).shared and not environ.get(MARKER_KEY_VAR):
+    identity = getattr(host, "identity", None)  # hosts whose login other workflows may share (GitHub Actions)
+    if callable(identity) and identity(target.ref.repo).shared and not environ.get(MARKER_KEY_VAR):
         outcome.warnings.append(f"Sieve writes as {host.bot_login()}, which other workflows share; set the "
                                 f"repository secret {MARKER_KEY_VAR} so that no other workflow's comment can pass "
                                 "for Sieve's (see docs/identity.md)")
@@ -88,11 +82,21 @@ def review_remote(target: Target, config: Config, *, dry_run: bool, environ: Map
 
 
 def repo_name(ref: MergeRequestRef, environ: Mapping[str, str]) -> str:
-    """The repository as the feedback store names it: a GitLab job's numeric project id is its path
-    (``CI_PROJECT_PATH``, the name ``sieve feedback collect --gitlab`` is given)."""
-    if ref.host == "gitlab" and ref.repo == environ.get("CI_PROJECT_ID") and environ.get("CI_PROJECT_PATH"):
-        return environ["CI_PROJECT_PATH"]
-    return ref.repo
+    """The repository as the feedback store names it (a host entry may map a CI job's name for it, as GitLab's does
+    for a numeric project id)."""
+    entry = plugins.host_entry(ref.host)
+    return entry.store_repo(ref, environ) if entry.store_repo is not None else ref.repo
+
+
+def collect_source(args: argparse.Namespace) -> tuple[HostEntry, str]:
+    """The one host (and its repository) ``feedback collect`` was pointed at with --NAME."""
+    entries = plugins.host_entries()
+    given = [(entry, getattr(args, entry.dest, None)) for entry in entries]
+    given = [(entry, repo) for entry, repo in given if repo]
+    if len(given) != 1:
+        raise ConfigError("say where to collect from",
+                          hint="pass " + " or ".join(f"--{e.name} {e.repo_metavar}" for e in entries))
+    return given[0]
 
 
 def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[str, str]) -> int:
@@ -107,10 +111,8 @@ def feedback_command(args: argparse.Namespace, config: Config, environ: Mapping[
     db = store.open_store(getattr(args, "db", None) or config.db, read_only=args.action != "collect")
     try:
         if args.action == "collect":
-            if bool(args.github) == bool(args.gitlab):
-                raise ConfigError("say where to collect from", hint="pass --github OWNER/REPO or --gitlab GROUP/PROJECT")
-            kind, repo = ("github", args.github) if args.github else ("gitlab", args.gitlab)
-            host = make_host(kind, config, environ, args.github_url if kind == "github" else args.gitlab_url or "")
+            entry, repo = collect_source(args)
+            host = make_host(entry.name, config, environ, getattr(args, entry.url_dest, None) or "")
             stats = feedback_app.collect(host, repo, args.since, db)
             print(stats)
             for note in stats.notes:

@@ -21,8 +21,6 @@ from bot.severity import LABELS
 
 Flavor = Literal["github", "gitlab", "local"]
 
-#: The longest body each host accepts, in characters (GitHub: comments, reviews and summaries; GitLab: notes).
-BODY_LIMITS: dict[str, int] = {"github": 65_536, "gitlab": 1_000_000}
 #: Items listed per section of the summary; the rest are counted.
 MAX_LISTED = 50
 _MARGIN = 1_000  # room for what a host adds (its fallback notes) and for characters a host counts twice
@@ -106,17 +104,18 @@ def comment_body(finding: Finding, rating: Rating, marker_text: str, flavor: Fla
     return body + footer + marker_text
 
 
-def body_limit(flavor: Flavor) -> int | None:
-    """Characters a body may have on this host, less a margin (None: no limit, e.g. a local report)."""
-    limit = BODY_LIMITS.get(flavor)
-    return None if limit is None else limit - _MARGIN
+def body_limit(max_body: int | None) -> int | None:
+    """Characters a body may have on a host that accepts ``max_body`` (its host entry says), less a margin
+    (None: no limit, e.g. a local report)."""
+    return None if max_body is None else max_body - _MARGIN
 
 
-def fit_comment(finding: Finding, rating: Rating, marker_text: str, flavor: Flavor) -> tuple[str, bool]:
-    """An inline comment within the host's limit: a long suggestion is dropped first (True is returned so the
-    summary can count it), then the review text is cut. The marker is always kept whole."""
+def fit_comment(finding: Finding, rating: Rating, marker_text: str, flavor: Flavor,
+                max_body: int | None = None) -> tuple[str, bool]:
+    """An inline comment within the host's limit ``max_body``: a long suggestion is dropped first (True is returned
+    so the summary can count it), then the review text is cut. The marker is always kept whole."""
     body = comment_body(finding, rating, marker_text, flavor)
-    limit = body_limit(flavor)
+    limit = body_limit(max_body)
     if limit is None or len(body) <= limit:
         return body, False
     dropped = finding.suggestion is not None

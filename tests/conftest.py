@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+import bot.plugins  # noqa: F401  (bot.config finds the registered plug-ins through it, as under `sieve`)
+
 # llama.cpp's OpenMP workers busy-wait by default; on a shared 2-core runner that slows every model test.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -16,6 +16,7 @@ from bot.errors import HostError, RateLimitError
 from bot.findings import Anchor, Finding, Rating
 from bot.hosts.base import HOSTS, MergeRequestRef, StatusSpec
 from bot.hosts.github import GitHubHost, parse_github_ref, ref_from_actions_env
+from bot.hosts.github_entry import GITHUB
 from bot.plan import PlanConfig, plan
 from bot.severity import Severity
 from tests.fake_github import SPEC_PATH, FakeGitHub, Fault
@@ -88,7 +89,7 @@ def open_pull(fake: FakeGitHub, repo, base: str, head: str, number: int = 7, **k
 
 def run_review(host: GitHubHost, findings, ratings=None, status: StatusSpec | None = None, ref=REF):
     mr = host.fetch(ref)
-    config = PlanConfig(threshold=Severity.MINOR, max_comments=100, commit=mr.head_sha)
+    config = PlanConfig(threshold=Severity.MINOR, max_comments=100, commit=mr.head_sha, max_body=GITHUB.max_body)
     p = plan(findings, ratings or [rating() for _ in findings], config, mr.existing)
     return mr, p, host.apply(mr, p, status)
 

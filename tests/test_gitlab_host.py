@@ -13,6 +13,7 @@ from bot.errors import ConfigError, EndpointError, RateLimitError
 from bot.findings import Anchor, Finding, Rating
 from bot.hosts.base import HOSTS, StatusSpec
 from bot.hosts.gitlab import GitLabHost, parse_gitlab_ref, ref_from_ci_env, url_from_ci_env
+from bot.hosts.gitlab_entry import GITLAB
 from bot.plan import PlanConfig, plan
 from bot.severity import Severity
 from tests.fake_gitlab import FakeGitLab
@@ -93,7 +94,7 @@ def rate(findings: list[Finding], level: str = "major") -> list[Rating]:
 def review(world: World, host: GitLabHost, wanted=FIRST, status: StatusSpec | None = None):
     mr = host.fetch(world.ref)
     findings = findings_for(mr.diff, wanted)
-    config = PlanConfig(threshold=Severity.TRIVIAL, commit=mr.head_sha, flavor="gitlab")
+    config = PlanConfig(threshold=Severity.TRIVIAL, commit=mr.head_sha, flavor="gitlab", max_body=GITLAB.max_body)
     the_plan = plan(findings, rate(findings), config, mr.existing)
     return mr, the_plan, host.apply(mr, the_plan, status)
 

@@ -1,11 +1,22 @@
-"""Bodies Sieve writes fit the hosts' limits (bot.render / bot.plan, pure): GitHub 65,536 characters, GitLab 1,000,000."""
+"""Bodies Sieve writes fit the hosts' limits (bot.render / bot.plan, pure; each limit comes from the host's entry):
+GitHub 65,536 characters, GitLab 1,000,000."""
 
 from __future__ import annotations
 
-from bot import markers, render
+from dataclasses import replace
+
+from bot import markers, plugins, render
 from bot.findings import Anchor, Finding, Rating, Skip
 from bot.plan import PlanConfig, plan
 from bot.severity import Severity
+
+
+def _limits(flavor: str) -> PlanConfig:
+    return PlanConfig(flavor=flavor, max_body=plugins.host_entry(flavor).max_body)
+
+
+def test_the_host_entries_carry_the_hosts_limits():
+    assert plugins.host_entry("github").max_body == 65_536 and plugins.host_entry("gitlab").max_body == 1_000_000
 
 
 def _rating(level: str = "critical") -> Rating:
@@ -18,7 +29,7 @@ def test_a_huge_suggestion_is_dropped_from_the_comment_and_counted_in_the_summar
     finding = Finding(Anchor("a.py", 3), "eval on input", "llm", code="+x = eval(y)",
                       suggestion="x = int(y)  # " + "z" * 100_000)
     for flavor, limit in (("github", 65_536), ("gitlab", 1_000_000)):
-        p = plan([finding], [_rating()], PlanConfig(flavor=flavor))
+        p = plan([finding], [_rating()], _limits(flavor))
         body = p.create[0].body
         dropped = len(finding.suggestion) + 200 > limit
         assert len(body) <= limit and markers.decode(body) is not None
@@ -28,7 +39,7 @@ def test_a_huge_suggestion_is_dropped_from_the_comment_and_counted_in_the_summar
 
 def test_a_huge_review_text_is_cut_and_the_marker_kept():
     finding = Finding(Anchor("a.py", 3), "w" * 200_000, "sarif:tool", code="+x = 1")
-    body = plan([finding], [_rating()], PlanConfig(flavor="github")).create[0].body
+    body = plan([finding], [_rating()], _limits("github")).create[0].body
     assert len(body) <= 65_536 and "(cut to fit)" in body and markers.decode(body).fingerprint
 
 
@@ -37,7 +48,7 @@ def test_a_5000_file_diff_gets_a_summary_within_githubs_limit():
              for i in range(5000)]
     findings = [Finding(Anchor(f"src/f{i}.py", 10), f"naming nit number {i} " + "x" * 120, "ruff",
                         code=f"+v{i} = 1") for i in range(300)]
-    p = plan(findings, [_rating("trivial")] * 300, PlanConfig(threshold=Severity.MAJOR, flavor="github"), (),
+    p = plan(findings, [_rating("trivial")] * 300, replace(_limits("github"), threshold=Severity.MAJOR), (),
              tuple(skips))
     assert len(p.summary) <= 65_536 and p.summary.endswith(markers.SUMMARY_MARKER)
     assert "5000 item(s) not reviewed" in p.summary and "… and 4950 more item(s)" in p.summary

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot import markers
 from bot.comments import Comment
+from bot.errors import ConfigError
 from bot.plan import ExistingComment, ReviewPlan
 from bot.registry import Registry
 
 if TYPE_CHECKING:
     from bot.http import Counters
 
-HostName = Literal["github", "gitlab", "local"]
+HostName = str  # a registered host's name (github, gitlab …), or "local"
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,9 @@ class MergeRequestRef:
     number: int
 
     def __str__(self) -> str:
-        return f"{self.repo}{'#' if self.host == 'github' else '!'}{self.number}"
+        entry = HOSTS._entries.get(self.host)
+        mark = entry.ref_mark if entry is not None else "#" if self.host == "github" else "!"
+        return f"{self.repo}{mark}{self.number}"
 
 
 @dataclass(frozen=True)
@@ -147,4 +151,69 @@ class Host(Protocol):
     def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]: ...
 
 
-HOSTS: Registry[Host] = Registry("host")
+#: A CI job's merge request and the API URL the job names for its host ("" for the configured one).
+CiJob = tuple[MergeRequestRef, str]
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """Everything the rest of Sieve needs to know about one host, registered by the host's own module: the
+    command line makes ``--NAME`` / ``--NAME-url`` from it, bot.remote finds tokens and CI jobs with it, the
+    configuration checks the ``[NAME]`` table against ``options`` and the planner fits bodies to ``max_body``."""
+
+    name: str
+    factory: Callable[..., Host]  # (token, **options.host_kwargs(), marker_key=...) → the host
+    options: type  # the frozen options class of the [NAME] table; ``host_kwargs()`` gives the factory's keywords
+    parse_ref: Callable[[str], MergeRequestRef]  # text of ``--NAME`` → a reference (a ConfigError when it is none)
+    ref_metavar: str  # ``review --NAME``: how a merge request is written, e.g. OWNER/REPO#N
+    ref_help: str
+    repo_metavar: str  # ``feedback collect --NAME``: how a repository is written, e.g. OWNER/REPO
+    url_help: str  # ``--NAME-url``
+    token_vars: tuple[str, ...]  # environment variables that may hold the token, the first set one wins
+    detect_ci: Callable[[Mapping[str, str]], CiJob | None]  # the CI job's merge request; None outside such a job
+    max_body: int | None  # the longest comment or summary body the host accepts, in characters (None: no limit)
+    ref_mark: str = "#"  # between repository and number when a reference is written out (GitLab: !)
+    url_setting: str = ""  # the top-level setting that stands for ``[NAME] url`` (github_url); "" when none does
+    store_repo: Callable[[MergeRequestRef, Mapping[str, str]], str] | None = None  # the feedback store's repo name
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination of ``--NAME``."""
+        return self.name.replace("-", "_")
+
+    @property
+    def url_dest(self) -> str:
+        """The argparse destination of ``--NAME-url``."""
+        return f"{self.dest}_url"
+
+
+class HostRegistry(Registry[Host]):
+    """The host registry: a Registry whose entries are whole :class:`HostEntry` records."""
+
+    def __init__(self) -> None:
+        super().__init__("host")
+        self._entries: dict[str, HostEntry] = {}
+
+    def add_entry(self, entry: HostEntry) -> HostEntry:
+        self.add(entry.name, entry.factory, entry.options)
+        self._entries[entry.name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        super().remove(name)
+        self._entries.pop(name, None)
+
+    def entry(self, name: str) -> HostEntry:
+        """The entry of ``name``; a ConfigError naming the registered hosts when there is none."""
+        self.check_name(name, self.kind)
+        if name not in self._entries:
+            raise ConfigError(f"the host {name!r} was registered without a host entry",
+                              hint="register it with HOSTS.add_entry(HostEntry(...))")
+        return self._entries[name]
+
+    def entries(self) -> list[HostEntry]:
+        """Every host entry, by name."""
+        return [self._entries[name] for name in self.names() if name in self._entries]
+
+
+HOSTS = HostRegistry()

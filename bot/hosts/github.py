@@ -34,10 +34,9 @@ from github import Auth, Github, GithubException
 
 from bot import comments, http, markers
 from bot.errors import ConfigError, HostError, RateLimitError, redact
-from bot.hosts import github_trust
-from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.hosts import github_entry, github_trust  # noqa: F401  (github_entry registers this host)
+from bot.hosts.base import ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.hosts.github_summary import SummaryWriter
-from bot.hosts.options import GitHubOptions
 from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public helpers of this host)
     OUTDATED_MARK,
@@ -503,6 +502,3 @@ class GitHubHost(SummaryWriter):
         return [Reply(body=c.get("body") or "", created_at=c.get("created_at") or "", id=str(c["id"]),
                       **self.trust.fields(repo, c.get("user") or {}))
                 for c in listed if _login(c) and not me.is_self(_login(c))]
-
-
-HOSTS.add("github", GitHubHost, GitHubOptions)

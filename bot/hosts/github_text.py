@@ -13,6 +13,8 @@ from bot.errors import ConfigError
 from bot.hosts.base import MergeRequestRef
 from bot.plan import PlannedComment
 
+#: GitHub's longest body of a comment, a review or a summary, in characters (its host entry's max_body).
+MAX_BODY = 65_536
 OUTDATED_MARK = "<!-- sieve:outdated -->"
 _REF_RE = re.compile(r"^(?:https?://[^/]+/)?([\w.-]+/[\w.-]+?)(?:#|/pull/|/pulls/)(\d+)/?$")
 _LINE_ERRORS = ("must be part of the diff", "could not be resolved", "line must be", "is not part of the diff",
@@ -74,7 +76,7 @@ def outdated_body(body: str, reason: str) -> str:
 def summary_with(summary: str, unplaced: list[PlannedComment]) -> str:
     """The summary plus the comments GitHub accepted neither on a line nor on the file (markers removed), the
     first ``MAX_LISTED`` of them, each cut to a few thousand characters, the whole within GitHub's limit."""
-    limit = render.body_limit("github")
+    limit = render.body_limit(MAX_BODY)
     if not unplaced:
         return render.fit_text(summary, limit, markers.SUMMARY_MARKER)
     items = []

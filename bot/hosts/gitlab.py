@@ -31,10 +31,11 @@ import requests
 
 from bot import comments, http, markers, render
 from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
-from bot.hosts.base import HOSTS, ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
-from bot.hosts.options import GitLabOptions
+from bot.hosts import gitlab_entry  # noqa: F401  (registers this host)
+from bot.hosts.base import ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
 from bot.plan import PlannedComment, ReviewPlan
 from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public helpers of this host)
+    MAX_BODY,
     _FileLines,
     assemble_diff,
     build_position,
@@ -94,7 +95,6 @@ def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> l
     return [(int(note["id"]), key, replied, record.summary_data.commit)] if key else []
 
 
-@HOSTS.register("gitlab", options=GitLabOptions)
 class GitLabHost:
     """The Host protocol for GitLab (gitlab.com or self-managed) through python-gitlab."""
 
@@ -386,7 +386,7 @@ class GitLabHost:
             head = head[: -len(markers.SUMMARY_MARKER)] if markers.is_summary(head) else head
             body = head.rstrip() + "\n\n**Could not be posted inline:**\n" + "\n".join(listed) + "\n\n" + \
                 markers.SUMMARY_MARKER
-        body = render.fit_text(body, render.body_limit("gitlab"), markers.SUMMARY_MARKER)
+        body = render.fit_text(body, render.body_limit(MAX_BODY), markers.SUMMARY_MARKER)
         body = self._bot(mr.ref.repo).seal.seal(body, state)
         note_id, created = mr.summary_id, False
         if note_id and self._summary_bodies.get(note_id) != body:

@@ -16,6 +16,8 @@ from bot.errors import ConfigError
 from bot.hosts.base import MergeRequest, MergeRequestRef
 from bot.plan import PlannedComment
 
+#: GitLab's longest note body, in characters (its host entry's max_body).
+MAX_BODY = 1_000_000
 _REF_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+)\s*!\s*(\d+)\s*$")
 
 

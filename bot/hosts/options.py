@@ -1,7 +1,8 @@
 """The settings tables of the hosts, ``[github]`` and ``[gitlab]``: one frozen options class each.
 
 Kept apart from the SDK modules so the settings can be described and checked without importing PyGithub or
-python-gitlab; each host registers its class next to its factory (``HOSTS``).
+python-gitlab; each host's entry (bot/hosts/github_entry.py, bot/hosts/gitlab_entry.py) registers its class in
+``HOSTS``.
 """
 
 from __future__ import annotations
