@@ -64,7 +64,7 @@ def _review_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm-base-url", dest="llm_base_url", help="OpenAI-compatible endpoint for the llm reviewer")
     p.add_argument("--llm-model", dest="llm_model")
     p.add_argument("--explain", dest="explain", action="store_const", const=True,
-                   help="add the student's one-sentence reason under each comment (weak with a 135M student)")
+                   help="add the student's one-sentence reason under each comment (needs a student with an explainer: docs/explanations.md)")
     p.add_argument("--no-explain", dest="explain", action="store_const", const=False)
     p.add_argument("--allow-reviewer-failure", dest="allow_reviewer_failure", action="store_const", const=True,
                    help="exit 0 (and a passing status) although a reviewer or the rater failed")

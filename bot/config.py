@@ -66,7 +66,7 @@ class Config:
                                "(rater.llamacpp.weight_format)", "auto")
     lexical: bool = _help("combine the student with its model's lexical prior, when the model has one "
                           "(false: the student alone)", True)
-    # off by default: the packaged 135M student's sentences read as nonsense (it is trained on labels only)
+    # off by default: no shipped student carries an explainer that met its goals (docs/explanations.md)
     explain: bool = _help("generate a short explanation for each posted finding (--explain)", False)
     llm_base_url: str = _help("OpenAI-compatible chat endpoint for the llm reviewer (reviewers.llm.base_url)", "")
     llm_model: str = _help("model name for the llm reviewer (reviewers.llm.model)", "")
