@@ -360,3 +360,19 @@ def test_the_fake_refuses_notes_over_gitlabs_limit(world: World):
     refused = requests.post(url, json={"body": "x" * 1_000_001}, headers={"PRIVATE-TOKEN": TOKEN}, timeout=10)
     assert refused.status_code == 400 and "too long" in refused.text
     assert requests.post(url, json={"body": "x" * 1_000}, headers={"PRIVATE-TOKEN": TOKEN}, timeout=10).ok
+
+
+def test_a_duplicate_the_other_run_removed_meanwhile_is_skipped_not_an_error(world: World):
+    """Two runs clean up the same duplicates: asking for the award emoji of a note the other run has just removed
+    answers 404, which means "gone", not "check the project path"."""
+    from bot.hosts.base import ApplyResult
+
+    host = world.host()
+    mr, _, _ = review(world, host)
+    base = f"/projects/{world.project['id']}/merge_requests/{mr.ref.number}"
+    seen = host._read_back(base, mr.ref.repo)
+    note_id, key, _, commit = next(s for s in seen if s[1] != "summary")
+    gone = max(s[0] for s in seen) + 1000  # a later copy of the same finding, already deleted
+    result = ApplyResult()
+    host._drop_duplicates(base, [*seen, (gone, key, False, commit)], result, mr.head_sha)
+    assert result.notes == [] and any(s[0] == note_id for s in host._read_back(base, mr.ref.repo))

@@ -279,9 +279,17 @@ class GitLabHost:
                 seen += _sieve_note(notes[0], len(notes) > 1, me)
         return seen
 
-    def _reacted(self, base: str, note_id: int) -> bool:
-        """Did anyone award an emoji to this note (asked only of duplicates about to be removed)?"""
-        return bool(self._list("reading award emoji", f"{base}/notes/{note_id}/award_emoji"))
+    def _reacted(self, base: str, note_id: int) -> bool | None:
+        """Did anyone award an emoji to this note (asked only of duplicates about to be removed)? None: the note
+        is gone (a racing run removed it)."""
+        try:
+            return bool(list(self._gl.http_list(f"{base}/notes/{note_id}/award_emoji", iterator=True)))
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 404:
+                return None
+            raise _error(exc, "reading award emoji", self._token) from None
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, "reading award emoji", self._token) from None
 
     def _drop_duplicates(self, base: str, seen: list[tuple[int, str, bool, str]], result: ApplyResult,
                          head: str) -> None:
@@ -296,7 +304,9 @@ class GitLabHost:
             if key == "summary":
                 keep = [next((g for g in group if g[2] == head), group[0])]
             else:
-                keep = [g for g in group if g[1] or self._reacted(base, g[0])] or group[:1]
+                reacted = {g: g[1] or self._reacted(base, g[0]) for g in group}
+                group = [g for g in group if reacted[g] is not None]  # removed meanwhile by the other run
+                keep = [g for g in group if reacted[g]] or group[:1]
             for note_id, _, _ in (g for g in group if g not in keep):
                 if self._delete_note(base, note_id):
                     what = "summary" if key == "summary" else "comment"
