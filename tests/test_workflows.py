@@ -28,11 +28,11 @@ import yaml
 
 from bot import markers
 from bot.cli import build_parser
-from training.cli import build_parser as train_parser
 from tests.fake_github import FakeGitHub
 from tests.fake_gitlab import FakeGitLab
 from tests.gitrepo import GitRepo, make_repo
 from tests.runner import GITHUB_SNIPPETS, PINNED_URL, PINNED_USES, ROOT, action_doc
+from training.cli import build_parser as train_parser
 
 BIN = Path(sys.executable).parent
 OWN = sorted((ROOT / ".github" / "workflows").glob("*.yml"))

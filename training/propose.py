@@ -37,6 +37,9 @@ from training.registry import PromotionRule, beats
 
 TEAM = "team feedback (held out)"
 METRICS = ("accuracy", "band_accuracy", "macro_f1")
+FOOTER = ("Figures: accuracy, band accuracy (the lenient band of acceptable levels) and macro-F1 over the levels "
+          "present, each model rated through the serving rater. Merge to put the candidate in service; close to keep "
+          "the student in service (Sieve's docs/retraining.md).")
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,11 @@ def table(checks: Sequence[Check], *, name: str, current_id: str, candidate_id: 
     promoted = all(c.passed for c in checks)
     head = ("| held-out set | n | in service acc | band | macro-F1 | candidate acc | band | macro-F1 | "
             "Δ macro-F1 | gate |")
+    trained = (f"- trained on {training.get('feedback_train', 0)} team feedback item(s) "
+               f"({training.get('heldout', 0)} held out by a hash of the finding); "
+               f"{training.get('steps', 0)} step(s) in {training.get('seconds', 0)} s")
     lines = [f"## Sieve student `{_cell(name)}`: candidate {'passes' if promoted else 'fails'} the promotion gate",
-             "", f"- in service: `{_cell(current_id)}`", f"- candidate: `{_cell(candidate_id)}`",
-             f"- trained on {training.get('feedback_train', 0)} team feedback item(s) "
-             f"({training.get('heldout', 0)} held out by a hash of the finding); "
-             f"{training.get('steps', 0)} step(s) in {training.get('seconds', 0)} s", "",
+             "", f"- in service: `{_cell(current_id)}`", f"- candidate: `{_cell(candidate_id)}`", trained, "",
              head, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
     for c in checks:
         a, b = c.current, c.candidate
@@ -155,9 +158,7 @@ def table(checks: Sequence[Check], *, name: str, current_id: str, candidate_id: 
                      + " | " + " | ".join(f"{float(b.get(m, 0.0)):.3f}" for m in METRICS)
                      + f" | {delta:+.3f} | {'passed' if c.passed else 'FAILED'}: {_cell(c.rule)} |")
     lines += [""] + [f"- {_cell(note)}" for note in notes]
-    lines += ["", "Figures: accuracy, band accuracy (the lenient band of acceptable levels) and macro-F1 over the "
-              "levels present, each model rated through the serving rater. Merge this pull request to put the "
-              "candidate in service; close it to keep the student in service (docs/retraining.md)."]
+    lines += ["", FOOTER]
     return "\n".join(lines).rstrip() + "\n"
 
 
