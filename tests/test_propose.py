@@ -100,6 +100,8 @@ def test_the_table_is_one_markdown_table_whatever_the_names() -> None:
 ], ids=["no export", "empty export", "too few held out", "bad share"])
 def test_refusals_are_one_line_before_anything_loads(tmp_path: Path, n, args, says: str) -> None:
     feedback = tmp_path / "missing.jsonl" if n is None else export(tmp_path, n)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "decision").write_text("promote\n")  # an earlier run's
     done = propose(tmp_path, "--feedback", str(feedback), *args)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and says in done.stderr, done.stderr

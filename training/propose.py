@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from training.registry import PromotionRule, beats
 
 TEAM = "team feedback (held out)"
 METRICS = ("accuracy", "band_accuracy", "macro_f1")
+OUTPUTS = ("decision", "table.md", "evaluation.json")
 FOOTER = ("Figures: accuracy, band accuracy (the lenient band of acceptable levels) and macro-F1 over the levels "
           "present, each model rated through the serving rater. Merge to put the candidate in service; close to keep "
           "the student in service (Sieve's docs/retraining.md).")
@@ -202,6 +202,8 @@ def prepare(config: ProposeConfig) -> tuple[Path, Any, list[Example], int]:
     from training.curriculum import load_labeled
     from training.exam import Exam
 
+    for name in OUTPUTS:  # a refused or failed run must not leave an earlier run's decision behind
+        (Path(config.out) / name).unlink(missing_ok=True)
     if not 0.0 < config.heldout_share < 1.0:
         raise TrainingError(f"--heldout-share {config.heldout_share} is outside (0, 1)", hint="e.g. 0.2")
     held, train = split_feedback(Path(config.feedback), config.heldout_share)
@@ -251,7 +253,8 @@ def propose(config: ProposeConfig, log=print) -> tuple[bool, list[Check]]:
     if not result.rounds:
         raise TrainingError(f"no candidate was trained ({result.stop_reason})", hint="see " + str(run_dir / "loop"))
     won = staging / config.model_name
-    folder = won if (won / "manifest.json").is_file() else run_dir / "loop" / f"round-{len(result.rounds):02d}" / "candidate"
+    last_round = run_dir / "loop" / f"round-{len(result.rounds):02d}" / "candidate"
+    folder = won if (won / "manifest.json").is_file() else last_round
     candidate = resolve_model(folder)
     all_sets = {TEAM: exam.items, **sets}
     figures = {name: (a, b) for (name, a), b in zip(examine(current, all_sets).items(),
@@ -288,11 +291,7 @@ def _write_outputs(out: Path, text: str, promoted: bool, checks: Sequence[Check]
     data = {"decision": "promote" if promoted else "keep", "current": current, "candidate": candidate,
             "checks": [{"set": c.name, "n": c.n, "current": c.current, "candidate": c.candidate,
                         "passed": c.passed, "rule": c.rule} for c in checks]}
-    (out / "evaluation.json").write_text(json.dumps(data, indent=1, default=_finite) + "\n", encoding="utf-8")
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+    (out / "evaluation.json").write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------------- command line
