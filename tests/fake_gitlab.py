@@ -95,6 +95,10 @@ class MR:
     author: dict[str, Any]
     discussions: list[dict[str, Any]] = field(default_factory=list)
     updated_at: str = field(default_factory=_now)
+    source_branch: str = ""
+    target_branch: str = ""
+    description: str = ""
+    state: str = "opened"
 
 
 class FakeGitLab:
@@ -350,9 +354,13 @@ def _route(fs: FakeGitLab, method: str, parts: list[str], query: dict[str, str],
                   "description": body.get("description")}
         fs.statuses.append(status)
         return 201, status, {}
+    if rest == ["merge_requests"] and method == "POST":
+        return _open_mr(fs, project, body, user)
     if rest == ["merge_requests"]:
+        wanted = {k: query[k] for k in ("state", "source_branch", "target_branch") if k in query}
         found = [m for m in fs.mrs.values() if m.project_id == project["id"]
-                 and m.updated_at >= query.get("updated_after", "")]
+                 and m.updated_at >= query.get("updated_after", "")
+                 and all(getattr(m, k) == v for k, v in wanted.items() if not (k == "state" and v == "all"))]
         return 200, [_mr_json(fs, m) for m in sorted(found, key=lambda m: m.iid)], {}
     if len(rest) >= 2 and rest[0] == "merge_requests":
         mr = fs.mrs.get((project["id"], int(rest[1])))
@@ -362,9 +370,34 @@ def _route(fs: FakeGitLab, method: str, parts: list[str], query: dict[str, str],
     return 404, {"message": "404 Not Found"}, {}
 
 
+def _open_mr(fs: FakeGitLab, project: dict[str, Any], body: dict[str, Any],
+             user: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+    """POST merge_requests: GitLab refuses a missing branch (400) and a second open one per source branch (409)."""
+    source, target = str(body.get("source_branch", "")), str(body.get("target_branch", ""))
+    if not source or not target or not body.get("title"):
+        return 400, {"message": "source_branch, target_branch and title are missing"}, {}
+    shas = []
+    for branch in (target, source):
+        found = subprocess.run(["git", "-C", str(project["repo"]), "rev-parse", "--verify", "-q",
+                                f"refs/heads/{branch}"], check=False, capture_output=True, text=True)
+        if found.returncode != 0:
+            return 400, {"message": [f"{'Target' if branch == target else 'Source'} branch is invalid"]}, {}
+        shas.append(found.stdout.strip())
+    taken = [m for m in fs.mrs.values() if m.project_id == project["id"] and m.state == "opened"
+             and m.source_branch == source and m.target_branch == target]
+    if taken:
+        return 409, {"message": [f"Another open merge request already exists for this source branch: !{taken[0].iid}"]}, {}
+    iid = 1 + max((m.iid for m in fs.mrs.values() if m.project_id == project["id"]), default=0)
+    mr = MR(project["id"], iid, str(body["title"]), shas[0], shas[1], git_file_diffs(project["repo"], *shas), dict(user),
+            source_branch=source, target_branch=target, description=str(body.get("description", "")))
+    fs.mrs[(project["id"], iid)] = mr
+    return 201, _mr_json(fs, mr), {}
+
+
 def _mr_json(fs: FakeGitLab, mr: MR) -> dict[str, Any]:
     project = fs.projects[mr.project_id]
-    return {"id": mr.iid + 10_000, "iid": mr.iid, "project_id": mr.project_id, "title": mr.title, "state": "opened",
+    return {"id": mr.iid + 10_000, "iid": mr.iid, "project_id": mr.project_id, "title": mr.title, "state": mr.state,
+            "source_branch": mr.source_branch, "target_branch": mr.target_branch, "description": mr.description,
             "web_url": f"http://gitlab.test/{project['path_with_namespace']}/-/merge_requests/{mr.iid}",
             "author": mr.author, "source_project_id": mr.project_id, "target_project_id": mr.project_id,
             "sha": mr.head, "updated_at": mr.updated_at,
@@ -382,6 +415,10 @@ def _find_note(mr: MR, note_id: str) -> tuple[dict[str, Any], dict[str, Any]] | 
 def _mr_route(fs: FakeGitLab, method: str, mr: MR, rest: list[str], body: dict[str, Any],
               user: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
     if not rest and method == "GET":
+        return 200, _mr_json(fs, mr), {}
+    if not rest and method == "PUT":
+        mr.title, mr.description = str(body.get("title", mr.title)), str(body.get("description", mr.description))
+        mr.updated_at = _now()
         return 200, _mr_json(fs, mr), {}
     if rest == ["diffs"]:
         return 200, [dict(d) for d in mr.diffs], {}

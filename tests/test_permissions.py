@@ -6,7 +6,8 @@ summary, status), and the files unreadable (an incomplete review, which sets a f
 ``fail_on``). What the fake records — every method and path the job's Sieve commands called — is turned into
 GitHub permissions by the table below (one row per endpoint, from the REST reference's permission of each
 operation), joined with what the stand-in actions need (checkout reads contents; downloading another run's
-artifact reads actions), and compared with the job's ``permissions:``. An endpoint missing from the table, an
+artifact reads actions) and with what GitHub's own tools in the scripts need (``git push``, ``gh pr``: the command
+table), and compared with the job's ``permissions:``. An endpoint missing from the table, an
 action the runner does not know or a permission granted but never used fails the test. Sieve's own copies in
 .github/workflows/ are the examples with ``uses: ./`` (test_workflows.py checks that), so they grant the same.
 """
@@ -48,6 +49,12 @@ ENDPOINTS = [
 ACTIONS = {"actions/checkout": {"contents": "read"}, "actions/setup-python": {}, "actions/cache": {},
            "actions/cache/restore": {}, "actions/cache/save": {}, "actions/upload-artifact": {}}
 LEVEL = {"read": 1, "write": 2}
+#: what GitHub's own tools in a `run:` script need from the job's token (the retraining pushes a branch and opens its
+#: pull request with git and gh, not through Sieve): (pattern of a script line, permission)
+COMMANDS = [(r"git push\b", ("contents", "write")), (r"gh pr (create|edit)\b", ("pull-requests", "write")),
+            (r".*\$\(gh pr (list|view)\b", ("pull-requests", "read"))]
+#: Sieve commands that never call the host: their steps are not expected to show up in the fake's log
+OFFLINE = re.compile(r"^\s*sieve\s+(train|feedback\s+(export|stats))\b")
 
 
 def permission_of(method: str, path: str, repo: str = "/repos/octo/shop") -> tuple[str, str] | None:
@@ -86,6 +93,24 @@ def from_actions(job: dict) -> dict[str, str]:
         for scope, level in grants.items():
             merge(needed, scope, level)
     return needed
+
+
+def from_commands(job: dict) -> dict[str, str]:
+    needed: dict[str, str] = {}
+    for step in job["steps"]:
+        for line in str(step.get("run", "")).splitlines():
+            for pattern, (scope, level) in COMMANDS:
+                if re.match(r"\s*" + pattern, line):
+                    merge(needed, scope, level)
+    return needed
+
+
+def calls_host(step: dict) -> bool:
+    """A step whose Sieve commands talk to GitHub (an install-only Action step or an offline command does not)."""
+    if PINNED_USES.match(str(step.get("uses", ""))):
+        return str((step.get("with") or {}).get("install-only", "false")) != "true"
+    lines = [line for line in str(step.get("run", "")).splitlines() if calls_sieve(line)]
+    return any(not OFFLINE.match(line) for line in lines)
 
 
 def granted(doc: dict, job: dict) -> dict[str, str]:
@@ -146,13 +171,13 @@ def measure(tmp_path: Path, workflow: Path, job: str, world: str) -> dict[str, s
                   "github.event.pull_request.number": "3", "github.event.pull_request.head.sha": head,
                   "github.event.pull_request.base.sha": base, "github.event.workflow_run.head_sha": head,
                   "github.event.workflow_run.id": "4242", "github.run_id": "4243", "inputs.since": "",
-                  "runner.os": "Linux", "runner.arch": "X64", "hashFiles('sieve/pyproject.toml')": "x"}
+                  "runner.os": "Linux", "runner.arch": "X64", "hashFiles('sieve/pyproject.toml')": "x",
+                  "inputs.min-gain": "", "inputs.train-options": "", "github.ref_name": "main"}
         run = GitHubRun(Runner(home, ROOT, ""), repo, head, values, fake.base_url, name, event,
                         artifacts={"sieve-review": handed}, env=env, only_sieve=True)
         fake.reset_log()
         result = run_github_job(run, workflow, job, tmp_path / "job")
-        sieve_steps = [s for s in doc["jobs"][job]["steps"]
-                       if calls_sieve(str(s.get("run", ""))) or PINNED_USES.match(str(s.get("uses", "")))]
+        sieve_steps = [s for s in doc["jobs"][job]["steps"] if calls_host(s)]
         assert not sieve_steps or fake.requests, f"{job}: Sieve never called the API\n{result.log}"
         assert "Traceback" not in result.log and TOKEN not in result.log, result.log
         return from_requests(fake.requests)
@@ -168,10 +193,20 @@ JOBS = [(path, job) for path in [*GITHUB_SNIPPETS, OWN_CI]
 def test_each_job_grants_exactly_what_its_steps_use(tmp_path: Path, workflow: Path, job: str) -> None:
     doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
     needed = from_actions(doc["jobs"][job])
+    for scope, level in from_commands(doc["jobs"][job]).items():
+        merge(needed, scope, level)
     for world in ("fail_on", "incomplete"):
         for scope, level in measure(tmp_path / world, workflow, job, world).items():
             merge(needed, scope, level)
     assert granted(doc, doc["jobs"][job]) == needed, f"{workflow.name} › {job}: grant exactly {needed}"
+
+
+def test_the_command_table_reads_the_scripts_lines() -> None:
+    job = {"steps": [{"run": 'n="$(gh pr list --head b --json number)"\ngit push --force origin b'},
+                     {"run": "gh pr edit 3 --body-file t.md"}, {"run": "echo git push"}]}
+    assert from_commands(job) == {"contents": "write", "pull-requests": "write"}
+    assert from_commands({"steps": [{"run": 'n="$(gh pr list)"'}]}) == {"pull-requests": "read"}
+    assert not calls_host({"run": "sieve train propose --feedback f"}) and calls_host({"run": "sieve feedback collect"})
 
 
 def test_the_endpoint_table_knows_writes_from_reads() -> None:

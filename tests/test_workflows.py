@@ -32,6 +32,7 @@ from tests.fake_github import FakeGitHub
 from tests.fake_gitlab import FakeGitLab
 from tests.gitrepo import GitRepo, make_repo
 from tests.runner import GITHUB_SNIPPETS, PINNED_URL, PINNED_USES, ROOT, action_doc
+from training.cli import build_parser as train_parser
 
 BIN = Path(sys.executable).parent
 OWN = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -103,7 +104,9 @@ def github_values(api_url: str, head: str = "0" * 40, since: str = "") -> dict[s
     return {"github.repository": "octo/shop", "github.api_url": api_url, "secrets.GITHUB_TOKEN": TOKEN,
             "secrets.SIEVE_MARKER_KEY": "marker-key-for-tests",
             "github.token": TOKEN, "inputs.since": since, "github.event.pull_request.number": "3",
-            "github.event.pull_request.head.sha": head, "github.event.workflow_run.head_sha": head}
+            "github.event.pull_request.head.sha": head, "github.event.workflow_run.head_sha": head,
+            "inputs.min-gain": "0.01", "inputs.train-options": "--max-steps 2 --shipped-limit 6",
+            "github.ref_name": "main"}
 
 
 SNIPPET = "examples/github/"  # the scripts below are run from the copy-paste snippets (Sieve's own copies agree)
@@ -151,15 +154,14 @@ def test_every_workflow_and_template_calls_sieve():
 @pytest.mark.parametrize("script", github_scripts() + gitlab_scripts(), ids=lambda s: s.where)
 def test_every_sieve_line_is_a_valid_command(script: Script):
     env = {"REPOSITORY": "octo/shop", "PR": "3", "pr": "3", "SINCE": "2024-01-01", "CI_PROJECT_PATH": "team/tool",
-           "CI_SERVER_URL": "http://127.0.0.1:9"}
+           "CI_SERVER_URL": "http://127.0.0.1:9", "RUNNER_TEMP": "/tmp", "MIN_GAIN": "0.01"}
     for line in script.sieve_lines:
         argv = _shell_words(substitute(line, github_values("http://127.0.0.1:9"), script.where), env)
-        if argv and argv[0] == "train":
-            continue  # handed to training.cli, which has its own parser (none in the workflows today)
+        parser, argv = (train_parser(), argv[1:]) if argv[:1] == ["train"] else (build_parser(), argv)
         errors = io.StringIO()
         with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
             try:
-                build_parser().parse_args(argv)
+                parser.parse_args(argv)
             except SystemExit as exc:
                 pytest.fail(f"{script.where}: `{line}` is not a valid sieve command (exit {exc.code}): "
                             f"{errors.getvalue().strip()}")

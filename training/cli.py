@@ -17,6 +17,7 @@ from bot.errors import SieveError, TrainingError
 from bot.models import resolve_model
 from bot.prompt import MAX_CODE_CHARS
 from training.examples import Example, data_hash, load_jsonl, severity_split
+from training.propose import add_parser as propose_parser
 
 
 def _examples(path: str, limit: int | None = None) -> list[Example]:
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="training JSONL (for the manifest's data hash)")
     _corpus_parser(sub)
     _loop_parser(sub)
+    propose_parser(sub)
     return parser
 
 
@@ -288,6 +290,12 @@ def _finetune_args(p: argparse.ArgumentParser, inherit: bool = False) -> None:
                         + (" (default: the --start-from student's)" if inherit else ""))
 
 
+def cmd_propose(args: argparse.Namespace) -> int:
+    from training.propose import cmd_propose as run
+
+    return run(args)
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -307,7 +315,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"corpus": cmd_corpus, "exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,
-            "export": cmd_export, "loop": cmd_loop}
+            "export": cmd_export, "loop": cmd_loop, "propose": cmd_propose}
 
 
 def main(argv: list[str]) -> int:
