@@ -13,10 +13,10 @@ held-out half is rated again by the serving rater, memory off ("after retrain") 
 The export does not carry the finding's origin (tool, rule, level) that the student reads since prompt v4; the
 arm puts it back from the finding each row is about, as a harvest that keeps its findings would.
 
-Generalisation: held-out findings of rules nobody reacted to, that the team turns off by the same entry of its
-settings (``ignore`` code or prefix, or ``per-file-ignores`` pattern and code) as a rule that got a 👎 — the other
-``D`` rules, the other ``S`` rules in ``tests/`` — "move toward the team" when the retrained student gives them a
-lower P(≥ minor) than the default did. Also the held-out exam and dev sets (review data; rated as served, with
+Generalisation: held-out findings of rules nobody reacted to, that the team turns off by the same name pattern
+(the rule's letters: ``D``, ``PLR``, ``S``) and the same kind of entry (``ignore``, or the same ``per-file-ignores``
+pattern) as an unwanted rule that got a 👎 — the other ``D`` rules, the other ``S`` rules in ``tests/`` — "move
+toward the team" when the retrained student gives them a lower P(≥ minor) than the default did. Also the held-out exam and dev sets (review data; rated as served, with
 the default's lexical prior at its weight), so a round that wins on the team by forgetting the task shows it.
 
 Everything is cached under ``--runs`` (training data, adapter, ratings), so a rerun only re-reads.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -180,17 +181,20 @@ def general_judgement(model_dir: Path, folder: Path, seed: int) -> dict:
 
 
 def drop_entries(team: team_data.Team, rule: str, path: str) -> set[tuple[str, str]]:
-    """The entries of the team's settings that turn this finding off: ("*", code) for ``ignore`` and
-    (pattern, code) for ``per-file-ignores``."""
-    out = {("*", code) for code in team.ignore if rule.startswith(code)}
+    """How the team's settings turn this finding off, by name pattern: ("*", letters) when an ``ignore`` entry
+    names it and (pattern, letters) when a ``per-file-ignores`` entry for its path does, where ``letters`` is the
+    rule's name prefix (``D`` for D401, ``PLR`` for PLR2004, ``S`` for S101)."""
+    letters = re.match(r"[A-Z]*", rule).group()
+    out = {("*", letters) for code in team.ignore if rule.startswith(code)}
     for pattern, name_only, codes in team.per_file:
-        if team_data._path_matches(pattern, name_only, path):
-            out |= {(pattern.pattern, code) for code in codes if rule.startswith(code)}
+        if team_data._path_matches(pattern, name_only, path) and any(rule.startswith(c) for c in codes):
+            out.add((pattern.pattern, letters))
     return out
 
 
 def generalisation(team: team_data.Team, held: list[Item], after: list, rows: list[dict]) -> dict:
-    """Never-reacted held-out findings the team drops by the same entry as a 👎-ed rule: how many moved down."""
+    """Never-reacted held-out findings the team drops by the same name pattern and entry kind as a 👎-ed rule:
+    how many moved down."""
     from bot.severity import Severity, mass_at_least
 
     reacted = {r["rule"] for r in rows}
@@ -269,7 +273,7 @@ def to_text(results: list[dict], default_general: dict | None = None) -> str:
             lines.append(f"  {g:<20} " + " → ".join(f"{c[a]:>4}" for a in ARMS) + f"  of {c['n']}")
         g = r["generalisation"]
         share = "n/a" if g["share"] is None else f"{g['share']:.1%}"
-        lines.append(f"  never-reacted rules dropped by a 👎-ed rule's entry: {g['moved_toward_team']} of "
+        lines.append(f"  never-reacted rules the team drops like a 👎-ed one: {g['moved_toward_team']} of "
                      f"{g['findings']} findings ({g['rules']} rules) moved toward the team ({share}); "
                      f"posted {g['posted_before']} → {g['posted_after']}")
         lines.append("  held-out exam / dev (accuracy, macro-F1): " + ", ".join(
