@@ -16,7 +16,8 @@ arm puts it back from the finding each row is about, as a harvest that keeps its
 Generalisation: held-out findings of rules nobody reacted to, that the team turns off by the same name pattern
 (the rule's letters: ``D``, ``PLR``, ``S``) and the same kind of entry (``ignore``, or the same ``per-file-ignores``
 pattern) as an unwanted rule that got a 👎 — the other ``D`` rules, the other ``S`` rules in ``tests/`` — "move
-toward the team" when the retrained student gives them a lower P(≥ minor) than the default did. Also the held-out exam and dev sets (review data; rated as served, with
+toward the team" when the retrained student gives them a P(≥ minor) at least 10% lower than the default did (and
+"away" when 10% higher). Also the held-out exam and dev sets (review data; rated as served, with
 the default's lexical prior at its weight), so a round that wins on the team by forgetting the task shows it.
 
 Everything is cached under ``--runs`` (training data, adapter, ratings), so a rerun only re-reads.
@@ -40,6 +41,9 @@ from bot import memory
 from bot.plan import passes
 
 ARMS = ("before", "memory", "retrain", "both")
+#: a relative change of P(≥ minor) that counts as moving (the default gives many unwanted findings P < 0.01, so an
+#: absolute step would never count; a relative one smaller than this is within rounding of a re-rating)
+MOVE = 0.10
 GROUPS = ("unwanted", "unwanted:reacted", "unwanted:unreacted", "wanted", "wanted:reacted", "wanted:unreacted",
           "security")
 
@@ -202,7 +206,7 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
     for r in rows:
         if r["reaction"] == "-1" and team.label(r["rule"], r["path"]) == "unwanted":
             downed |= drop_entries(team, r["rule"], r["path"])
-    n = moved = posted_before = posted_after = 0
+    n = moved = away = posted_before = posted_after = 0
     rules = set()
     for it, new in zip(held, after):
         if it.rule in reacted or team.label(it.rule, it.finding.anchor.path) != "unwanted":
@@ -212,15 +216,21 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
         n += 1
         rules.add(it.rule)
         before_mass = mass_at_least(it.rating.probabilities, Severity.MINOR)
-        moved += mass_at_least(new.probabilities, Severity.MINOR) < before_mass - 1e-3
+        after_mass = mass_at_least(new.probabilities, Severity.MINOR)
+        moved += after_mass < before_mass * (1 - MOVE)
+        away += after_mass > before_mass * (1 + MOVE)
         posted_before += it.posted
         posted_after += passes(new, CONFIG)[0]
     return {"findings": n, "rules": len(rules), "moved_toward_team": moved, "share": _share(moved, n),
+            "moved_away": away,
             "posted_before": posted_before, "posted_after": posted_after, "goal_ge_50pct": None if not n else
             moved / n >= 0.5}
 
 
 def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted: set[str]) -> dict:
+    """Per group: findings, posted in each arm, and the mean P(≥ minor) in each arm (``mass_ARM``)."""
+    from bot.severity import Severity, mass_at_least
+
     rows: dict[str, Counter] = defaultdict(Counter)
     for i, it in enumerate(held):
         label = team.label(it.rule, it.finding.anchor.path)
@@ -230,7 +240,9 @@ def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted
             rows[g]["n"] += 1
             for arm, ratings in arms.items():
                 rows[g][arm] += passes(ratings[i], CONFIG)[0]
-    return {g: dict(c) for g, c in sorted(rows.items()) if g in GROUPS}
+                rows[g][f"mass_{arm}"] += mass_at_least(ratings[i].probabilities, Severity.MINOR)
+    return {g: {k: round(v / c["n"], 4) if k.startswith("mass_") else v for k, v in c.items()}
+            for g, c in sorted(rows.items()) if g in GROUPS}
 
 
 def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> dict:
@@ -246,8 +258,9 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     log(f"{team.name}: {len(examples)} feedback examples ({dict(kinds)}) + {args.replay} replay, "
         f"{args.steps} steps, preference {args.preference}")
     model_dir = train_round(train, args, folder)
-    held = [it for it in items if it.half == "heldout"]
-    retrained = rate_folder(model_dir, [it.finding for it in held], Path(args.runs) / "ratings.json")
+    held = [it for it in items if it.half == "heldout"  # what the measures count: no-opinion findings are not rated
+            and (team.label(it.rule, it.finding.anchor.path) != "none" or memory.is_security(it.finding))]
+    retrained = rate_folder(model_dir, [it.finding for it in held], Path(args.runs) / f"ratings-{team.name}.json")
     mem = remember(rows, f"teams/{team.name}", tmp, [it for it in items if it.half == "react" and it.posted])
     findings = [it.finding for it in held]
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
@@ -270,12 +283,13 @@ def to_text(results: list[dict], default_general: dict | None = None) -> str:
         lines.append(f"\n{r['team']} · {r['preference']} (β {r['beta']:g}), {r['steps']} steps, {r['replay']} replay, "
                      f"seed {r['seed']}: feedback {r['feedback_examples']}, trained in {t.get('seconds')} s")
         for g, c in r["heldout"].items():
-            lines.append(f"  {g:<20} " + " → ".join(f"{c[a]:>4}" for a in ARMS) + f"  of {c['n']}")
+            lines.append(f"  {g:<20} " + " → ".join(f"{c[a]:>4}" for a in ARMS) + f"  of {c['n']:<5} mean P(≥ minor) "
+                         + " → ".join(f"{c['mass_' + a]:.3f}" for a in ARMS))
         g = r["generalisation"]
         share = "n/a" if g["share"] is None else f"{g['share']:.1%}"
         lines.append(f"  never-reacted rules the team drops like a 👎-ed one: {g['moved_toward_team']} of "
-                     f"{g['findings']} findings ({g['rules']} rules) moved toward the team ({share}); "
-                     f"posted {g['posted_before']} → {g['posted_after']}")
+                     f"{g['findings']} findings ({g['rules']} rules) moved toward the team ({share}), "
+                     f"{g['moved_away']} away; posted {g['posted_before']} → {g['posted_after']}")
         lines.append("  held-out exam / dev (accuracy, macro-F1): " + ", ".join(
             f"{k} {v['accuracy']:.3f} / {v['macro_f1']:.3f}" for k, v in r["general"].items()))
     return "\n".join(lines)

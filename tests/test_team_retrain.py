@@ -5,7 +5,7 @@ minutes per team, so it runs only on request (``python -m benchmarks.team --retr
 from __future__ import annotations
 
 from benchmarks import team, team_data
-from benchmarks.team_retrain import count, drop_entries, generalisation
+from benchmarks.team_retrain import ARMS, count, drop_entries, generalisation
 from bot.findings import Anchor, Finding, Rating
 
 
@@ -44,7 +44,7 @@ def test_generalisation_counts_only_never_reacted_rules_dropped_the_same_way():
     after = [rating(h.rating.probabilities) for h in held]
     after[1] = rating({"critical": 0.0, "major": 0.05, "minor": 0.05, "trivial": 0.9})
     g = generalisation(pytest_team, held, after, rows)
-    assert (g["findings"], g["rules"], g["moved_toward_team"], g["share"]) == (2, 2, 1, 0.5)
+    assert (g["findings"], g["rules"], g["moved_toward_team"], g["share"], g["moved_away"]) == (2, 2, 1, 0.5, 0)
     assert g["posted_before"] == 2 and g["posted_after"] == 1 and g["goal_ge_50pct"] is True
 
 
@@ -55,6 +55,8 @@ def test_every_arm_is_counted_on_the_same_findings():
     arms = {"before": [h.rating for h in held], "memory": [low, held[1].rating, held[2].rating],
             "retrain": [low, low, low], "both": [low, low, held[2].rating]}
     counted = count(pytest_team, held, arms, reacted={"D102"})
-    assert counted["unwanted"] == {"n": 2, "before": 2, "memory": 1, "retrain": 0, "both": 1}
+    posted = {k: v for k, v in counted["unwanted"].items() if not k.startswith("mass_")}
+    assert posted == {"n": 2, "before": 2, "memory": 1, "retrain": 0, "both": 1}
+    assert counted["unwanted"]["mass_before"] == 0.9 and counted["unwanted"]["mass_retrain"] == 0.1
     assert counted["unwanted:reacted"]["n"] == 1 and counted["wanted"]["before"] == 0
-    assert counted["security"] == {"n": 1, "before": 1, "memory": 1, "retrain": 0, "both": 1}
+    assert {k: counted["security"][k] for k in ARMS} == {"before": 1, "memory": 1, "retrain": 0, "both": 1}
