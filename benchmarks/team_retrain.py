@@ -275,9 +275,9 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def to_text(results: list[dict], default_general: dict | None = None) -> str:
-    lines = ["retrain arm — held-out half, findings posted: before → next review (memory) → after one retrain "
-             "round (memory off) → after both"]
+def to_text(results: list[dict]) -> str:
+    lines = [("retrain arm — held-out half, findings posted: before → next review (memory) → after one retrain "
+              "round (memory off) → after both")]
     for r in results:
         t = r["training"] or {}
         lines.append(f"\n{r['team']} · {r['preference']} (β {r['beta']:g}), {r['steps']} steps, {r['replay']} replay, "
