@@ -18,9 +18,10 @@ got a 👍), security findings posted; and the poisoning check — one compromis
 correcting to trivial 50 posted findings (security findings and the team's most posted wanted rules): security
 findings moved below major and rules silenced by it.
 
-The retrain half of the issue (memory off, one training round on the exported feedback) is an extension point:
-``--export FILE`` writes each team's reactions as ``sieve feedback export`` does, ready for
-``sieve train loop --feedback FILE``.
+``--retrain`` adds the retrain arm (benchmarks/team_retrain.py; opt-in, minutes per team on CPU): one training round
+per team on its exported feedback, from the default student, and the held-out half again with memory off ("after
+retrain") and on ("after both"), with ``--preference unlikelihood|kto|dpo``. ``--export FILE`` writes each team's
+reactions as import rows.
 """
 
 from __future__ import annotations
@@ -279,9 +280,14 @@ def run(args) -> dict:
     items = [Item(f, side, r) for (f, side), r in zip(pairs, ratings)]
     with tempfile.TemporaryDirectory(prefix="sieve-team-") as tmp:
         results = [run_team(t, items, args, Path(tmp)) for t in teams]
+        retrained = []
+        if args.retrain:
+            from benchmarks.team_retrain import retrain_team
+
+            retrained = [retrain_team(t, items, args, Path(tmp)) for t in teams]
     for r in results:
         r["goals"] = goals(r)
-    return {"model": rater.model_id, "pool": list(team_data.POOL), "files": len(files), "findings": len(items),
+    return {"retrain": retrained, "model": rater.model_id, "pool": list(team_data.POOL), "files": len(files), "findings": len(items),
             "rules": len({it.rule for it in items}), "cap_per_rule_and_half": args.cap,
             "seconds": round(time.perf_counter() - started, 1), "teams": results}
 
@@ -305,6 +311,10 @@ def to_text(result: dict) -> str:
                      f"rules silenced {len(p['rules_silenced'])}, exact findings moved {p['exact_findings_moved']}")
         lines.append("  goals: " + ", ".join(f"{k} {'met' if v else 'n/a' if v is None else 'MISSED'}"
                                             for k, v in t["goals"].items()))
+    if result.get("retrain"):
+        from benchmarks.team_retrain import to_text as retrain_text
+
+        lines.append("\n" + retrain_text(result["retrain"]))
     lines.append(f"\n{result['seconds']} s")
     return "\n".join(lines)
 
@@ -322,6 +332,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="ratings cache (JSON), reused by later runs")
     parser.add_argument("--export", help="also append every team's reactions (import rows) to this JSONL file")
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
+    retrain = parser.add_argument_group("retrain arm (opt-in; minutes per team)")
+    retrain.add_argument("--retrain", action="store_true", help="one training round per team on its feedback")
+    retrain.add_argument("--preference", choices=("unlikelihood", "kto", "dpo"), default="unlikelihood",
+                         help="how the feedback rows train (training.preference)")
+    retrain.add_argument("--beta", type=float, default=1.0, help="β of the KTO / DPO terms")
+    retrain.add_argument("--steps", type=int, default=24, help="optimizer steps of the round (8 items each)")
+    retrain.add_argument("--replay", type=int, default=96, help="items of the default's training plan mixed in")
+    retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
+                         help="folder for each round's data, adapter and ratings (reused by reruns)")
     args = parser.parse_args(argv)
     args.files_per_package = 4 if args.small else None
     args.cap = args.cap if args.cap is not None else (6 if args.small else 25)

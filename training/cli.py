@@ -92,7 +92,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         assert_no_leak(examples, Exam.load(args.heldout))
     config = FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs, rank=args.rank,
                             lr=args.lr, grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars,
-                            init_adapter=args.init_adapter or "")
+                            init_adapter=args.init_adapter or "", preference=args.preference,
+                            preference_beta=args.preference_beta)
     result = finetune(examples, config, Path(args.out), resume=args.resume)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {result.final_loss:.4f}); "
           f"adapter at {result.peft_dir}")
@@ -142,7 +143,8 @@ def cmd_loop(args: argparse.Namespace) -> int:
                         feedback=tuple(args.feedback), previous=tuple(args.previous),
                         lexical_weight=args.lexical_weight, warm_start=not args.fresh,
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
-                                                seed=args.seed, code_chars=args.code_chars))
+                                                seed=args.seed, code_chars=args.code_chars,
+                                                preference=args.preference, preference_beta=args.preference_beta))
     result = run_loop(config, teacher, heldout)
     print(f"stopped: {result.stop_reason}; promoted in rounds {result.promoted or 'none'}; "
           f"log at {Path(args.run_dir) / 'log.jsonl'}")
@@ -288,6 +290,10 @@ def _finetune_args(p: argparse.ArgumentParser, inherit: bool = False) -> None:
     p.add_argument("--code-chars", type=int, default=None if inherit else MAX_CODE_CHARS,
                    help="code characters in the prompt (0: review text alone); recorded in the manifest"
                         + (" (default: the --start-from student's)" if inherit else ""))
+    p.add_argument("--preference", choices=("unlikelihood", "kto", "dpo"), default="unlikelihood",
+                   help="how feedback rows train: unlikelihood (👍/corrections as labels, bare 👎 -log(1-P)), kto, or "
+                        "dpo (pairs from corrections, KTO for the rest); docs/training.md")
+    p.add_argument("--preference-beta", type=float, default=1.0, help="beta of the KTO / DPO terms")
 
 
 def cmd_propose(args: argparse.Namespace) -> int:

@@ -11,7 +11,9 @@ are softmax-normalised into the model's distribution over levels. The loss per e
 except for a bare rejection from feedback (👎 without a correction, ``meta["rejected"]``), which says only
 "not that level": its loss is the unlikelihood −log(1 − P(rejected)), which pushes the rejected level down
 and keeps the order of the other three (training it on the runner-up of the model that was rejected, as
-earlier versions did, taught that model's own bias back to it). Every example's loss is
+earlier versions did, taught that model's own bias back to it). ``preference`` ``kto`` / ``dpo`` train feedback
+rows with KTO (unpaired 👍/👎) and DPO (a correction's pair) against the starting student instead
+(:mod:`training.preference`). Every example's loss is
 weighted by the example's curriculum weight, normalised by the weights of its accumulated batch (micro-batch
 1: a weighted mean inside one example would divide the weight back out).
 
@@ -47,6 +49,7 @@ from training.checkpoints import load_checkpoint as _load_checkpoint
 from training.checkpoints import save_checkpoint as _save_checkpoint
 from training.examples import Example
 from training.frozen import precompute_hidden, top_layers
+from training.preference import PREFERENCE_KINDS, PREFERENCES, attach_reference, kind_of, preference_loss
 
 
 def _opt(default, help: str):
@@ -84,6 +87,10 @@ class FinetuneConfig:
                                  "rank, alpha, targets and frozen layers); empty: a fresh LoRA")
     template: str = _opt("", "prompt template (bot.prompt.TEMPLATES); empty: the base's own (chatml for SmolLM2, "
                              "plain for the Gemma 3 270M base model)")
+    preference: str = _opt("unlikelihood", "how feedback rows train: 'unlikelihood' (👍/corrections hard labels, bare 👎 "
+                                           "−log(1−P)), 'kto' (KTO on every row), 'dpo' (DPO on corrections, KTO on the "
+                                           "rest); see training.preference")
+    preference_beta: float = _opt(1.0, "β of the KTO / DPO terms (log-ratios to the starting student)")
 
     def prompt_template(self) -> str:
         return self.template or template_for(self.base)
@@ -209,6 +216,9 @@ class Encoded:
     weight: float
     embeds: object = None  # hidden states entering the first trained layer (with freeze_layers)
     allowed: list[int] | None = None  # a bare rejection: indices of the levels still possible
+    kind: str = "ce"  # ce, reject (unlikelihood), good / bad (KTO), pair (DPO): training.preference.kind_of
+    rejected: int | None = None  # the rejected level's index (bad, pair)
+    ref: list[float] | None = None  # the starting student's label log-probabilities (preference kinds)
 
 
 def prefix_ids(tokenizer, template: str = "chatml") -> list[int]:
@@ -217,7 +227,7 @@ def prefix_ids(tokenizer, template: str = "chatml") -> list[int]:
 
 
 def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_tokens: int,
-           template: str = "chatml", code_chars: int = MAX_CODE_CHARS) -> Encoded:
+           template: str = "chatml", code_chars: int = MAX_CODE_CHARS, preference: str = "unlikelihood") -> Encoded:
     """Tokenise one example the way serving does: the whole rendered prompt, split after the prefix."""
     code = truncate_code(example.code, code_chars)[0] if code_chars else ""
     parts = render(code, example.review, template, example_origin(example))
@@ -230,10 +240,11 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
     if len(body) > budget:
         body = body[-budget:]
     soft = [example.soft[label] for label in LABELS] if example.soft else None
-    rejected = example.meta.get("rejected")
-    allowed = [i for i, label in enumerate(LABELS) if label != rejected] if rejected in LABELS else None
+    kind, rejected = kind_of(example.meta, example.label, preference)
+    allowed = [i for i in range(len(LABELS)) if i != rejected] if kind == "reject" else None
     return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
-                   soft=None if allowed else soft, weight=float(example.weight), allowed=allowed)
+                   soft=soft if kind == "ce" else None, weight=float(example.weight), allowed=allowed, kind=kind,
+                   rejected=rejected)
 
 
 def example_origin(example: Example) -> str:
@@ -259,6 +270,12 @@ def example_loss(scores, enc: Encoded, config: FinetuneConfig):
     import torch
 
     logq = torch.log_softmax(scores, dim=-1)
+    if enc.kind in PREFERENCE_KINDS:
+        if enc.ref is None:
+            raise TrainingError("a preference example has no reference scores",
+                                hint="attach them with training.preference.attach_reference before training")
+        ref = torch.tensor(enc.ref, dtype=logq.dtype, device=logq.device)
+        return preference_loss(logq, ref, enc.kind, enc.target, enc.rejected, config.preference_beta)
     if enc.allowed:
         return -torch.logsumexp(logq[enc.allowed], dim=0)
     eps = config.label_smoothing
@@ -397,6 +414,8 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
 
     if not examples:
         raise TrainingError("no training examples", hint="pass at least one Example")
+    if config.preference not in PREFERENCES:
+        raise TrainingError(f"unknown preference {config.preference!r}", hint=f"use one of: {', '.join(PREFERENCES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -409,8 +428,9 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
         import_adapter(model, Path(config.init_adapter), base=config.base)
     template = config.prompt_template()
     plan, prefix = LabelPlan.build(tokenizer, template), prefix_ids(tokenizer, template)
-    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template, config.code_chars)
-               for e in examples]
+    encoded = [encode(e, tokenizer, plan, prefix, config.max_prompt_tokens, template, config.code_chars,
+                      config.preference) for e in examples]
+    attach_reference(model, encoded, plan, prefix, next(model.parameters()).device, config.freeze_layers)  # the start
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     model, optimizer = accelerator.prepare(model, optimizer)
