@@ -431,7 +431,8 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(peft_dir)
         (peft_dir / "sieve_finetune.json").write_text(json.dumps(
-            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "template": template, "steps": steps}, indent=2))
+            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "template": template, "steps": steps,
+             "processes": accelerator.num_processes}, indent=2))
     _save_checkpoint(accelerator, model, optimizer, out_dir, steps, losses)
     accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
     total = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())

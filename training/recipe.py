@@ -299,8 +299,11 @@ def _parse_sets(items: list[str]) -> dict:
             raise TrainingError(f"--set {item!r}: unknown or unsupported key",
                                 hint=f"use one of: {', '.join(k for k in types if k not in ('targets', 'base'))}")
         kind = str(types[key])
-        out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind
-                    else float(value) if "float" in kind else value if key == "template" else int(value))
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind
+                        else float(value) if "float" in kind else value if key == "template" else int(value))
+        except ValueError:
+            raise TrainingError(f"--set {item!r}: {value!r} is not a {kind}", hint="give a number") from None
     return out
 
 

@@ -1,0 +1,91 @@
+"""What gradient checkpointing saves and costs on the default recipe, each run in its own process.
+
+The default student's recipe (``training.recipe.RECIPES["default"]``: Gemma 3 270M, LoRA r=16 on the top 14 of 18
+layers, review text alone) trains for a few optimizer steps on real rows of the shared severity train split,
+with and without ``gradient_checkpointing``. Every run is a fresh child process, so its peak resident set (the
+kernel's high-water mark, ``ru_maxrss``) is its own. A child that only loads the base and adds the LoRA gives
+the floor that training adds to. Seconds per step are the difference of two runs of different lengths
+(``--steps`` and ``2 x --steps``), which cancels loading and the frozen layers' one-off pass. ``--code-chars``
+puts code back into the prompt (longer sequences: more activations to save).
+
+    python benchmarks/train_memory.py [--steps 3] [--code-chars 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def child(mode: str, steps: int, code_chars: int) -> dict:
+    """One measurement in this process: ``load`` (base + LoRA only) or a training run of ``steps`` steps."""
+    from training.examples import load_jsonl, severity_split
+    from training.finetune import FinetuneConfig, add_lora, finetune, load_base
+    from training.recipe import RECIPES
+
+    config = FinetuneConfig(**{**RECIPES["default"], "max_steps": steps, "checkpoint_every": 0,
+                               "code_chars": code_chars, "gradient_checkpointing": mode == "checkpointed"})
+    if mode == "load":
+        add_lora(load_base(config.base)[0], config)
+        return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    items = load_jsonl(severity_split("train"))[: steps * config.grad_accum]
+    with tempfile.TemporaryDirectory() as tmp:
+        began = time.perf_counter()
+        result = finetune(items, config, Path(tmp), progress=False)
+        seconds = time.perf_counter() - began
+    return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds,
+            "losses": result.losses}
+
+
+def measure(mode: str, steps: int, code_chars: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps),
+                          "--code-chars", str(code_chars)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode} run failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else '?'}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps of the short runs (long: twice)")
+    parser.add_argument("--code-chars", type=int, default=0, help="code characters in the prompt (recipe: 0)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.steps, args.code_chars)))
+        return 0
+    from training.examples import severity_split
+
+    if not severity_split("train").is_file():
+        print(f"shared data not found at {severity_split('train')}; set SIEVE_SHARED", file=sys.stderr)
+        return 2
+    floor = measure("load", 0, args.code_chars)["peak_mb"]
+    rows = {}
+    for mode in ("plain", "checkpointed"):
+        short, long = measure(mode, args.steps, args.code_chars), measure(mode, 2 * args.steps, args.code_chars)
+        rows[mode] = {"peak_mb": long["peak_mb"], "above_floor_mb": long["peak_mb"] - floor,
+                      "s_per_step": (long["seconds"] - short["seconds"]) / args.steps, "losses": long["losses"]}
+    print(f"default recipe, code_chars={args.code_chars}, {args.steps} and {2 * args.steps} steps; "
+          f"base + LoRA loaded: {floor:.0f} MB peak RSS")
+    print(f"{'mode':<13} {'peak RSS MB':>11} {'above load MB':>13} {'s/step':>7}")
+    for mode, r in rows.items():
+        print(f"{mode:<13} {r['peak_mb']:>11.0f} {r['above_floor_mb']:>13.0f} {r['s_per_step']:>7.2f}")
+    plain, ckpt = rows["plain"], rows["checkpointed"]
+    same = max(abs(a - b) / abs(a) for a, b in zip(plain["losses"], ckpt["losses"]))
+    print(f"checkpointed / plain: peak RSS {ckpt['peak_mb'] / plain['peak_mb']:.3f}, above load "
+          f"{ckpt['above_floor_mb'] / max(1.0, plain['above_floor_mb']):.3f}, "
+          f"s/step {ckpt['s_per_step'] / plain['s_per_step']:.2f}; largest relative loss difference {same:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
