@@ -40,7 +40,7 @@ def make_accelerator(config):
     # pass a collective, and the processes run different numbers of gradient-free passes (frozen layers)
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda, kwargs_handlers=[ddp])
-    check_launch(accelerator, config.grad_accum)
+    check_launch(accelerator, config.grad_accum, config.freeze_layers)
     return accelerator
 
 
@@ -56,7 +56,7 @@ def cpu_bf16() -> bool:
         return False
 
 
-def check_launch(accelerator, grad_accum: int) -> None:
+def check_launch(accelerator, grad_accum: int, freeze_layers: int = 0) -> None:
     """Refuse a launch that cannot train as asked; say so when a multi-process launch started one process."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1 and accelerator.num_processes != world:
@@ -66,6 +66,11 @@ def check_launch(accelerator, grad_accum: int) -> None:
         raise TrainingError(f"grad_accum {grad_accum} is below the {accelerator.num_processes} processes: "
                             "some process would have no example in a step",
                             hint=f"use grad_accum >= {accelerator.num_processes} (it is the global batch)")
+    if str(accelerator.distributed_type).endswith("FSDP") and (freeze_layers or grad_accum % accelerator.num_processes):
+        # under FSDP every forward pass is a collective: the processes must run the same number of them
+        raise TrainingError("FSDP needs every process to run the same passes: no frozen layers (their one-off pass "
+                            "covers each process's own examples) and a global batch that the processes divide",
+                            hint=f"--set freeze_layers=0 and grad_accum a multiple of {accelerator.num_processes}")
     single_cpu_launch = os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and os.environ.get("MASTER_ADDR")
     if accelerator.num_processes == 1 and single_cpu_launch and world == 1:
         print("note: one training process: `accelerate launch --cpu` starts several only through mpirun; "
@@ -93,3 +98,8 @@ def summed(accelerator, value: float) -> float:
 
     return float(accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device),
                                     reduction="sum")[0])
+
+
+def is_main_process() -> bool:
+    """True in the process that writes (rank 0 of a launch, or a plain single process)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0

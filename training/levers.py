@@ -2,8 +2,9 @@
 
 transformers' gradient checkpointing drops a layer's key/value cache when it checkpoints (the replay in the
 backward pass would append the same keys a second time). Sieve's loop depends on that cache: every finding's
-body attends to the shared prompt prefix through it (:func:`training.finetune.prefix_cache`). Dropped, the
-body would be trained without its prefix, silently. So the prefix cache is *read-only* during training
+body attends to the shared prompt prefix through it (:func:`training.finetune.prefix_cache`); dropped, the
+attention mask (sized for prefix + body) no longer matches the keys and the pass fails. So the prefix cache is
+*read-only* during training
 (:class:`ReadOnlyPrefix`: each forward pass gets prefix + its own keys, nothing is stored), which makes the
 replay exact, and the layers are told they may checkpoint with it.
 """

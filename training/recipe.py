@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.errors import TrainingError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
+from training.distributed import is_main_process
 from training.finetune import FinetuneConfig, cache_dir, finetune
 
 #: The recipe of ``models/smollm2-student`` (``--recipe smollm2``; the shipped default until Gemma's review-only
@@ -276,6 +277,8 @@ def _train_and_export(train: list, config: FinetuneConfig, args) -> tuple:
     from training.export import export_adapter
 
     result = finetune(train, config, Path(args.work), resume=args.resume)
+    if not is_main_process():  # under `accelerate launch` the other processes only train their shares
+        raise SystemExit(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
