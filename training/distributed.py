@@ -26,21 +26,22 @@ def make_accelerator(config):
     """The run's ``Accelerator``: bf16 only where it pays (CUDA; CPUs with AMX), CPU collectives without CUDA.
 
     Without ``cpu=True`` accelerate leaves a CPU machine's processes un-joined (``accelerate launch --multi_gpu
-    --num_processes 2`` there starts two *independent* runs that write the same folder), so it is set whenever
-    there is no CUDA device.
+    --num_processes 2`` there starts two *independent* runs that write the same folder), so a launch of several
+    processes without CUDA asks for it (a single process keeps accelerate's own choice of device).
     """
     import torch
     from accelerate import Accelerator
-
     from accelerate.utils import DistributedDataParallelKwargs
 
     cuda = torch.cuda.is_available()
+    several = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
     bf16 = config.bf16 and (cuda and torch.cuda.is_bf16_supported() or not cuda and cpu_bf16())
     # the base's buffers (rotary tables) are constants: broadcasting them at every forward pass would make each
     # pass a collective, and the processes run different numbers of gradient-free passes (frozen layers)
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=not cuda, kwargs_handlers=[ddp])
-    check_launch(accelerator, config.grad_accum, config.freeze_layers)
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=several and not cuda,
+                              kwargs_handlers=[ddp])
+    check_launch(accelerator, config.grad_accum)
     return accelerator
 
 
@@ -56,7 +57,7 @@ def cpu_bf16() -> bool:
         return False
 
 
-def check_launch(accelerator, grad_accum: int, freeze_layers: int = 0) -> None:
+def check_launch(accelerator, grad_accum: int) -> None:
     """Refuse a launch that cannot train as asked; say so when a multi-process launch started one process."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1 and accelerator.num_processes != world:
@@ -66,11 +67,11 @@ def check_launch(accelerator, grad_accum: int, freeze_layers: int = 0) -> None:
         raise TrainingError(f"grad_accum {grad_accum} is below the {accelerator.num_processes} processes: "
                             "some process would have no example in a step",
                             hint=f"use grad_accum >= {accelerator.num_processes} (it is the global batch)")
-    if str(accelerator.distributed_type).endswith("FSDP") and (freeze_layers or grad_accum % accelerator.num_processes):
-        # under FSDP every forward pass is a collective: the processes must run the same number of them
-        raise TrainingError("FSDP needs every process to run the same passes: no frozen layers (their one-off pass "
-                            "covers each process's own examples) and a global batch that the processes divide",
-                            hint=f"--set freeze_layers=0 and grad_accum a multiple of {accelerator.num_processes}")
+    if str(accelerator.distributed_type).endswith("FSDP"):
+        # under FSDP every forward pass and the state-dict gather are collectives; this loop saves from rank 0
+        # alone and runs a per-process number of frozen-layer passes (docs/training.md)
+        raise TrainingError("FSDP launches are not supported by this training loop",
+                            hint="use DDP (`accelerate launch --multi_gpu`): every process holds the whole base")
     single_cpu_launch = os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and os.environ.get("MASTER_ADDR")
     if accelerator.num_processes == 1 and single_cpu_launch and world == 1:
         print("note: one training process: `accelerate launch --cpu` starts several only through mpirun; "

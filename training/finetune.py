@@ -22,7 +22,8 @@ makes a step ≈2× cheaper; the LoRA still adapts how the body and answer atten
 
 The loop reads top to bottom: load base → add LoRA → encode examples → for each optimizer step: refresh
 prefix cache, accumulate weighted losses, step, checkpoint. ``accelerate.Accelerator`` owns devices, mixed
-precision (bf16 autocast on CPU when supported) and multi-GPU (``accelerate launch``).
+precision (bf16 autocast on CPU when supported) and data parallelism over processes (``accelerate launch``:
+:mod:`training.distributed` says which process trains on which examples and how their losses add up).
 """
 
 from __future__ import annotations
