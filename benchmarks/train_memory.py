@@ -4,9 +4,10 @@ The default student's recipe (``training.recipe.RECIPES["default"]``: Gemma 3 27
 layers, review text alone) trains for a few optimizer steps on real rows of the shared severity train split,
 with and without ``gradient_checkpointing``. Every run is a fresh child process, so its peak resident set (the
 kernel's high-water mark, ``ru_maxrss``) is its own. A child that only loads the base and adds the LoRA gives
-the floor that training adds to. Seconds per step are the difference of two runs of different lengths
-(``--steps`` and ``2 x --steps``), which cancels loading and the frozen layers' one-off pass. ``--code-chars``
-puts code back into the prompt (longer sequences: more activations to save).
+the floor that training adds to. Seconds per step are the training loop's (``FinetuneResult.seconds_per_step``:
+after loading, including the frozen bottom layers' one-off pass over the run's examples, the same in both modes,
+so the ratio is a slight underestimate of the per-step cost). ``--code-chars`` puts code back into the prompt
+(longer sequences: more activations to save).
 
     python benchmarks/train_memory.py [--steps 3] [--code-chars 0]
 """
@@ -43,12 +44,12 @@ def child(mode: str, steps: int, code_chars: int) -> dict:
         result = finetune(items, config, Path(tmp), progress=False)
         seconds = time.perf_counter() - began
     return {"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds,
-            "losses": result.losses}
+            "s_per_step": result.seconds_per_step, "losses": result.losses}
 
 
 def measure(mode: str, steps: int, code_chars: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", mode, "--steps", str(steps),
-                          "--code-chars", str(code_chars)], capture_output=True, text=True, cwd=ROOT)
+                          "--code-chars", str(code_chars)], capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{mode} run failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else '?'}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -56,7 +57,7 @@ def measure(mode: str, steps: int, code_chars: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps of the short runs (long: twice)")
+    parser.add_argument("--steps", type=int, default=3, help="optimizer steps per run")
     parser.add_argument("--code-chars", type=int, default=0, help="code characters in the prompt (recipe: 0)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -71,10 +72,9 @@ def main() -> int:
     floor = measure("load", 0, args.code_chars)["peak_mb"]
     rows = {}
     for mode in ("plain", "checkpointed"):
-        short, long = measure(mode, args.steps, args.code_chars), measure(mode, 2 * args.steps, args.code_chars)
-        rows[mode] = {"peak_mb": long["peak_mb"], "above_floor_mb": long["peak_mb"] - floor,
-                      "s_per_step": (long["seconds"] - short["seconds"]) / args.steps, "losses": long["losses"]}
-    print(f"default recipe, code_chars={args.code_chars}, {args.steps} and {2 * args.steps} steps; "
+        run = measure(mode, args.steps, args.code_chars)
+        rows[mode] = {**run, "above_floor_mb": run["peak_mb"] - floor}
+    print(f"default recipe, code_chars={args.code_chars}, {args.steps} steps; "
           f"base + LoRA loaded: {floor:.0f} MB peak RSS")
     print(f"{'mode':<13} {'peak RSS MB':>11} {'above load MB':>13} {'s/step':>7}")
     for mode, r in rows.items():

@@ -90,9 +90,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     examples = _examples(args.data, args.limit)
     if args.heldout:
         assert_no_leak(examples, Exam.load(args.heldout))
-    chosen = dict(base=args.base, max_steps=args.max_steps, epochs=args.epochs, rank=args.rank, lr=args.lr,
-                  grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars,
-                  init_adapter=args.init_adapter or "", gradient_checkpointing=args.gradient_checkpointing)
+    chosen = {"base": args.base, "max_steps": args.max_steps, "epochs": args.epochs, "rank": args.rank, "lr": args.lr,
+              "grad_accum": args.grad_accum, "seed": args.seed, "code_chars": args.code_chars,
+              "init_adapter": args.init_adapter or "", "gradient_checkpointing": args.gradient_checkpointing}
     config = FinetuneConfig(**{**chosen, **_parse_sets(args.set)})
     result = finetune(examples, config, Path(args.out), resume=args.resume)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {result.final_loss:.4f}); "
