@@ -86,14 +86,16 @@ def cmd_curriculum(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from training.exam import Exam, assert_no_leak
     from training.finetune import FinetuneConfig, finetune
+    from training.recipe import _parse_sets
 
     examples = _examples(args.data, args.limit)
     if args.heldout:
         assert_no_leak(examples, Exam.load(args.heldout))
-    config = FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs, rank=args.rank,
-                            lr=args.lr, grad_accum=args.grad_accum, seed=args.seed, code_chars=args.code_chars,
-                            init_adapter=args.init_adapter or "", preference=args.preference,
-                            preference_beta=args.preference_beta)
+    chosen = {"base": args.base, "max_steps": args.max_steps, "epochs": args.epochs, "rank": args.rank, "lr": args.lr,
+              "grad_accum": args.grad_accum, "seed": args.seed, "code_chars": args.code_chars,
+              "init_adapter": args.init_adapter or "", "gradient_checkpointing": args.gradient_checkpointing,
+              "preference": args.preference, "preference_beta": args.preference_beta}
+    config = FinetuneConfig(**{**chosen, **_parse_sets(args.set)})
     result = finetune(examples, config, Path(args.out), resume=args.resume)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s (final loss {result.final_loss:.4f}); "
           f"adapter at {result.peft_dir}")
@@ -206,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init-adapter", help="GGUF LoRA adapter to train on from (e.g. models/default/adapter.gguf; "
                                           "same base, rank and layers)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass: less memory, more time (docs/training.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other FinetuneConfig field, e.g. --set freeze_layers=4 --set dropout=0.1 (applied last)")
     p = sub.add_parser("export", help="peft adapter → GGUF LoRA adapter (+ manifest)")
     p.add_argument("--peft", required=True, help="peft adapter folder")
     p.add_argument("--out", required=True, help="adapter .gguf path (its folder becomes the model folder)")

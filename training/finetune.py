@@ -24,7 +24,8 @@ makes a step ≈2× cheaper; the LoRA still adapts how the body and answer atten
 
 The loop reads top to bottom: load base → add LoRA → encode examples → for each optimizer step: refresh
 prefix cache, accumulate weighted losses, step, checkpoint. ``accelerate.Accelerator`` owns devices, mixed
-precision (bf16 autocast on CPU when supported) and multi-GPU (``accelerate launch``).
+precision (bf16 autocast on CPU when supported) and data parallelism over processes (``accelerate launch``:
+:mod:`training.distributed` says which process trains on which examples and how their losses add up).
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ from bot.severity import LABELS
 from training.checkpoints import Progress
 from training.checkpoints import load_checkpoint as _load_checkpoint
 from training.checkpoints import save_checkpoint as _save_checkpoint
+from training.distributed import make_accelerator, seed_example, share, summed
 from training.examples import Example
 from training.frozen import precompute_hidden, top_layers
 from training.preference import PREFERENCE_KINDS, PREFERENCES, attach_reference, kind_of, preference_loss
+from training.levers import enable_checkpointing, read_only
 
 
 def _opt(default, help: str):
@@ -85,6 +88,8 @@ class FinetuneConfig:
                                            "rater keeps the same")
     init_adapter: str = _opt("", "GGUF LoRA adapter to start from (warm start: the parent's adapter.gguf; same base, "
                                  "rank, alpha, targets and frozen layers); empty: a fresh LoRA")
+    gradient_checkpointing: bool = _opt(False, "recompute each layer's activations in the backward pass instead of "
+                                               "keeping them (less memory, more time; see docs/training.md)")
     template: str = _opt("", "prompt template (bot.prompt.TEMPLATES); empty: the base's own (chatml for SmolLM2, "
                              "plain for the Gemma 3 270M base model)")
     preference: str = _opt("unlikelihood", "how feedback rows train: 'unlikelihood' (👍/corrections hard labels, bare 👎 "
@@ -308,7 +313,8 @@ def add_lora(model, config: FinetuneConfig):
 
 
 def prefix_cache(model, prefix, device):
-    """Key/value cache of the shared prefix under the current adapter (no gradient, no dropout).
+    """Key/value cache of the shared prefix under the current adapter (no gradient, no dropout); read-only, so
+    passes that continue from it never extend it (and gradient checkpointing may replay them).
 
     ``prefix`` is token ids, or hidden states (a tensor) when training runs the top layers only.
     """
@@ -322,7 +328,7 @@ def prefix_cache(model, prefix, device):
         else:
             out = model(inputs_embeds=prefix[None].to(device, torch.float32), use_cache=True, logits_to_keep=1)
     model.train(was_training)
-    return out.past_key_values
+    return read_only(out.past_key_values)
 
 
 def forward_scores(model, enc: Encoded, cache, plan: LabelPlan, device):
@@ -386,27 +392,6 @@ def total_steps(n_examples: int, config: FinetuneConfig) -> int:
     return max(1, math.ceil(config.epochs * n_examples / config.grad_accum))
 
 
-def _accelerator(config: FinetuneConfig):
-    import torch
-    from accelerate import Accelerator
-
-    bf16 = config.bf16 and (torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-                            or not torch.cuda.is_available() and _cpu_bf16())
-    return Accelerator(mixed_precision="bf16" if bf16 else "no")
-
-
-def _cpu_bf16() -> bool:
-    """True only on CPUs with AMX bf16 tiles.
-
-    Measured here (AVX-512-BF16, no AMX, 2 shared cores, ≈150-token bodies): under bf16 autocast the
-    per-call fp32→bf16 weight casts dominated and the run went at 0.2 examples/s against 1.9 in fp32.
-    """
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, resume: bool = False,
              progress: bool = True) -> FinetuneResult:
     """Train a LoRA adapter on ``examples``; writes ``out_dir/adapter`` (peft format) and returns its stats."""
@@ -419,9 +404,11 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    accelerator = _accelerator(config)
+    accelerator = make_accelerator(config)
     model, tokenizer = load_base(config.base)
     model = add_lora(model, config)
+    if config.gradient_checkpointing:
+        enable_checkpointing(model)
     if config.init_adapter:
         from training.export import import_adapter
 
@@ -435,14 +422,14 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
     model, optimizer = accelerator.prepare(model, optimizer)
     steps = total_steps(len(encoded), config)
-    shard = accelerator.process_index
-    order = _order(len(encoded), steps * accelerator.num_processes, config.grad_accum, config.seed)
+    mine = share(config.grad_accum, accelerator.process_index, accelerator.num_processes)
+    order = _order(len(encoded), steps, config.grad_accum, config.seed)
     start, losses = _load_checkpoint(accelerator.unwrap_model(model), optimizer, out_dir) if resume else (0, [])
     bar = Progress(steps, progress and accelerator.is_local_main_process)
     began = time.monotonic()
     context = prefix
     if config.freeze_layers:
-        needed = sorted(set(order[shard * config.grad_accum:]))
+        needed = sorted({order[s * config.grad_accum + i] for s in range(start, steps) for i in mine})
         context = precompute_hidden(model, [encoded[i] for i in needed], prefix, config.freeze_layers,
                                     accelerator.device)
         if bar.enabled:
@@ -453,11 +440,11 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     for step in range(start, steps):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _schedule(step, steps, config.warmup)
-        base = (step * accelerator.num_processes + shard) * config.grad_accum
-        batch = [encoded[i] for i in order[base: base + config.grad_accum]]
+        first = step * config.grad_accum
+        batch = [encoded[i] for i in order[first: first + config.grad_accum]]
         with top_layers(model, config.freeze_layers):
-            losses.append(_train_step(model, optimizer, accelerator, batch, plan, context, config))
-        bar.update(step + 1, sum(losses[-20:]) / len(losses[-20:]), len(batch) * accelerator.num_processes)
+            losses.append(_train_step(model, optimizer, accelerator, batch, plan, context, config, first))
+        bar.update(step + 1, sum(losses[-20:]) / len(losses[-20:]), len(batch))
         if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
             _save_checkpoint(accelerator, model, optimizer, out_dir, step + 1, losses)
     seconds = time.monotonic() - began
@@ -465,8 +452,10 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(peft_dir)
         (peft_dir / "sieve_finetune.json").write_text(json.dumps(
-            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "template": template, "steps": steps}, indent=2))
+            {"config": config.to_json(), "prompt_version": PROMPT_VERSION, "template": template, "steps": steps,
+             "processes": accelerator.num_processes}, indent=2))
     _save_checkpoint(accelerator, model, optimizer, out_dir, steps, losses)
+    accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
     total = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
     return FinetuneResult(peft_dir=peft_dir, steps=steps, seconds=seconds,
                           seconds_per_step=seconds / max(1, steps - start),
@@ -476,25 +465,29 @@ def finetune(examples: list[Example], config: FinetuneConfig, out_dir: Path, *, 
 
 
 def _train_step(model, optimizer, accelerator, batch: list[Encoded], plan: LabelPlan, prefix,
-                config: FinetuneConfig) -> float:
-    """One optimizer step over an accumulated batch; returns its weighted mean loss."""
+                config: FinetuneConfig, first: int = 0) -> float:
+    """One optimizer step over an accumulated (global) batch whose first example is the run's ``first``; this
+    process trains on its share (:mod:`training.distributed`). Returns the batch's weighted mean loss."""
     cache = prefix_cache(model, prefix, accelerator.device)
     weight_sum = sum(e.weight for e in batch)
     if weight_sum <= 0:
         optimizer.zero_grad(set_to_none=True)
         return 0.0
+    n = accelerator.num_processes  # DDP averages the processes' gradients: scale each share back up
+    mine = share(len(batch), accelerator.process_index, n)
     total = 0.0
-    for i, enc in enumerate(batch):
-        sync = accelerator.no_sync(model) if i < len(batch) - 1 else contextlib.nullcontext()
+    for k, i in enumerate(mine):
+        enc = batch[i]
+        seed_example(config.seed, first + i)
+        sync = accelerator.no_sync(model) if k < len(mine) - 1 else contextlib.nullcontext()
         with sync, accelerator.autocast():
             loss = example_loss(forward_scores(model, enc, cache, plan, accelerator.device), enc, config)
-            scaled = loss * (enc.weight / weight_sum)
+            scaled = loss * (enc.weight * n / weight_sum)
         accelerator.backward(scaled)
-        total += float(scaled.detach())
+        total += float(scaled.detach()) / n
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return total
-
+    return summed(accelerator, total)
 
 
 # ----------------------------------------------------------------------------- the shipped default student

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.errors import TrainingError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
+from training.distributed import is_main_process
 from training.finetune import FinetuneConfig, cache_dir, finetune
 
 #: The recipe of ``models/smollm2-student`` (``--recipe smollm2``; the shipped default until Gemma's review-only
@@ -279,6 +280,8 @@ def _train_and_export(train: list, config: FinetuneConfig, args) -> tuple:
     from training.export import export_adapter
 
     result = finetune(train, config, Path(args.work), resume=args.resume)
+    if not is_main_process():  # under `accelerate launch` the other processes only train their shares
+        raise SystemExit(0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     adapter = export_adapter(result.peft_dir, out / "adapter.gguf", base=config.base)
@@ -302,8 +305,11 @@ def _parse_sets(items: list[str]) -> dict:
             raise TrainingError(f"--set {item!r}: unknown or unsupported key",
                                 hint=f"use one of: {', '.join(k for k in types if k not in ('targets', 'base'))}")
         kind = str(types[key])
-        out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind
-                    else float(value) if "float" in kind else value if key == "template" else int(value))
+        try:
+            out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind
+                        else float(value) if "float" in kind else value if key == "template" else int(value))
+        except ValueError:
+            raise TrainingError(f"--set {item!r}: {value!r} is not a {kind}", hint="give a number") from None
     return out
 
 
