@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -35,9 +34,9 @@ from github import Auth, Github, GithubException
 from bot import comments, http, markers
 from bot.errors import ConfigError, HostError, RateLimitError, redact
 from bot.hosts import github_entry, github_trust  # noqa: F401  (github_entry registers this host)
-from bot.hosts.base import ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
+from bot.hosts.base import ApplyResult, MergeRequest, MergeRequestRef, StatusSpec
+from bot.hosts.github_feedback import FeedbackReader
 from bot.hosts.github_summary import SummaryWriter
-from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public helpers of this host)
     OUTDATED_MARK,
     _is_line_error,
@@ -51,6 +50,7 @@ from bot.hosts.github_text import (  # noqa: F401  (re-exported: the public help
     review_comment_payload,
     summary_with,
 )
+from bot.plan import ExistingComment, PlannedComment, ReviewPlan
 
 T = TypeVar("T")
 ACTIONS_BOT = "github-actions[bot]"  # the author of everything an Actions GITHUB_TOKEN writes
@@ -66,7 +66,7 @@ class GitHubAPIError(HostError):
         super().__init__(message, hint=hint)
 
 
-class GitHubHost(SummaryWriter):
+class GitHubHost(SummaryWriter, FeedbackReader):
     """GitHub through PyGithub. Configuration is passed in; nothing is read from the environment here."""
 
     name = "github"
@@ -439,35 +439,7 @@ class GitHubHost(SummaryWriter):
         self._call("setting the commit status", lambda: commit.create_status(
             state=status.state, description=status.description[:140], context=status.context), write=True)
 
-    # ------------------------------------------------------------------ feedback
-    def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
-        """Sieve's own review comments (its identity's, never a stranger's) with +1/-1 reactions and replies, each
-        trusted when :meth:`may_write` says so. Reactions are read only where the roll-up shows a +1 or -1."""
-        when = datetime.fromisoformat(since) if since else None
-        if when is not None and when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        params = {"sort": "created", "direction": "asc", **({"since": _iso(when)} if when else {})}
-        listed = self._pages(f"listing review comments of {repo}", f"/repos/{repo}/pulls/comments", params)
-        replies: dict[int, list[dict[str, Any]]] = {}
-        for c in listed:
-            if c.get("in_reply_to_id"):
-                replies.setdefault(c["in_reply_to_id"], []).append(c)
-        me = self.identity(repo)
-        for c in listed:
-            record = comments.read(c["id"], _login(c), c.get("body"), me)
-            if c.get("in_reply_to_id") or not record.finding:
-                continue
-            yield CommentFeedback(host="github", repo=repo, number=_pr_number(c.get("pull_request_url")),
-                                  url=c.get("html_url") or "", comment=record,
-                                  votes=tuple(self._votes(repo, c, me)),
-                                  replies=tuple(self._replies(repo, replies.get(c["id"], []), me)),
-                                  created_at=c.get("created_at") or "")
-
-    def may_write(self, repo: str, login: str, user_id: int | None = None) -> bool | None:
-        """Is this user's feedback trusted? See :class:`bot.hosts.github_trust.Trust` (None: GitHub's answer on
-        the permission was unclear, so the user's trust is unknown)."""
-        return self.trust.may_write(repo, login, user_id)
-
+    # ------------------------------------------------------------------ trust (feedback: github_feedback.py)
     def _read_permission(self, repo: str, login: str) -> Any:
         """``GET collaborators/{username}/permission``; ``NOT_FOUND`` for a 404, a clear error for a 403."""
         path = f"/repos/{repo}/collaborators/{quote(login, safe='')}/permission"
@@ -483,22 +455,3 @@ class GitHubHost(SummaryWriter):
             if exc.status != 404:
                 raise
             return github_trust.NOT_FOUND
-
-    def _votes(self, repo: str, comment: dict[str, Any], me: comments.Identity) -> list[Vote]:
-        rollup = comment.get("reactions") or {}
-        if rollup and not (rollup.get("+1") or rollup.get("-1")):
-            return []
-        votes = []
-        path = f"/repos/{repo}/pulls/comments/{comment['id']}/reactions"
-        for r in self._pages(f"reading reactions on comment {comment['id']}", path):
-            login = _login(r)
-            if r.get("content") not in ("+1", "-1") or not login or me.is_self(login):
-                continue
-            votes.append(Vote(content=r["content"], created_at=r.get("created_at") or "", id=str(r.get("id", "")),
-                              **self.trust.fields(repo, r.get("user") or {})))
-        return votes
-
-    def _replies(self, repo: str, listed: list[dict[str, Any]], me: comments.Identity) -> list[Reply]:
-        return [Reply(body=c.get("body") or "", created_at=c.get("created_at") or "", id=str(c["id"]),
-                      **self.trust.fields(repo, c.get("user") or {}))
-                for c in listed if _login(c) and not me.is_self(_login(c))]

@@ -2,8 +2,8 @@
 
 Reads a merge request (``diff_refs``, the per-file diffs reassembled into git-style bytes, Sieve's earlier
 discussions and summary note), posts one discussion per new finding with a full ``position``, edits notes in
-place, resolves discussions whose finding is gone (never deletes anything), keeps one summary note, and
-harvests award emoji and ``/sieve severity`` replies.
+place, resolves discussions whose finding is gone (never deletes anything) and keeps one summary note; the
+harvest of award emoji and ``/sieve severity`` replies is :mod:`bot.hosts.gitlab_feedback`.
 
 Retries, back-off, pacing, call counting and the per-request deadline come from :mod:`bot.http`, whose
 transport is mounted on python-gitlab's session: GitLab's 429 may come without headers (exponential back-off),
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
-from urllib.parse import quote
 
 import gitlab
 import requests
@@ -32,8 +31,8 @@ import requests
 from bot import comments, http, markers, render
 from bot.errors import ConfigError, EndpointError, HostError, RateLimitError, redact
 from bot.hosts import gitlab_entry  # noqa: F401  (registers this host)
-from bot.hosts.base import ApplyResult, CommentFeedback, MergeRequest, MergeRequestRef, Reply, StatusSpec, Vote
-from bot.plan import PlannedComment, ReviewPlan
+from bot.hosts.base import ApplyResult, MergeRequest, MergeRequestRef, StatusSpec
+from bot.hosts.gitlab_feedback import ACCESS_LEVELS, FeedbackReader, _encode, _notes  # noqa: F401  (re-exported)
 from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public helpers of this host)
     MAX_BODY,
     _FileLines,
@@ -46,11 +45,9 @@ from bot.hosts.gitlab_positions import (  # noqa: F401  (re-exported: the public
     ref_from_ci_env,
     url_from_ci_env,
 )
+from bot.plan import PlannedComment, ReviewPlan
 
 DEVELOPER = 30
-#: GitLab's access levels: none, minimal, guest, planner, reporter, developer, maintainer, owner, admin
-ACCESS_LEVELS = (0, 5, 10, 15, 20, 30, 40, 50, 60)
-_EMOJI_VOTES = {"thumbsup": "+1", "thumbsdown": "-1"}
 
 
 def _error(exc: Exception, what: str, secret: str) -> Exception:
@@ -78,15 +75,6 @@ def _needs_line_code(message: str) -> bool:
 
 
 
-def _encode(project: str) -> str:
-    """A project id, or its full path URL-encoded (``group%2Fsub%2Fproject``) as GitLab's API wants."""
-    return project if project.isdigit() else quote(project, safe="")
-
-
-def _notes(discussion: dict[str, Any]) -> list[dict[str, Any]]:
-    return [n for n in discussion.get("notes") or [] if not n.get("system")]
-
-
 def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> list[tuple[int, str, bool, str]]:
     """``[(note id, what it is: "summary" or the finding's fingerprint, replied, the summary's head)]`` for a
     note that is Sieve's own (its identity, its seal), else []."""
@@ -95,7 +83,7 @@ def _sieve_note(note: dict[str, Any], replied: bool, me: comments.Identity) -> l
     return [(int(note["id"]), key, replied, record.summary_data.commit)] if key else []
 
 
-class GitLabHost:
+class GitLabHost(FeedbackReader):
     """The Host protocol for GitLab (gitlab.com or self-managed) through python-gitlab."""
 
     name = "gitlab"
@@ -130,6 +118,17 @@ class GitLabHost:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
+            raise _error(exc, what, self._token) from None
+
+    def _unless_absent(self, what: str, fn: Callable[[], Any], absent: Any) -> Any:
+        """``fn()``, or ``absent`` when GitLab answers 404 (the thing is gone, or the user is no member)."""
+        try:
+            return fn()
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 404:
+                return absent
+            raise _error(exc, what, self._token) from None
         except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
             raise _error(exc, what, self._token) from None
 
@@ -282,14 +281,9 @@ class GitLabHost:
     def _reacted(self, base: str, note_id: int) -> bool | None:
         """Did anyone award an emoji to this note (asked only of duplicates about to be removed)? None: the note
         is gone (a racing run removed it)."""
-        try:
-            return bool(list(self._gl.http_list(f"{base}/notes/{note_id}/award_emoji", iterator=True)))
-        except gitlab.exceptions.GitlabHttpError as exc:
-            if exc.response_code == 404:
-                return None
-            raise _error(exc, "reading award emoji", self._token) from None
-        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
-            raise _error(exc, "reading award emoji", self._token) from None
+        awards = self._unless_absent("reading award emoji", lambda: list(
+            self._gl.http_list(f"{base}/notes/{note_id}/award_emoji", iterator=True)), None)
+        return None if awards is None else bool(awards)
 
     def _drop_duplicates(self, base: str, seen: list[tuple[int, str, bool, str]], result: ApplyResult,
                          head: str) -> None:
@@ -315,15 +309,8 @@ class GitLabHost:
 
     def _delete_note(self, base: str, note_id: int) -> bool:
         """Remove one of Sieve's duplicate notes; False when a racing run removed it first."""
-        try:
-            self._gl.http_delete(f"{base}/notes/{note_id}")
-            return True
-        except gitlab.exceptions.GitlabHttpError as exc:
-            if exc.response_code == 404:
-                return False
-            raise _error(exc, "removing a duplicate note", self._token) from None
-        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
-            raise _error(exc, "removing a duplicate note", self._token) from None
+        return self._unless_absent("removing a duplicate note",
+                                   lambda: self._gl.http_delete(f"{base}/notes/{note_id}") or True, False)
 
     def _post(self, what: str, path: str, data: dict[str, Any], landed: Callable[[], bool]) -> dict[str, Any] | None:
         """POST once; when the result is unknown (5xx, timeout, reset) read the notes and resend only if it did
@@ -437,76 +424,3 @@ class GitLabHost:
                        data, landed=lambda: False)
         except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
             raise _error(exc, "setting the commit status", self._token) from None
-
-    # --- feedback ------------------------------------------------------------------------------------------
-
-    def _trusted(self, project: str, user_id: int | None) -> bool | None:
-        """Trusted when the user's numeric id is in ``trusted_users`` or their role on the project, inherited
-        memberships included, is Developer (30) or more; a 404 means not a member (False). None (unknown): GitLab
-        named no user id, or answered an access level Sieve does not know (why: ``_unknown``). Cached per user."""
-        if user_id is None:
-            return None
-        if user_id in self.trusted_users:
-            return True
-        if user_id not in self._trust:
-            self._trust[user_id] = self._member_level(project, user_id)
-        level = self._trust[user_id]
-        return None if level is None else level >= self.min_trusted_access
-
-    def _member_level(self, project: str, user_id: int) -> int | None:
-        try:
-            member = self._gl.http_get(f"/projects/{project}/members/all/{user_id}")
-        except gitlab.exceptions.GitlabHttpError as exc:
-            if exc.response_code != 404:
-                raise _error(exc, "reading a member's role", self._token) from None
-            return 0  # not a member
-        except (gitlab.exceptions.GitlabError, requests.RequestException) as exc:
-            raise _error(exc, "reading a member's role", self._token) from None
-        level = member.get("access_level") if isinstance(member, dict) else None
-        if level not in ACCESS_LEVELS:
-            self._unknown[user_id] = f"GitLab answered the access level {level!r}, which Sieve does not know"
-            return None
-        return int(level)
-
-    def _author(self, project: str, user: dict[str, Any]) -> dict[str, Any]:
-        """What a Vote or Reply carries about its author: user name, numeric id, trusted, and why trust is unknown."""
-        user_id = user.get("id")
-        user_id = user_id if isinstance(user_id, int) and not isinstance(user_id, bool) else None
-        allowed = self._trusted(project, user_id)
-        why = ("GitLab named no user id" if user_id is None else self._unknown.get(user_id, "")) \
-            if allowed is None else ""
-        return {"user": str(user.get("username") or ""), "user_id": user_id, "trusted": bool(allowed),
-                "trust_unknown": why}
-
-    def feedback(self, repo: str, since: str | None = None) -> Iterator[CommentFeedback]:
-        """Sieve's notes (its identity, its seal) in merge requests updated since ``since``, with votes/replies."""
-        project = _encode(repo)
-        me = self._bot(repo)
-        query: dict[str, Any] = {"state": "all", "order_by": "updated_at", "sort": "asc"}
-        if since:
-            query["updated_after"] = since
-        for mr in self._list("listing merge requests", f"/projects/{project}/merge_requests", query):
-            base = f"/projects/{project}/merge_requests/{mr['iid']}"
-            for discussion in self._list("reading discussions", f"{base}/discussions"):
-                notes = _notes(discussion)
-                first = notes[0] if notes else {}
-                record = comments.read(first.get("id", ""), (first.get("author") or {}).get("username"),
-                                       first.get("body"), me)
-                if not notes or not record.finding:
-                    continue
-                yield self._one_feedback(repo, project, mr, base, record, first, notes[1:], me)
-
-    def _one_feedback(self, repo: str, project: str, mr: dict[str, Any], base: str, record: comments.Comment,
-                      note: dict[str, Any], replies: list[dict[str, Any]], me: comments.Identity) -> CommentFeedback:
-        votes = []
-        for award in self._list("reading award emoji", f"{base}/notes/{note['id']}/award_emoji"):
-            user = award.get("user") or {}
-            if award.get("name") in _EMOJI_VOTES and not me.is_self(user.get("username")):
-                votes.append(Vote(content=_EMOJI_VOTES[award["name"]], created_at=award.get("created_at", ""),
-                                  id=str(award.get("id", "")), **self._author(project, user)))
-        answers = [Reply(body=r.get("body") or "", created_at=r.get("created_at", ""), id=str(r.get("id", "")),
-                         **self._author(project, r.get("author") or {}))
-                   for r in replies if not me.is_self((r.get("author") or {}).get("username"))]
-        return CommentFeedback(host="gitlab", repo=repo, number=int(mr["iid"]), comment=record,
-                               url=f"{mr.get('web_url', '')}#note_{note['id']}",
-                               votes=tuple(votes), replies=tuple(answers), created_at=note.get("created_at", ""))
