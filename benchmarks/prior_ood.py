@@ -16,7 +16,8 @@ student never trained on them — and rates each with:
 at each weight of the grid, and reports accuracy and macro-F1 with a 95% cluster-bootstrap interval (clusters =
 repositories) for "leave-project-out at the shipped weight minus the student alone". The training items are
 rebuilt from the recipe (``training.mixed.plan``, the manifest's seed). Comments on the projects kept for
-evaluation (scrapy) are left out. Nothing here is tuned: the weight grid and the folds are fixed.
+evaluation (``benchmarks.team_data.RESERVED``) are left out. Nothing here is tuned: the weight grid and the
+folds are fixed.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.team_data import RESERVED
+
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: repositories whose code and settings are kept for evaluation only: never in a benchmark
-RESERVED = ("scrapy", "attrs", "pip")
 
 
 def repository(example) -> str:
@@ -44,8 +45,7 @@ def comments(sources: dict) -> list:
     for name in ("exam", "dev"):
         for example in sources[name]:
             repo = repository(example)
-            if repo and not any(word in repo.lower().split("/")[-1] or word == repo.lower().split("/")[0]
-                                for word in RESERVED):
+            if repo and not set(repo.lower().split("/")) & set(RESERVED):  # projects kept for evaluation
                 out.append((name, example))
     return out
 
