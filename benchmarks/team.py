@@ -143,7 +143,7 @@ def reactions(team: team_data.Team, items: list[Item], seed: int, noise: float) 
 def _row_of(repo: str, it: Item) -> dict:
     f = it.finding
     return {"repo": repo, "path": f.anchor.path, "line": f.anchor.line, "tool": "ruff", "rule": it.rule,
-            "review": f.review, "severity": it.rating.severity}
+            "review": f.review, "severity": it.rating.severity, **({"level": f.level} if f.level else {})}
 
 
 def _row(team: team_data.Team, it: Item, user: str, vote: int, correction: str | None) -> dict:
@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="how the feedback rows train (training.preference)")
     retrain.add_argument("--beta", type=float, default=1.0, help="β of the KTO / DPO terms")
     retrain.add_argument("--steps", type=int, default=24, help="optimizer steps of the round (8 items each)")
+    retrain.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the round")
     retrain.add_argument("--replay", type=int, default=96, help="items of the default's training plan mixed in")
     retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
                          help="folder for each round's data, adapter and ratings (reused by reruns)")

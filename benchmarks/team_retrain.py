@@ -10,8 +10,8 @@ the held-out rules or dev) train beside the feedback, so a round about a few doz
 student forget the rest. The adapter is exported to GGUF next to the default's manifest and lexical prior, and the
 held-out half is rated again by the serving rater, memory off ("after retrain") and on ("after both").
 
-The export does not carry the finding's origin (tool, rule, level) that the student reads since prompt v4; the
-arm puts it back from the finding each row is about, as a harvest that keeps its findings would.
+The export carries each finding's origin (tool, rule and the tool's level, as the student read it since prompt
+v4): the import rows name the level, the store keeps it, and the arm checks every exported row has it.
 
 Generalisation: held-out findings of rules nobody reacted to, that the team turns off by the same name pattern
 (the rule's letters: ``D``, ``PLR``, ``S``) and the same kind of entry (``ignore``, or the same ``per-file-ignores``
@@ -44,6 +44,8 @@ ARMS = ("before", "memory", "retrain", "both")
 #: a relative change of P(≥ minor) that counts as moving (the default gives many unwanted findings P < 0.01, so an
 #: absolute step would never count; a relative one smaller than this is within rounding of a re-rating)
 MOVE = 0.10
+#: the learning rate of a warm-started round (FinetuneConfig's default, what `sieve train loop` uses)
+DEFAULT_LR = 2e-4
 GROUPS = ("unwanted", "unwanted:reacted", "unwanted:unreacted", "wanted", "wanted:reacted", "wanted:unreacted",
           "security")
 
@@ -76,11 +78,11 @@ def feedback_examples(team: team_data.Team, items: list[Item], rows: list[dict],
         export(store, folder / "feedback.jsonl")
     finally:
         store.close()
+    out = load_feedback(folder / "feedback.jsonl")
     origin = {it.finding.review: it.finding.origin() for it in items}
-    out = []
-    for e in load_feedback(folder / "feedback.jsonl"):
-        e.meta["origin"] = origin.get(e.review, "")
-        out.append(e)
+    wrong = [e.review for e in out if e.meta.get("origin") != origin.get(e.review)]
+    if wrong:  # the export must carry the origin the student read when it rated the finding
+        raise RuntimeError(f"{len(wrong)} exported rows lack their finding's origin, e.g. {wrong[0][:60]!r}")
     return out
 
 
@@ -124,7 +126,7 @@ def train_round(examples: list, args, folder: Path) -> Path:
     recorded = manifest["hyperparameters"]  # as `sieve train loop` warm-starts: the parent's shape, the defaults
     shape = {k: tuple(v) if k == "targets" else v for k, v in recorded.items() if k in LORA_SHAPE}
     config = FinetuneConfig(base=recorded["base"], code_chars=recorded["code_chars"], **shape,
-                            init_adapter=str(default / manifest["adapter"]["file"]), max_steps=args.steps,
+                            init_adapter=str(default / manifest["adapter"]["file"]), max_steps=args.steps, lr=args.lr,
                             checkpoint_every=4, seed=args.seed, preference=args.preference, preference_beta=args.beta)
     resume = (folder / "run" / "checkpoint" / "state.json").is_file()
     result = finetune(examples, config, folder / "run", resume=resume)
@@ -198,7 +200,9 @@ def drop_entries(team: team_data.Team, rule: str, path: str) -> set[tuple[str, s
 
 def generalisation(team: team_data.Team, held: list[Item], after: list, rows: list[dict]) -> dict:
     """Never-reacted held-out findings the team drops by the same name pattern and entry kind as a 👎-ed rule:
-    how many moved down."""
+    how many moved down. The control: never-reacted findings the team *wants* whose rule has the same letters as
+    a 👎-ed one (the other ``D`` rules it keeps) — a round that lowers everything moves these down too, one that
+    learned the team's judgement moves the first group and not the second."""
     from bot.severity import Severity, mass_at_least
 
     reacted = {r["rule"] for r in rows}
@@ -208,7 +212,17 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
             downed |= drop_entries(team, r["rule"], r["path"])
     n = moved = away = posted_before = posted_after = 0
     rules = set()
+    letters = {x for _, x in downed}
+    control = Counter()
     for it, new in zip(held, after):
+        if (it.rule not in reacted and team.label(it.rule, it.finding.anchor.path) == "wanted"
+                and re.match(r"[A-Z]*", it.rule).group() in letters):
+            before_mass = mass_at_least(it.rating.probabilities, Severity.MINOR)
+            after_mass = mass_at_least(new.probabilities, Severity.MINOR)
+            control["findings"] += 1
+            control["moved_down"] += after_mass < before_mass * (1 - MOVE)
+            control["posted_before"] += it.posted
+            control["posted_after"] += passes(new, CONFIG)[0]
         if it.rule in reacted or team.label(it.rule, it.finding.anchor.path) != "unwanted":
             continue
         if not drop_entries(team, it.rule, it.finding.anchor.path) & downed:
@@ -224,7 +238,8 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
     return {"findings": n, "rules": len(rules), "moved_toward_team": moved, "share": _share(moved, n),
             "moved_away": away,
             "posted_before": posted_before, "posted_after": posted_after, "goal_ge_50pct": None if not n else
-            moved / n >= 0.5}
+            moved / n >= 0.5,
+            "control": {**control, "share": _share(control["moved_down"], control["findings"])}}
 
 
 def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted: set[str]) -> dict:
@@ -248,7 +263,9 @@ def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted
 def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> dict:
     """Before / next review (memory) / after one retrain round / after both, on the team's held-out half."""
     started = time.perf_counter()
-    folder = Path(args.runs) / f"{team.name}-{args.preference}-b{args.beta:g}-s{args.steps}-r{args.replay}-{args.seed}"
+    lr = "" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}"
+    folder = Path(args.runs) / (f"{team.name}-{args.preference}-b{args.beta:g}-s{args.steps}-r{args.replay}{lr}"
+                                f"-{args.seed}")
     folder.mkdir(parents=True, exist_ok=True)
     rows = reactions(team, items, args.seed, args.noise)
     examples = feedback_examples(team, items, rows, folder)
@@ -256,7 +273,7 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
                     "correction" if e.meta.get("correction") else "👍" for e in examples)
     train = examples + replay_examples(args.replay, args.seed, Path(args.runs))
     log(f"{team.name}: {len(examples)} feedback examples ({dict(kinds)}) + {args.replay} replay, "
-        f"{args.steps} steps, preference {args.preference}")
+        f"{args.steps} steps at lr {args.lr:g}, preference {args.preference}")
     model_dir = train_round(train, args, folder)
     held = [it for it in items if it.half == "heldout"  # what the measures count: no-opinion findings are not rated
             and (team.label(it.rule, it.finding.anchor.path) != "none" or memory.is_security(it.finding))]
@@ -266,7 +283,7 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
             "retrain": retrained, "both": memory.adjust(findings, retrained, mem)}
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps,
+    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr,
             "replay": args.replay, "seed": args.seed, "feedback_examples": dict(kinds),
             "training": manifest.get("training"), "model": str(model_dir),
             "heldout": count(team, held, arms, {r["rule"] for r in rows}),
@@ -290,6 +307,11 @@ def to_text(results: list[dict]) -> str:
         lines.append(f"  never-reacted rules the team drops like a 👎-ed one: {g['moved_toward_team']} of "
                      f"{g['findings']} findings ({g['rules']} rules) moved toward the team ({share}), "
                      f"{g['moved_away']} away; posted {g['posted_before']} → {g['posted_after']}")
+        c = g.get("control") or {}
+        if c.get("findings"):
+            lines.append(f"  control — never-reacted wanted findings with a 👎-ed rule's letters: {c['moved_down']} of "
+                         f"{c['findings']} moved down ({c['share']:.1%}); posted {c['posted_before']} → "
+                         f"{c['posted_after']}")
         lines.append("  held-out exam / dev (accuracy, macro-F1): " + ", ".join(
             f"{k} {v['accuracy']:.3f} / {v['macro_f1']:.3f}" for k, v in r["general"].items()))
     return "\n".join(lines)

@@ -50,6 +50,7 @@ class CommentInfo:
     reviewer: str
     created_at: str = ""
     rule_id: str | None = None  # the marker's rule id (team memory matches findings by tool and rule)
+    level: str | None = None  # the tool's own level the marker names (training shows the student its origin)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def comment_from(feedback: CommentFeedback) -> CommentInfo | None:
                        predicted=mark.severity, probabilities=dict(mark.probabilities), model=mark.model,
                        prompt_version=mark.prompt_version, commit=mark.commit, code=mark.code,
                        review=mark.review, reviewer=mark.source, created_at=feedback.created_at,
-                       rule_id=mark.rule_id)
+                       rule_id=mark.rule_id, level=mark.level)
 
 
 def records_from(feedback: CommentFeedback, bot_user: str | None = None) -> list[FeedbackRecord]:
@@ -166,4 +167,14 @@ def example(info: CommentInfo, v: Verdict) -> dict[str, Any]:
             "source": info.url, "license": "the repository's own review comments", "orig_label": info.predicted,
             "predicted": info.predicted, "probabilities": info.probabilities, "model": info.model,
             "prompt_version": info.prompt_version, "vote": v.vote, "trust": "trusted" if v.trusted else "untrusted",
-            "correction": v.correction, "link": info.url}
+            "correction": v.correction, "link": info.url, "origin": origin_of(info)}
+
+
+def origin_of(info: CommentInfo) -> str:
+    """The finding's origin as the student read it when it rated the comment (tool, rule, the tool's level);
+    "" for LLM and local reviewers. Markers older than the level field give tool and rule only."""
+    from bot.prompt import origin_text
+
+    reviewer = info.reviewer or ""
+    tool = reviewer.split(":", 1)[1] if reviewer.startswith("sarif:") else reviewer if reviewer == "ruff" else ""
+    return origin_text(tool, info.rule_id if tool else "", info.level if tool else "")

@@ -26,7 +26,7 @@ from bot.severity import LABELS
 
 HOST = "import"  # the host column of imported comments
 REQUIRED = ("repo", "path", "line", "tool", "rule", "review", "severity", "reaction", "user", "trusted")
-OPTIONAL = ("code", "correction", "at")
+OPTIONAL = ("code", "correction", "at", "level")
 #: tools whose findings Sieve's own reviewers name this way; any other tool is a SARIF driver
 _SOURCES = {"ruff": "ruff", "llm": "llm", "local": "local"}
 
@@ -64,6 +64,7 @@ def _check(row: Any) -> dict[str, Any]:
     out = {key: _text(row, key) for key in ("repo", "path", "tool", "review", "user")}
     out["rule"] = _text(row, "rule", empty=True)
     out["code"] = _text(row, "code", empty=True) if row.get("code") is not None else ""
+    out["level"] = _text(row, "level", empty=True) if row.get("level") is not None else ""
     line = row["line"]
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
         raise RowError(f"line must be a whole number ≥ 1, not {json.dumps(line)}")
@@ -113,7 +114,7 @@ def comment_of(row: dict[str, Any]) -> CommentInfo:
     return CommentInfo(host=HOST, repo=row["repo"], number=0, comment_id=comment_id, url="", path=row["path"],
                        line=row["line"], predicted=row["severity"], probabilities={}, model="", prompt_version="",
                        commit="", code=row.get("code") or "", review=row["review"], reviewer=source,
-                       created_at=row.get("at") or "", rule_id=row["rule"] or None)
+                       created_at=row.get("at") or "", rule_id=row["rule"] or None, level=row.get("level") or None)
 
 
 def to_records(row: dict[str, Any]) -> tuple[CommentInfo, FeedbackRecord]:

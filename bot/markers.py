@@ -55,6 +55,7 @@ class Marker:
     code: str
     source: str
     rule_id: str | None = None
+    level: str | None = None  # the tool's own level (SARIF level, ruff category): the origin the student read
     extra: dict[str, object] = field(default_factory=dict)
     review_sha: str = ""  # sha256 of the whole review (the marker keeps its first MAX_MARKER_REVIEW characters)
 

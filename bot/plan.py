@@ -139,7 +139,7 @@ def _marker_for(d: Decision, config: PlanConfig) -> str:
         fingerprint=d.fingerprint, severity=d.rating.severity, probabilities=dict(d.rating.probabilities),
         model=d.rating.model_id, prompt_version=d.rating.prompt_version, commit=config.commit,
         path=d.finding.anchor.path, line=d.finding.anchor.line, review=d.finding.review, code=d.finding.code,
-        source=d.finding.source, rule_id=d.finding.rule_id))
+        source=d.finding.source, rule_id=d.finding.rule_id, level=d.finding.level))
 
 
 def _changed(old: markers.Marker, new: Decision) -> bool:

@@ -51,11 +51,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE memory_revoked (
         entry_id TEXT PRIMARY KEY, revoked_at TEXT NOT NULL, scope TEXT, direction TEXT);
     """,
+    # 4: the tool's own level for the rule (the finding's origin as the student read it, for training)
+    """
+    ALTER TABLE comments ADD COLUMN level TEXT;
+    """,
 )
 #: the columns of ``comments`` this version writes, by name (migrations only ever add columns)
 _COMMENT_COLUMNS = ("host", "repo", "comment_id", "number", "url", "path", "line", "predicted", "probabilities",
                     "model", "prompt_version", "commit_sha", "code", "review", "reviewer", "created_at",
-                    "collected_at", "rule_id")
+                    "collected_at", "rule_id", "level")
 
 
 @dataclass
@@ -237,10 +241,10 @@ class Store:
             "DO UPDATE SET url=excluded.url, predicted=excluded.predicted, probabilities=excluded.probabilities, "
             "model=excluded.model, prompt_version=excluded.prompt_version, commit_sha=excluded.commit_sha, "
             "code=excluded.code, review=excluded.review, collected_at=excluded.collected_at, "
-            "rule_id=excluded.rule_id",
+            "rule_id=excluded.rule_id, level=excluded.level",
             (info.host, info.repo, info.comment_id, info.number, info.url, info.path, info.line, info.predicted,
              json.dumps(info.probabilities, sort_keys=True), info.model, info.prompt_version, info.commit,
-             info.code, info.review, info.reviewer, info.created_at, now, info.rule_id))
+             info.code, info.review, info.reviewer, info.created_at, now, info.rule_id, info.level))
 
     def _sync_corrections(self, key: tuple[str, str, str], records: list[FeedbackRecord], now: str) -> None:
         """Corrections mirror the thread: a deleted or edited reply updates the row, a gone one deletes it."""
@@ -272,7 +276,8 @@ class Store:
                             probabilities=json.loads(r["probabilities"] or "{}"), model=r["model"],
                             prompt_version=r["prompt_version"], commit=r["commit_sha"], code=r["code"],
                             review=r["review"], reviewer=r["reviewer"], created_at=r["created_at"] or "",
-                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None)  # noqa: SIM118 (Row: `in` is values)
+                            rule_id=r["rule_id"] if "rule_id" in r.keys() else None,  # noqa: SIM118 (Row: `in` is values)
+                            level=r["level"] if "level" in r.keys() else None)  # noqa: SIM118
                 for r in rows]
 
     def votes(self, include_removed: bool = False) -> dict[tuple[str, str, str], list[tuple[int, bool]]]:

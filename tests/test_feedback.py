@@ -144,3 +144,42 @@ def test_train_fields_present_even_without_shared_data():
     assert {"code", "review", "label", "acceptable_labels", "label_quality", "lang", "source", "predicted",
             "model", "vote", "trust", "link"} <= set(ex)
     assert ex["lang"] == "py" and ex["trust"] == "trusted"
+
+
+def test_the_finding_origin_travels_from_marker_through_the_store_into_the_export(tmp_path: Path):
+    """The student read "ruff S608, level: security" when it rated the finding; a retrain must show it the same."""
+    me = comments.Identity("sieve-bot")
+    probs = {"critical": 0.7, "major": 0.1, "minor": 0.1, "trivial": 0.1}
+    text = me.seal.seal("text\n" + markers.encode(markers.Marker(
+        fingerprint="f" * 16, severity="critical", probabilities=probs, model="student-v1", prompt_version="p1",
+        commit="abc", path="pkg/db.py", line=3, review="S608 Possible SQL injection", code="", source="ruff",
+        rule_id="S608", level="security")))
+    record = comments.read("78", "sieve-bot", text, me)
+    assert record.marker.level == "security"
+    info = feedback.comment_from(CommentFeedback("gitlab", "g/p", 3, "http://h/g/p/-/merge_requests/3#note_78",
+                                                 record, (), ()))
+    store = open_store(tmp_path / "fb.db")
+    store.sync(info, [feedback.FeedbackRecord("gitlab", "g/p", "78", "dev", -1, True, "minor", "2024-01-01")], "t1")
+    store.close()
+    store = open_store(tmp_path / "fb.db")
+    assert store.comments()[0].level == "security"
+    out = tmp_path / "export.jsonl"
+    assert feedback_app.export(store, out) == 1
+    row = json.loads(out.read_text())
+    assert row["origin"] == "ruff S608, level: security" and row["label"] == "minor"
+    from training.curriculum import load_feedback
+
+    assert load_feedback(out)[0].meta["origin"] == "ruff S608, level: security"
+
+
+def test_a_marker_written_before_the_level_field_still_reads_and_exports_tool_and_rule():
+    info = feedback.comment_from(item())
+    assert info.level is None and feedback.origin_of(info) == ""  # an LLM review has no origin
+    old = markers.decode(markers.encode(markers.Marker(
+        fingerprint="f" * 16, severity="minor", probabilities={}, model="m", prompt_version="p1", commit="abc",
+        path="a.py", line=1, review="E711 Comparison to None", code="", source="ruff", rule_id="E711")))
+    assert old.level is None
+    assert feedback.origin_of(feedback.CommentInfo(
+        host="gitlab", repo="g/p", number=1, comment_id="1", url="", path="a.py", line=1, predicted="minor",
+        probabilities={}, model="m", prompt_version="p1", commit="abc", code="", review=old.review,
+        reviewer=old.source, rule_id=old.rule_id)) == "ruff E711"

@@ -40,6 +40,18 @@ def test_the_issue_row_imports_and_is_exported_like_a_harvested_one(tmp_path: Pa
     assert labels == [("major", None), ("trivial", "trivial")]  # alice's correction wins over bob's 👎
 
 
+def test_an_imported_level_is_the_origin_the_export_shows(tmp_path: Path):
+    db = tmp_path / "f.db"
+    rows = [{**ROW, "level": "security"}, {**ROW, "line": 30, "review": "S101 again"},
+            {**ROW, "line": 31, "tool": "llm", "rule": "", "review": "this leaks the token", "level": "high"}]
+    assert cli.main(["feedback", "import", str(write(tmp_path, rows)), "--db", str(db)]) == 0
+    out = tmp_path / "curriculum.jsonl"
+    assert cli.main(["feedback", "export", "--db", str(db), "--out", str(out)]) == 0
+    origins = {r["review"]: r["origin"] for r in map(json.loads, out.read_text().splitlines())}
+    assert origins == {"S101 Use of `assert` detected": "ruff S101, level: security", "S101 again": "ruff S101",
+                       "this leaks the token": ""}  # an LLM review has no tool: its level is not an origin
+
+
 @pytest.mark.parametrize("row, message", [
     (b"{not json", "line 2: not JSON"),
     ([1, 2], "line 2: expected a JSON object, found list"),
@@ -52,6 +64,7 @@ def test_the_issue_row_imports_and_is_exported_like_a_harvested_one(tmp_path: Pa
     ({**ROW, "at": "yesterday"}, "line 2: at must be an ISO 8601 time"),
     ({k: v for k, v in ROW.items() if k != "user"}, "line 2: missing field 'user'"),
     ({**ROW, "corection": "minor"}, "line 2: unknown field 'corection'"),
+    ({**ROW, "level": 3}, "line 2: level must be a string, not 3"),
     (b"\xff\xfe", "line 2: not UTF-8 text"),
 ])
 def test_a_bad_row_is_one_clear_line_and_the_rest_is_imported(tmp_path: Path, capsys, row, message: str):
