@@ -43,6 +43,13 @@ def below(threshold: Severity) -> str:
     return _BY_RANK[max(0, int(threshold) - 1)]
 
 
+def rejection_target(posted: str, threshold: Severity) -> str:
+    """The level a bare 👎 asks for *at most*: the one below the posting threshold, or below the posted level when
+    that is lower (never below trivial). Memory and retraining read a 👎 the same way."""
+    posted = posted if posted in _RANK else "minor"
+    return _BY_RANK[max(0, min(_RANK[posted] - 1, _RANK[below(threshold)]))]
+
+
 def stance(r: Reaction, threshold: Severity) -> Stance | None:
     """One reaction as a direction and a level: a correction names the level (from the side it moves the comment);
     a 👍 asks for at least the posted level; a 👎 for at most the level below the threshold (or the posted one)."""
@@ -53,7 +60,7 @@ def stance(r: Reaction, threshold: Severity) -> Stance | None:
     if r.vote > 0:
         return Stance(r.user, 1, posted)
     if r.vote < 0:
-        return Stance(r.user, -1, _BY_RANK[max(0, min(_RANK[posted] - 1, _RANK[below(threshold)]))])
+        return Stance(r.user, -1, rejection_target(posted, threshold))
     return None
 
 

@@ -143,8 +143,9 @@ def test_example_weights_count_and_are_normalised_per_batch(tmp_path):
 
 
 @needs_heavy
-def test_a_bare_rejection_trains_not_that_level_and_nothing_else():
-    """👎 without a correction: loss −log(1 − P(rejected)); the rejected level drops, the others keep their order."""
+def test_a_bare_rejection_trains_below_the_posting_threshold_and_nothing_else():
+    """👎 without a correction: "should not have been posted". Loss −log P(levels below the threshold); with the
+    threshold at critical that is −log(1 − P(critical)): the rejected level drops, the others keep their order."""
     import torch
 
     from training.curriculum import CurriculumConfig, feedback_example
@@ -152,8 +153,11 @@ def test_a_bare_rejection_trains_not_that_level_and_nothing_else():
 
     record = {"code": "x", "review": "nit", "label": "critical", "predicted": "critical", "vote": -1,
               "probabilities": {"critical": 0.7, "major": 0.2, "minor": 0.06, "trivial": 0.04}}
-    rejected = feedback_example(record, CurriculumConfig())
+    posted_at_minor = feedback_example(record, CurriculumConfig())  # the default threshold: minor
+    assert posted_at_minor.meta["allowed"] == ["trivial"] and posted_at_minor.label == "trivial"
+    rejected = feedback_example(record, CurriculumConfig(threshold="critical"))
     assert rejected.meta["rejected"] == "critical" and rejected.label == "major"  # runner-up kept for bookkeeping
+    assert rejected.meta["allowed"] == ["major", "minor", "trivial"]
     cfg = config(label_smoothing=0.1, distill_alpha=1.0)
     enc = Encoded(ids=[], keep=1, target=1, soft=[0.0, 0.6, 0.3, 0.1], weight=1.0, allowed=[1, 2, 3])
     scores = torch.tensor([2.0, 0.5, 0.0, -1.0], requires_grad=True)
@@ -164,6 +168,12 @@ def test_a_bare_rejection_trains_not_that_level_and_nothing_else():
     stepped = torch.softmax(scores.detach() - 0.5 * scores.grad, dim=-1)
     assert stepped[0] < q[0]  # the rejected level goes down
     assert stepped[1:].argsort().tolist() == q[1:].argsort().tolist()  # the other three keep their order
+    below = Encoded(ids=[], keep=1, target=3, soft=None, weight=1.0, allowed=[3])  # threshold minor: trivial only
+    scores.grad = None
+    loss = example_loss(scores, below, cfg)
+    assert loss.item() == pytest.approx(-torch.log(q[3]).item(), rel=1e-6)
+    loss.backward()
+    assert (scores.grad[:3] > 0).all() and scores.grad[3] < 0  # every level at or above the threshold goes down
     # the same scores as a confirmed "major" would also be pulled towards major in particular
     confirmed = Encoded(ids=[], keep=1, target=1, soft=None, weight=1.0)
     scores.grad = None

@@ -60,6 +60,26 @@ def test_one_gradient_step_moves_the_labels_the_right_way(kind, target, rejected
 
 
 @needs_heavy
+def test_a_bare_thumbs_down_under_kto_lowers_every_level_it_rules_out():
+    """A 👎 on a major finding, threshold minor, allows trivial only: the mass on critical, major and minor falls
+    together (the rejected level alone falling could hand its mass to critical)."""
+    import torch
+
+    from training.preference import preference_loss
+
+    ref = torch.log_softmax(torch.tensor([0.2, 1.5, 0.5, -0.3]), dim=-1)
+    scores = torch.tensor([0.2, 1.5, 0.5, -0.3], requires_grad=True)
+    preference_loss(torch.log_softmax(scores, dim=-1), ref, "bad", 3, 1, beta=1.0, allowed=[3]).backward()
+    before = torch.softmax(scores.detach(), dim=-1)
+    after = torch.softmax(scores.detach() - 1.0 * scores.grad, dim=-1)
+    assert after[:3].sum() < before[:3].sum() and after[3] > before[3]
+    scores.grad = None  # the posted level alone: its mass falls, and some of it goes to critical
+    preference_loss(torch.log_softmax(scores, dim=-1), ref, "bad", 3, 1, beta=1.0).backward()
+    alone = torch.softmax(scores.detach() - 1.0 * scores.grad, dim=-1)
+    assert alone[1] < before[1] and alone[0] > before[0]
+
+
+@needs_heavy
 def test_dpo_ignores_the_normaliser_and_kto_does_not():
     """Why the four-way softmax matters for KTO (and why TRL's vocabulary-normalised scores do not fit it):
     the same label logits inside a vocabulary that holds more or less mass elsewhere."""

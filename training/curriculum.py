@@ -4,8 +4,9 @@ Merging rules, decided here only:
 
 * sources in priority order — maintainers' feedback, then teacher-written items, then earlier curricula;
   an item seen twice (same normalised code + review) keeps the first, higher-priority version;
-* a rejected rating (vote −1, no correction) says only "not that level": it becomes a soft label over
-  the other three levels, shaped by the model's own probabilities, with a lower weight;
+* a rejected rating (vote −1, no correction) says "this should not have been posted": as team memory reads it,
+  at most the level below the posting threshold (or below the posted level, if lower); it trains on the levels
+  left (``meta["allowed"]``), with a lower weight;
 * untrusted feedback is dropped unless asked for;
 * items in a weak area (level or source the student failed) get weight × λ; weights are rescaled to
   mean 1 so the learning rate means the same thing every round;
@@ -36,6 +37,10 @@ class CurriculumConfig:
     weak_lambda: float = 2.0  # λ_t: weight multiplier for items in a weak level or source area
     feedback_weight: float = 1.5  # maintainers' confirmations and corrections count more than teacher items
     negative_weight: float = 0.5  # a bare rejection (👎, no correction) carries less information
+    #: the posting threshold a bare 👎 is read against: "this should not have been posted" rules out the
+    #: threshold's level and every level above it (or, when the comment was posted below the threshold, its
+    #: own level and above) — the reading team memory gives the same 👎 (docs/memory.md, the combination rule)
+    threshold: str = "minor"
     previous_weight: float = 0.7  # items carried over from earlier curricula (decays each round)
     include_untrusted: bool = False  # also use votes from users the host does not trust
     max_items: int | None = None  # cap (highest weights kept first); None keeps everything
@@ -70,15 +75,29 @@ def feedback_example(record: dict[str, Any], config: CurriculumConfig, where: st
     vote = int(record.get("vote") or 0)
     if vote < 0 and not record.get("correction"):
         rejected = str(record.get("predicted") or example.label)
+        below = rejection_allows(rejected, config.threshold)
         probs = record.get("probabilities") or {}
-        others = {label: float(probs.get(label, 0.0)) + 0.05 for label in LABELS if label != rejected}
+        others = {label: float(probs.get(label, 0.0)) + 0.05 for label in below}
         total = sum(others.values())
         example.soft = {label: others.get(label, 0.0) / total for label in LABELS}
         example.label = max(others, key=others.__getitem__)
         example.acceptable = tuple(others)
         example.weight *= config.negative_weight
-        example.meta["rejected"] = rejected  # a bare rejection: finetune trains "not this level", not the runner-up
+        example.meta["rejected"] = rejected  # a bare rejection: finetune trains "none of these", not the runner-up
+        example.meta["allowed"] = list(below)
     return example
+
+
+def rejection_allows(posted: str, threshold: str) -> tuple[str, ...]:
+    """The levels a bare 👎 on a comment posted at ``posted`` leaves possible: the level team memory reads it as
+    asking for at most (:func:`bot.memory_learn.rejection_target`) and those below it."""
+    from bot.memory_learn import rejection_target
+    from bot.severity import parse_severity
+
+    if posted not in LABELS or threshold not in LABELS:
+        raise TrainingError(f"not a severity level: {posted if posted not in LABELS else threshold!r}",
+                            hint="levels are " + ", ".join(LABELS))
+    return LABELS[LABELS.index(rejection_target(posted, parse_severity(threshold))):]
 
 
 def load_feedback(path: str | Path, config: CurriculumConfig | None = None) -> list[Example]:

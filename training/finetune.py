@@ -8,10 +8,12 @@ are softmax-normalised into the model's distribution over levels. The loss per e
 
     CE(gold, label smoothing ε) + distill_alpha · T² · KL(teacher soft ‖ student at temperature T)
 
-except for a bare rejection from feedback (👎 without a correction, ``meta["rejected"]``), which says only
-"not that level": its loss is the unlikelihood −log(1 − P(rejected)), which pushes the rejected level down
-and keeps the order of the other three (training it on the runner-up of the model that was rejected, as
-earlier versions did, taught that model's own bias back to it). ``preference`` ``kto`` / ``dpo`` train feedback
+except for a bare rejection from feedback (👎 without a correction, ``meta["rejected"]``), which says "this
+should not have been posted": its loss is the unlikelihood −log P(allowed), the probability left on the levels
+the 👎 allows (``meta["allowed"]``: those at or below the level team memory reads the 👎 as asking for, i.e.
+below the posting threshold), which pushes the ruled-out levels down and keeps the order of the ones left
+(training it on the runner-up of the model that was rejected, as earlier versions did, taught that model's own
+bias back to it; ruling out the posted level alone let a 👎'd major finding move to critical). ``preference`` ``kto`` / ``dpo`` train feedback
 rows with KTO (unpaired 👍/👎) and DPO (a correction's pair) against the starting student instead
 (:mod:`training.preference`). Every example's loss is
 weighted by the example's curriculum weight, normalised by the weights of its accumulated batch (micro-batch
@@ -220,7 +222,7 @@ class Encoded:
     soft: list[float] | None
     weight: float
     embeds: object = None  # hidden states entering the first trained layer (with freeze_layers)
-    allowed: list[int] | None = None  # a bare rejection: indices of the levels still possible
+    allowed: list[int] | None = None  # a bare rejection (reject, bad): indices of the levels still possible
     kind: str = "ce"  # ce, reject (unlikelihood), good / bad (KTO), pair (DPO): training.preference.kind_of
     rejected: int | None = None  # the rejected level's index (bad, pair)
     ref: list[float] | None = None  # the starting student's label log-probabilities (preference kinds)
@@ -246,7 +248,10 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
         body = body[-budget:]
     soft = [example.soft[label] for label in LABELS] if example.soft else None
     kind, rejected = kind_of(example.meta, example.label, preference)
-    allowed = [i for i in range(len(LABELS)) if i != rejected] if kind == "reject" else None
+    allowed = None
+    if kind in ("reject", "bad"):  # a bare 👎: the levels it leaves possible (all but the posted one, by default)
+        named = [LABELS.index(x) for x in example.meta.get("allowed") or () if x in LABELS]
+        allowed = named or [i for i in range(len(LABELS)) if i != rejected]
     return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
                    soft=soft if kind == "ce" else None, weight=float(example.weight), allowed=allowed, kind=kind,
                    rejected=rejected)
@@ -280,7 +285,7 @@ def example_loss(scores, enc: Encoded, config: FinetuneConfig):
             raise TrainingError("a preference example has no reference scores",
                                 hint="attach them with training.preference.attach_reference before training")
         ref = torch.tensor(enc.ref, dtype=logq.dtype, device=logq.device)
-        return preference_loss(logq, ref, enc.kind, enc.target, enc.rejected, config.preference_beta)
+        return preference_loss(logq, ref, enc.kind, enc.target, enc.rejected, config.preference_beta, enc.allowed)
     if enc.allowed:
         return -torch.logsumexp(logq[enc.allowed], dim=0)
     eps = config.label_smoothing

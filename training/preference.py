@@ -5,7 +5,7 @@ Feedback says one of three things about a posted comment: 👍 (the posted level
 chooses how those rows train (items that are not feedback always train on gold cross-entropy + distillation):
 
 * ``unlikelihood`` (the default): 👍 and corrections are hard labels (cross-entropy), a bare 👎 is
-  −log(1 − P(rejected)).
+  −log P(allowed): the levels it leaves possible, below the posting threshold (training.curriculum).
 * ``kto``: every feedback row is one KTO term over the label distribution, against the *reference* (the student
   the run starts from). With ``r(y) = log π(y|x) − log π_ref(y|x)`` and ``z = KL(π(·|x) ‖ π_ref(·|x))`` (detached)
   a desirable level costs ``1 − σ(β(r(y) − z))`` and an undesirable one ``1 − σ(β(z − r(y)))``. Over four labels the
@@ -50,8 +50,11 @@ def kind_of(meta: dict, label: str, preference: str) -> tuple[str, int | None]:
     return "good", None
 
 
-def preference_loss(logq, ref, kind: str, target: int, rejected: int | None, beta: float):
-    """The KTO or DPO term of one example from its label log-probabilities ``logq`` and the reference's ``ref``."""
+def preference_loss(logq, ref, kind: str, target: int, rejected: int | None, beta: float,
+                    allowed: list[int] | None = None):
+    """The KTO or DPO term of one example from its label log-probabilities ``logq`` and the reference's ``ref``.
+    A bare 👎 (``bad``) rules out every level not in ``allowed`` (default: the rejected one alone); its log-ratio
+    is that of the ruled-out levels' total probability."""
     import torch
     import torch.nn.functional as F
 
@@ -62,7 +65,9 @@ def preference_loss(logq, ref, kind: str, target: int, rejected: int | None, bet
     if kind == "good":
         return 1.0 - torch.sigmoid(beta * (ratio[target] - kl))
     if kind == "bad":
-        return 1.0 - torch.sigmoid(beta * (kl - ratio[rejected]))
+        out = [i for i in range(logq.shape[-1]) if i not in allowed] if allowed else [rejected]
+        bad = torch.logsumexp(logq[out], dim=0) - torch.logsumexp(ref[out], dim=0)
+        return 1.0 - torch.sigmoid(beta * (kl - bad))
     raise ValueError(f"not a preference kind: {kind!r}")
 
 
