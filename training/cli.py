@@ -16,6 +16,7 @@ from pathlib import Path
 from bot.errors import SieveError, TrainingError
 from bot.models import resolve_model
 from bot.prompt import MAX_CODE_CHARS
+from bot.severity import LABELS
 from training.examples import Example, data_hash, load_jsonl, severity_split
 from training.propose import add_parser as propose_parser
 
@@ -72,7 +73,7 @@ def cmd_curriculum(args: argparse.Namespace) -> int:
     from training.exam import Exam
 
     config = CurriculumConfig(weak_lambda=args.weak_lambda, include_untrusted=args.include_untrusted,
-                              max_items=args.max_items)
+                              max_items=args.max_items, threshold=args.threshold)
     curriculum = build_curriculum(
         teacher=[e for path in args.teacher for e in _examples(path)],
         feedback=[e for path in args.feedback for e in load_feedback(path, config)],
@@ -123,6 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_loop(args: argparse.Namespace) -> int:
+    from training.curriculum import CurriculumConfig
     from training.exam import Exam, split_heldout
     from training.finetune import FinetuneConfig
     from training.loop import LoopConfig, run_loop
@@ -144,6 +146,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
                         feedback=tuple(args.feedback), previous=tuple(args.previous),
                         lexical_weight=args.lexical_weight, warm_start=not args.fresh,
+                        curriculum=CurriculumConfig(threshold=args.threshold),
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
                                                 seed=args.seed, code_chars=args.code_chars,
                                                 preference=args.preference, preference_beta=args.preference_beta))
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weak-lambda", type=float, default=2.0, help="weight multiplier for weak areas")
     p.add_argument("--max-items", type=int)
     p.add_argument("--include-untrusted", action="store_true")
+    _threshold_arg(p)
     p.add_argument("--out", required=True, help="folder for curriculum.jsonl and its stats")
     p = sub.add_parser("finetune", help="LoRA fine-tune on a JSONL file")
     _finetune_args(p)
@@ -246,6 +250,7 @@ def _loop_parser(sub) -> None:
     p.add_argument("--exam-size", type=int, default=40)
     p.add_argument("--examples", type=int, default=200, help="teacher-written training items per round")
     p.add_argument("--feedback", nargs="*", default=[], help="`sieve feedback export` files to fold in")
+    _threshold_arg(p)
     p.add_argument("--previous", nargs="*", default=[],
                    help="curriculum.jsonl files of earlier loop runs to carry into the first round")
     p.add_argument("--start-from", default="default", help="current student (name, folder or 'base')")
@@ -324,6 +329,11 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     print(f"wrote {len(items)} item(s) to {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(tools.items())),
           file=sys.stderr)
     return 0
+
+
+def _threshold_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threshold", choices=LABELS, default="minor",
+                   help="the team's posting threshold: a bare 👎 trains as 'below it' (default: minor, as Sieve posts)")
 
 
 COMMANDS = {"corpus": cmd_corpus, "exam": cmd_exam, "evaluate": cmd_evaluate, "curriculum": cmd_curriculum, "finetune": cmd_finetune,

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import TrainingError
+from bot.severity import LABELS
+from training.curriculum import CurriculumConfig
 from training.exam import item_key
 from training.examples import Example, from_record
 from training.registry import PromotionRule, beats
@@ -183,6 +185,7 @@ class ProposeConfig:
     examples: int = 200
     max_steps: int | None = None
     epochs: float = 1.0
+    threshold: str = "minor"  # the team's posting threshold (how a bare 👎 trains)
     grad_accum: int = 8
     seed: int = 0
     max_seconds: float | None = None
@@ -245,6 +248,7 @@ def propose(config: ProposeConfig, log=print) -> tuple[bool, list[Check]]:
                       exam_size=config.exam_size, examples_per_round=config.examples,
                       start_from=str(current.folder or start_model(config)), model_name=config.model_name,
                       models_root=str(staging), base=base, feedback=(str(train_file),), promotion=rule,
+                      curriculum=CurriculumConfig(threshold=config.threshold),
                       finetune=FinetuneConfig(base=base, max_steps=config.max_steps, epochs=config.epochs,
                                               grad_accum=config.grad_accum, seed=config.seed,
                                               code_chars=current.code_chars))
@@ -317,6 +321,8 @@ def add_parser(sub) -> None:
     p.add_argument("--examples", type=int, default=200, help="items the teacher draws per round")
     p.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
     p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--threshold", choices=LABELS, default="minor",
+                   help="the team's posting threshold: a bare 👎 trains as 'below it' (default: minor)")
     p.add_argument("--grad-accum", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-seconds", type=float, help="wall-time budget: no new round starts after it")
