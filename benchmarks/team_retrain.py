@@ -4,10 +4,11 @@ For each team: its reaction-half feedback goes through the real path — ``sieve
 SQLite store, ``sieve feedback export`` out of it, :func:`training.curriculum.load_feedback` into examples — and
 ONE short LoRA round trains on it from the default student, as ``sieve train loop`` warm-starts a round (the
 default's adapter and LoRA shape, :class:`training.finetune.FinetuneConfig`'s defaults otherwise: lr 2e-4, 8 items
-per step), for ``--steps`` optimizer steps. Replay: ``--replay`` items drawn from the
+per step), for ``--steps`` optimizer steps, and, as the loop does, a lexical prior is fitted on the round's items
+at the default's weight and scope. Replay: ``--replay`` items drawn from the
 default's own training plan (:func:`training.mixed.plan`; review data and vendor-labelled rules, never the exam,
 the held-out rules or dev) train beside the feedback, so a round about a few dozen ruff rules does not make the
-student forget the rest. The adapter is exported to GGUF next to the default's manifest and lexical prior, and the
+student forget the rest. The adapter is exported to GGUF next to the default's manifest and the new prior, and the
 held-out half is rated again by the serving rater, memory off ("after retrain") and on ("after both").
 
 The export carries each finding's origin (tool, rule and the tool's level, as the student read it since prompt
@@ -134,7 +135,13 @@ def train_round(examples: list, args, folder: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     export_adapter(result.peft_dir, tmp / "adapter.gguf", base=config.base)
-    shutil.copy(default / manifest["lexical"]["file"], tmp / manifest["lexical"]["file"])
+    from bot.models import resolve_model
+    from training.loop import LoopConfig, candidate_prior
+
+    # as `sieve train loop` does: a lexical prior fitted on the round's items, at the parent's weight and scope
+    # (the default's own prior, kept, would hold every tool finding where the default rated it)
+    manifest.pop("lexical", None)
+    manifest.update(candidate_prior(examples, tmp, LoopConfig(), resolve_model(str(default))))
     adapter = tmp / "adapter.gguf"
     manifest.update(name=f"retrain-{folder.name}", parent=f"default@{manifest['adapter']['sha256'][:12]}",
                     adapter={"file": "adapter.gguf", "sha256": sha256_file(adapter), "bytes": adapter.stat().st_size},

@@ -167,19 +167,19 @@ def test_the_served_rater_combines_the_student_with_the_prior(fitted) -> None:
 
 
 def test_loop_candidates_are_served_the_way_their_parent_is(fitted, tmp_path) -> None:
-    from training.loop import LoopConfig, _candidate_prior
+    from training.loop import LoopConfig, candidate_prior
 
     _, path = fitted
     parent = resolve_model(_model_folder(tmp_path / "models" / "default", path, weight=0.25))
     folder = tmp_path / "round-01" / "candidate"
     folder.mkdir(parents=True)
-    entry = _candidate_prior(examples(), folder, LoopConfig(), parent)["lexical"]
+    entry = candidate_prior(examples(), folder, LoopConfig(), parent)["lexical"]
     assert entry["weight"] == 0.25 and (folder / "lexical.json").is_file()
     assert LexicalPrior.load(folder / "lexical.json").probabilities("typo in comment")["trivial"] > 0.5
-    assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.0), parent) == {}
+    assert candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.0), parent) == {}
     bare = resolve_model("smollm2")
-    assert _candidate_prior(examples(), folder, LoopConfig(), bare) == {}
-    assert _candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.5), bare)["lexical"]["weight"] == 0.5
+    assert candidate_prior(examples(), folder, LoopConfig(), bare) == {}
+    assert candidate_prior(examples(), folder, LoopConfig(lexical_weight=0.5), bare)["lexical"]["weight"] == 0.5
 
 
 def test_the_prior_can_be_switched_off_by_config_and_flag() -> None:
@@ -192,10 +192,10 @@ def test_the_prior_can_be_switched_off_by_config_and_flag() -> None:
 
 
 def test_a_curriculum_missing_a_level_gets_no_prior(fitted, tmp_path) -> None:
-    from training.loop import LoopConfig, _candidate_prior
+    from training.loop import LoopConfig, candidate_prior
 
     three = [e for e in examples() if e.label != "critical"]
-    assert _candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("smollm2")) == {}
+    assert candidate_prior(three, tmp_path, LoopConfig(lexical_weight=0.5), resolve_model("smollm2")) == {}
     assert not (tmp_path / "lexical.json").exists()
 
 

@@ -185,7 +185,7 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
                    data_hash=data_hash(examples), hyperparameters=ft_config.to_json(),
                    parent=parent.model_id, command=shlex.join(sys.argv),
                    template=ft_config.prompt_template(), code_chars=ft_config.code_chars)
-    prior = _candidate_prior(examples, folder, config, parent)
+    prior = candidate_prior(examples, folder, config, parent)
     if prior:
         path = folder / "manifest.json"
         path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), **prior}, indent=2,
@@ -193,7 +193,7 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
     return resolve_model(folder), result
 
 
-def _candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
+def candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
     """``{"lexical": ...}`` for the candidate's manifest (a prior fitted on its curriculum), or ``{}``."""
     from bot.prompt import V3
     from training.lexical import SCOPE, export_prior, fit_prior, labelled, manifest_entry
