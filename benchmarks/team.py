@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     retrain.add_argument("--beta", type=float, default=1.0, help="β of the KTO / DPO terms")
     retrain.add_argument("--steps", type=int, default=24, help="optimizer steps of the round (8 items each)")
     retrain.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the round")
+    retrain.add_argument("--prior-l2", type=float, default=0.01,
+                         help="L2 pull of the updated lexical prior toward the default's (training.lexical)")
     retrain.add_argument("--replay", type=int, default=96, help="items of the default's training plan mixed in")
     retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
                          help="folder for each round's data, adapter and ratings (reused by reruns)")

@@ -4,8 +4,8 @@ For each team: its reaction-half feedback goes through the real path — ``sieve
 SQLite store, ``sieve feedback export`` out of it, :func:`training.curriculum.load_feedback` into examples — and
 ONE short LoRA round trains on it from the default student, as ``sieve train loop`` warm-starts a round (the
 default's adapter and LoRA shape, :class:`training.finetune.FinetuneConfig`'s defaults otherwise: lr 2e-4, 8 items
-per step), for ``--steps`` optimizer steps, and, as the loop does, a lexical prior is fitted on the round's items
-at the default's weight and scope. Replay: ``--replay`` items drawn from the
+per step), for ``--steps`` optimizer steps, and, as the loop does, the default's lexical prior is updated on the
+round's items (``--prior-l2`` toward its weights; training.lexical.update_prior) at its weight and scope. Replay: ``--replay`` items drawn from the
 default's own training plan (:func:`training.mixed.plan`; review data and vendor-labelled rules, never the exam,
 the held-out rules or dev) train beside the feedback, so a round about a few dozen ruff rules does not make the
 student forget the rest. The adapter is exported to GGUF next to the default's manifest and the new prior, and the
@@ -141,7 +141,7 @@ def train_round(examples: list, args, folder: Path) -> Path:
     # as `sieve train loop` does: a lexical prior fitted on the round's items, at the parent's weight and scope
     # (the default's own prior, kept, would hold every tool finding where the default rated it)
     manifest.pop("lexical", None)
-    manifest.update(candidate_prior(examples, tmp, LoopConfig(), resolve_model(str(default))))
+    manifest.update(candidate_prior(examples, tmp, LoopConfig(prior_l2=args.prior_l2), resolve_model(str(default))))
     adapter = tmp / "adapter.gguf"
     manifest.update(name=f"retrain-{folder.name}", parent=f"default@{manifest['adapter']['sha256'][:12]}",
                     adapter={"file": "adapter.gguf", "sha256": sha256_file(adapter), "bytes": adapter.stat().st_size},
@@ -270,7 +270,7 @@ def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted
 def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> dict:
     """Before / next review (memory) / after one retrain round / after both, on the team's held-out half."""
     started = time.perf_counter()
-    lr = "" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}"
+    lr = ("" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}") + f"-l2{args.prior_l2:g}"
     folder = Path(args.runs) / (f"{team.name}-{args.preference}-b{args.beta:g}-s{args.steps}-r{args.replay}{lr}"
                                 f"-{args.seed}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -290,7 +290,7 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
             "retrain": retrained, "both": memory.adjust(findings, retrained, mem)}
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr,
+    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr, "prior_l2": args.prior_l2,
             "replay": args.replay, "seed": args.seed, "feedback_examples": dict(kinds),
             "training": manifest.get("training"), "model": str(model_dir),
             "heldout": count(team, held, arms, {r["rule"] for r in rows}),

@@ -272,3 +272,30 @@ def test_blend_leaves_items_out_of_the_priors_scope_to_the_student() -> None:
     assert not in_scope(free, "tools") and in_scope(tool, "tools") and in_scope(free, "all")
     fake = type("P", (), {"probabilities": lambda self, text: {"trivial": 1.0}})()
     assert prior_probabilities(fake, [free, tool], "tools") == [None, {"trivial": 1.0}]
+
+
+def test_a_warm_started_prior_learns_the_round_and_keeps_the_parent_elsewhere(fitted, tmp_path) -> None:
+    """The team says docstring nits are trivial (two labels and a bare 👎 that allows only trivial), beside replay
+    of the parent's own items as a round has: the updated prior moves there, an unrelated text keeps the parent's
+    reading, and a strong anchor keeps the parent."""
+    from training.lexical import update_prior
+
+    _, path = fitted
+    text = "missing docstring on public function"
+    parent = LexicalPrior.load(path).probabilities(text)
+    round_items = [Example(code="", review=text, label="trivial", id="t1"),
+                   Example(code="", review=f"{text} here", label="trivial", id="t2"),
+                   Example(code="", review=f"{text} again", label="minor", id="t3",
+                           meta={"rejected": "minor", "allowed": ["trivial"], "vote": -1})]
+    round_items += [e for e in examples() if "docstring" not in e.review]
+    updated = LexicalPrior.load(update_prior(path, round_items, tmp_path / "new.json", scope="all"))
+    after = updated.probabilities(text)
+    assert parent["minor"] > parent["trivial"] and after["trivial"] > 0.5 > parent["trivial"]
+    other = "SQL injection through string formatting"
+    before_other, after_other = LexicalPrior.load(path).probabilities(other), updated.probabilities(other)
+    assert max(after_other, key=after_other.get) == "critical"  # the replayed label only sharpens
+    assert after_other["trivial"] <= before_other["trivial"] and after_other["critical"] >= before_other["critical"]
+    anchored = LexicalPrior.load(update_prior(path, round_items, tmp_path / "anchored.json", scope="all", l2=1e3))
+    assert max(abs(anchored.probabilities(text)[k] - parent[k]) for k in LABELS) < 0.02
+    with pytest.raises(Exception, match="no item of this round"):  # a tools-only prior reads none of these
+        update_prior(path, round_items, tmp_path / "none.json", scope="tools")

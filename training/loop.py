@@ -30,6 +30,7 @@ from typing import Any
 
 from bot.models import ModelInfo, model_roots, resolve_model
 from training.curriculum import CurriculumConfig, build_curriculum
+from training.lexical import UPDATE_L2
 from training.evaluate import Report, evaluate
 from training.exam import Exam, assert_no_leak
 from training.examples import Example, data_hash, load_jsonl
@@ -68,6 +69,9 @@ class LoopConfig:
     #: instead of a fresh LoRA, so a round adds to what the model in service knows rather than relearning it
     #: from the base; a parent without an adapter (a bare base) starts fresh either way
     warm_start: bool = True
+    #: a warm-started candidate's prior is its parent's, updated on the curriculum with this L2 pull toward the
+    #: parent's weights (training.lexical.update_prior); a fresh one is fitted on the curriculum alone
+    prior_l2: float = UPDATE_L2
 
 
 @dataclass
@@ -194,9 +198,10 @@ def _train_candidate(examples: list[Example], config: LoopConfig, round_dir: Pat
 
 
 def candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, parent: ModelInfo) -> dict[str, Any]:
-    """``{"lexical": ...}`` for the candidate's manifest (a prior fitted on its curriculum), or ``{}``."""
+    """``{"lexical": ...}`` for the candidate's manifest, or ``{}``: warm-started, the parent's prior updated on the
+    curriculum (as the adapter trains on from the parent's); fresh, a prior fitted on the curriculum alone."""
     from bot.prompt import V3
-    from training.lexical import SCOPE, export_prior, fit_prior, labelled, manifest_entry
+    from training.lexical import SCOPE, export_prior, fit_prior, in_scope, labelled, manifest_entry, update_prior
 
     weight, origin = config.lexical_weight, "set for the loop"
     if weight is None:
@@ -207,11 +212,16 @@ def candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, p
     if len(usable) < 4:  # a prior that cannot name a level would veto it in the product
         print(f"    no lexical prior for this candidate: its curriculum has labels {sorted(usable)}, not all four")
         return {}
-    path = export_prior(fit_prior(examples), folder / "lexical.json")
     # a team's choice of scope travels on; a student that reads no origin (prompt v3) gets a prior for every finding
     scope = parent.lexical_scope if parent.lexical else ("all" if parent.prompt_version == V3 else SCOPE)
-    return {"lexical": manifest_entry(path, weight, f"this candidate's curriculum ({len(examples)} items); "
-                                                    f"weight {origin}", scope=scope)}
+    if config.warm_start and parent.lexical and any(in_scope(e, scope) for e in examples):
+        path = update_prior(parent.lexical[0], examples, folder / "lexical.json", scope, config.prior_l2)
+        fitted = (f"the parent's prior updated on this candidate's curriculum ({len(examples)} items, "
+                  f"L2 {config.prior_l2:g} toward the parent)")
+    else:
+        path = export_prior(fit_prior(examples), folder / "lexical.json")
+        fitted = f"this candidate's curriculum ({len(examples)} items)"
+    return {"lexical": manifest_entry(path, weight, f"{fitted}; weight {origin}", scope=scope)}
 
 
 def _start_model(name: str, root: Path, base: str) -> ModelInfo:

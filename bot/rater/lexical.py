@@ -71,19 +71,21 @@ class _Block:
                     break
         return grams
 
-    def logits(self, text: str, classes: int) -> list[float]:
-        """This block's contribution to each class's logit for one text."""
+    def features(self, text: str) -> dict[str, float]:
+        """The text's tf-idf features in this block's vocabulary, l2-normalised (empty when it has none)."""
         counts = Counter(g for g in self.analyze(text) if g in self.terms)
         weights = {g: (1.0 + math.log(c) if self.sublinear_tf else float(c)) * self.terms[g][0]
                    for g, c in counts.items()}
         norm = math.sqrt(sum(v * v for v in weights.values()))
+        return {g: v / norm for g, v in weights.items()} if norm else {}
+
+    def logits(self, text: str, classes: int) -> list[float]:
+        """This block's contribution to each class's logit for one text."""
         out = [0.0] * classes
-        if norm == 0.0:
-            return out
-        for g, value in weights.items():
+        for g, value in self.features(text).items():
             coef = self.terms[g][1]
             for k in range(classes):
-                out[k] += value / norm * coef[k]
+                out[k] += value * coef[k]
         return out
 
 
