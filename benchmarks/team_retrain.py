@@ -170,7 +170,7 @@ def general_judgement(model_dir: Path, folder: Path, seed: int) -> dict:
     from training.heldout import held_out_sets, model_rater, served
     from training.metrics import severity_metrics
 
-    path = folder / "general.json"
+    path = folder / "general-scoped.json"
     if path.is_file():
         return json.loads(path.read_text())
     sets = held_out_sets(_sources(seed))
@@ -180,8 +180,8 @@ def general_judgement(model_dir: Path, folder: Path, seed: int) -> dict:
         for name in ("exam", "dev"):
             items = sets[name]
             probs = rate(items)
-            if prior is not None:
-                probs = served(items, probs, prior[0], prior[1], info.prompt_version)
+            if prior is not None:  # the prior reads what it reads when served: its manifest's scope
+                probs = served(items, probs, prior[0], prior[1], info.prompt_version, info.lexical_scope)
             m = severity_metrics(items, probs)
             out[name] = {k: m[k] for k in ("n", "accuracy", "macro_f1", "concordance")}
     finally:
@@ -221,6 +221,7 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
     rules = set()
     letters = {x for _, x in downed}
     control = Counter()
+    shifts: dict[str, list[float]] = {"dropped": [], "control": []}
     for it, new in zip(held, after):
         if (it.rule not in reacted and team.label(it.rule, it.finding.anchor.path) == "wanted"
                 and re.match(r"[A-Z]*", it.rule).group() in letters):
@@ -228,6 +229,7 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
             after_mass = mass_at_least(new.probabilities, Severity.MINOR)
             control["findings"] += 1
             control["moved_down"] += after_mass < before_mass * (1 - MOVE)
+            shifts["control"].append(_logit(after_mass) - _logit(before_mass))
             control["posted_before"] += it.posted
             control["posted_after"] += passes(new, CONFIG)[0]
         if it.rule in reacted or team.label(it.rule, it.finding.anchor.path) != "unwanted":
@@ -240,13 +242,24 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
         after_mass = mass_at_least(new.probabilities, Severity.MINOR)
         moved += after_mass < before_mass * (1 - MOVE)
         away += after_mass > before_mass * (1 + MOVE)
+        shifts["dropped"].append(_logit(after_mass) - _logit(before_mass))
         posted_before += it.posted
         posted_after += passes(new, CONFIG)[0]
     return {"findings": n, "rules": len(rules), "moved_toward_team": moved, "share": _share(moved, n),
             "moved_away": away,
             "posted_before": posted_before, "posted_after": posted_after, "goal_ge_50pct": None if not n else
             moved / n >= 0.5,
-            "control": {**control, "share": _share(control["moved_down"], control["findings"])}}
+            "control": {**control, "share": _share(control["moved_down"], control["findings"])},
+            # mean change of log-odds P(≥ minor): a round that learned the team's pattern lowers the first
+            # group more than the second; one that lowered everything lowers both alike
+            "mean_logodds_shift": {k: round(sum(v) / len(v), 3) if v else None for k, v in shifts.items()}}
+
+
+def _logit(p: float) -> float:
+    import math
+
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
 
 
 def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted: set[str]) -> dict:
@@ -318,7 +331,8 @@ def to_text(results: list[dict]) -> str:
         if c.get("findings"):
             lines.append(f"  control — never-reacted wanted findings with a 👎-ed rule's letters: {c['moved_down']} of "
                          f"{c['findings']} moved down ({c['share']:.1%}); posted {c['posted_before']} → "
-                         f"{c['posted_after']}")
+                         f"{c['posted_after']}; mean log-odds shift, dropped-alike vs control: "
+                         f"{g['mean_logodds_shift']['dropped']} vs {g['mean_logodds_shift']['control']}")
         lines.append("  held-out exam / dev (accuracy, macro-F1): " + ", ".join(
             f"{k} {v['accuracy']:.3f} / {v['macro_f1']:.3f}" for k, v in r["general"].items()))
     return "\n".join(lines)

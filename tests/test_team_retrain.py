@@ -47,6 +47,7 @@ def test_generalisation_counts_only_never_reacted_rules_dropped_the_same_way():
     assert (g["findings"], g["rules"], g["moved_toward_team"], g["share"], g["moved_away"]) == (2, 2, 1, 0.5, 0)
     assert g["posted_before"] == 2 and g["posted_after"] == 1 and g["goal_ge_50pct"] is True
     assert (g["control"]["findings"], g["control"]["moved_down"]) == (1, 0)  # D403: wanted, D like the 👎-ed D401
+    assert g["mean_logodds_shift"] == {"dropped": -2.197, "control": 0.0}  # (log 1/9 − log 9) / 2 findings
     after[3] = after[1]  # a round that lowers every D rule moves the control too, and the measure shows it
     g = generalisation(pytest_team, held, after, rows)
     assert (g["control"]["findings"], g["control"]["moved_down"], g["control"]["share"]) == (1, 1, 1.0)
