@@ -43,6 +43,7 @@ from bot.config import Config
 from bot.findings import Anchor, Finding, Rating
 from bot.plan import PlanConfig, passes
 from bot.severity import Severity
+from training.lexical import UPDATE_L2
 
 MAINTAINERS = ("maintainer-1", "maintainer-2")
 PER_RULE = 5  # comments reacted to per rule
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     retrain.add_argument("--beta", type=float, default=1.0, help="β of the KTO / DPO terms")
     retrain.add_argument("--steps", type=int, default=24, help="optimizer steps of the round (8 items each)")
     retrain.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the round")
-    retrain.add_argument("--prior-l2", type=float, default=0.01,
+    retrain.add_argument("--prior-l2", type=float, default=UPDATE_L2,
                          help="L2 pull of the updated lexical prior toward the default's (training.lexical)")
     retrain.add_argument("--replay", type=int, default=96, help="items of the default's training plan mixed in")
     retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
