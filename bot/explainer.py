@@ -8,6 +8,9 @@ How (one model in memory, two contexts):
 * that context holds several sequences over one unified KV cache: the shared instruction is evaluated once and
   copied to every sequence, the findings' bodies are evaluated in one batch, and each greedy step decodes one
   token for every unfinished sentence in one batch — on a CPU a batch of six costs far less than six passes;
+* decoding is greedy except that a token which would complete a token trigram already in that sentence is
+  skipped for the next best (:func:`repeat_blocked`, per sequence, on its own logits row): a small model's
+  favourite failure is a loop, and a loop is dropped by the checks anyway;
 * each sentence stops at the end of its line, at the end-of-generation token, or at :data:`bot.explain.MAX_TOKENS`
   tokens; :func:`bot.explain.accept` then keeps it or drops it.
 
@@ -35,6 +38,31 @@ MANIFEST = "manifest.json"
 #: Sequences decoded together; findings beyond this are explained in further rounds.
 MAX_SEQUENCES = 8
 _BATCH = 512
+#: No token n-gram of this length occurs twice in one generated sentence (0 turns the rule off).
+NO_REPEAT_NGRAM = 3
+
+
+def repeat_blocked(generated: Sequence[int], n: int = NO_REPEAT_NGRAM) -> set[int]:
+    """Tokens that would complete an ``n``-gram already present in ``generated`` (the sentence so far, prompt
+    excluded): wherever the last ``n - 1`` tokens occurred before, the token that followed them then."""
+    if n <= 0 or len(generated) < n - 1:
+        return set()
+    if n == 1:
+        return set(generated)
+    tail = tuple(generated[len(generated) - n + 1:])
+    return {generated[i + n - 1] for i in range(len(generated) - n + 1)
+            if tuple(generated[i: i + n - 1]) == tail}
+
+
+def greedy(logits: np.ndarray, generated: Sequence[int] = (), n: int = NO_REPEAT_NGRAM) -> int:
+    """The highest-scoring token of one sequence's logits row that does not repeat an ``n``-gram of its
+    sentence. The row itself is left as it is (it belongs to llama.cpp)."""
+    blocked = repeat_blocked(generated, n)
+    if not blocked:
+        return int(np.argmax(logits))
+    row = np.array(logits, dtype=np.float32, copy=True)
+    row[list(blocked)] = -np.inf
+    return int(np.argmax(row))
 
 
 def explainer_folder(adapter_path: str | Path | None) -> Path | None:
@@ -74,13 +102,15 @@ class Explainer:
     """Batched greedy explanations on an already loaded ``llama_cpp.Llama`` (the rater's). Not thread-safe."""
 
     def __init__(self, llm, adapter_path: str | Path | None = None, *, n_threads: int = 2,
-                 sequences: int = MAX_SEQUENCES, max_tokens: int = explain.MAX_TOKENS, n_ctx: int = 2048) -> None:
+                 sequences: int = MAX_SEQUENCES, max_tokens: int = explain.MAX_TOKENS, n_ctx: int = 2048,
+                 no_repeat: int = NO_REPEAT_NGRAM) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
         self._llm = llm
         self.sequences = max(1, int(sequences))
         self.max_tokens = max(1, int(max_tokens))
+        self.no_repeat = max(0, int(no_repeat))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, _BATCH, _BATCH
         params.n_seq_max, params.kv_unified = self.sequences, True
@@ -131,9 +161,9 @@ class Explainer:
             wanted = [j for j, item in enumerate(chunk) if item[3]]
         return wanted
 
-    def _argmax(self, row: int) -> int:
+    def _argmax(self, row: int, generated: Sequence[int] = ()) -> int:
         logits = np.ctypeslib.as_array(self._ctx.get_logits_ith(row), shape=(self._n_vocab,))
-        return int(np.argmax(logits))
+        return greedy(logits, generated, self.no_repeat)
 
     def token_ids(self, request: explain.Request) -> tuple[list[int], list[int]]:
         """(shared prefix with BOS, this finding's body): tokenised apart, exactly as training does."""
@@ -141,12 +171,16 @@ class Explainer:
 
     def generate(self, requests: Sequence[explain.Request]) -> list[str]:
         """Raw greedy continuations, :attr:`sequences` findings per round."""
-        out: list[str] = []
+        return [self._llm.detokenize(g).decode("utf-8", errors="replace") for g in self.generate_tokens(requests)]
+
+    def generate_tokens(self, requests: Sequence[explain.Request]) -> list[list[int]]:
+        """The generated token ids of each continuation (what :meth:`generate` detokenises)."""
+        out: list[list[int]] = []
         for start in range(0, len(requests), self.sequences):
             out += self._round(requests[start: start + self.sequences])
         return out
 
-    def _round(self, requests: Sequence[explain.Request]) -> list[str]:
+    def _round(self, requests: Sequence[explain.Request]) -> list[list[int]]:
         """One batch: the prefix once (copied to every sequence), the bodies together, then one token per
         unfinished sentence per step."""
         import llama_cpp
@@ -170,7 +204,7 @@ class Explainer:
         for _ in range(self.max_tokens):
             step = []
             for seq in active:
-                token = self._argmax(rows[seq])
+                token = self._argmax(rows[seq], generated[seq])
                 if llama_cpp.llama_vocab_is_eog(vocab, token) or self._ends_line(generated[seq], token):
                     continue
                 generated[seq].append(token)
@@ -180,7 +214,7 @@ class Explainer:
                 break
             active = [item[2] for item in step]
             rows = dict(zip(active, self._decode(step)))
-        return [self._llm.detokenize(g).decode("utf-8", errors="replace") for g in generated]
+        return generated
 
     def _ends_line(self, generated: list[int], token: int) -> bool:
         """True when ``token`` starts a new line after some text (the sentence's line is over)."""

@@ -63,7 +63,8 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
         server.default = lambda request: chat_reply('{"better": "B", "reason": "more concrete"}')
         code = explanations.main(["--model", str(student), "--n", "3", "--samples", "2",
                                   "--judge-base-url", server.url,
-                                  "--judge-model", "scripted", "--judge-n", "3", "--out", str(out)])
+                                  "--judge-model", "scripted", "--judge-n", "3", "--no-repeat-ablation",
+                                  "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["held_out_findings"] == 3 and len(result["samples"]) == 2
@@ -76,6 +77,10 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
         figures = result["systems"][system]
         assert set(figures["overlap_raw"]) == {"rouge1_f", "rougeL_f"}
         assert abs(sum(figures["checks"].values()) - 1.0) < 1e-3
+    # written sentences are decoded with the no-repeat-trigram rule, and the ablation says what it changes
+    assert result["systems"]["student"]["no_repeat_ngram"] == 3
+    ablation = result["systems"]["student_repeats"]
+    assert ablation["no_repeat_ngram"] == 0 and 0.0 <= ablation["grounding"]["repetitive"] <= 1.0
 
 
 @pytest.mark.slow
