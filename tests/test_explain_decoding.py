@@ -65,6 +65,8 @@ def test_the_base_model_writes_no_repeated_trigram_with_the_rule_and_loops_witho
     rater = LlamaCppRater(**info.rater_options())
     findings = demo_findings()
     requests = explain.requests_for(findings, rater.rate(findings))
+    # a finding that quotes the loop the untrained student once wrote: the bare base copies it, loop and all
+    requests.append(explain.Request(review="1st, but not the 1st, but not the 1st", severity="minor"))
     on = Explainer(rater.llama, None, n_threads=rater.n_threads)
     off = Explainer(rater.llama, None, n_threads=rater.n_threads, no_repeat=0)
     try:
@@ -73,6 +75,6 @@ def test_the_base_model_writes_no_repeated_trigram_with_the_rule_and_loops_witho
         on.close()
         off.close()
         rater.close()
-    assert len(with_rule) == len(without) == 7
+    assert len(with_rule) == len(without) == 8
     assert all(len(set(trigrams(t))) == len(trigrams(t)) for t in with_rule)
     assert any(len(set(trigrams(t))) < len(trigrams(t)) for t in without)  # the base does loop
