@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.explanations [--model default] [--n 150] [--samples 20] [--seed 0]
         [--judge-base-url URL --judge-model NAME --judge-api-key-env VAR --judge-n 40]
-        [--cost --demo-runs 3] [--no-repeat-ablation] [--out result.json] [--manifest DIR]
+        [--cost --demo-runs 3 | --cost-only] [--no-repeat-ablation] [--out result.json] [--manifest DIR]
 
 Systems, all on the findings of rules held out of the explainer's training (``training.explain_data.split``;
 one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor's rating:
@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-n", type=int, default=40)
     parser.add_argument("--cost", action="store_true", help="also measure latency and the demo's wall time")
     parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--cost-only", action="store_true", help="measure the cost and the demo's sentences alone "
+                        "(no held-out figures): for timing on an otherwise quiet machine")
     parser.add_argument("--no-repeat-ablation", action="store_true",
                         help="also decode the student without the no-repeat rule and report its checks")
     parser.add_argument("--out", type=Path)
@@ -242,17 +244,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> dict:
-    items = held_out_items(args.n, args.seed)
+    items = [] if args.cost_only else held_out_items(args.n, args.seed)
     rater, student, base, folder = load(args.model)
     try:
-        started = time.perf_counter()
-        figures, texts = offline(items, rater, student, base, args.no_repeat_ablation)
-        result = {"held_out_findings": len(items), "seed": args.seed, "explainer": str(folder),
-                  "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
-                  "samples": samples(items, texts, args.samples, args.seed)}
-        if args.judge_base_url:
+        result = {"explainer": str(folder), "no_repeat_ngram": student.no_repeat}
+        if not args.cost_only:
+            started = time.perf_counter()
+            figures, texts = offline(items, rater, student, base, args.no_repeat_ablation)
+            result.update({"held_out_findings": len(items), "seed": args.seed,
+                           "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
+                           "samples": samples(items, texts, args.samples, args.seed)})
+        if args.judge_base_url and not args.cost_only:
             result["judge"] = judged(items, texts, args)
-        if args.cost:
+        if args.cost or args.cost_only:
             result["cost"] = cost(rater, student, args.demo_runs, args.model)
             result["demo"] = demo_explanations(args.model)
     finally:
@@ -268,7 +272,9 @@ def write_metrics(folder: Path, result: dict) -> None:
     """Put the figures (not the samples) into the explainer's manifest."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["metrics"] = {k: v for k, v in result.items() if k not in ("samples", "explainer")}
+    metrics = manifest.get("metrics") or {}
+    metrics.update({k: v for k, v in result.items() if k not in ("samples", "explainer")})
+    manifest["metrics"] = metrics
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
