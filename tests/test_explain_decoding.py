@@ -3,6 +3,8 @@ model decoding through bot.explainer with the rule on and off."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,29 @@ def test_greedy_takes_the_best_token_that_repeats_no_trigram():
     looping = [1, 2, 3, 1, 2, 4, 1, 2]
     assert greedy(logits, looping) == 2
     assert trigrams(looping + [greedy(logits, looping)]).count((1, 2, 2)) == 1
+
+
+def test_tokens_are_compared_without_case_or_surrounding_space():
+    words = {0: "The", 1: " result", 2: " of", 3: " the", 4: " Result", 5: " outcome"}
+    key = lambda token: words[token].strip().lower()  # noqa: E731
+    logits = np.array([0.0, 9.0, 0.0, 0.0, 8.0, 1.0], dtype=np.float32)
+    # "The result of the": (of, the) has not occurred before, so nothing is blocked yet
+    assert greedy(logits, [0, 1, 2, 3], key=key) == 1
+    # "The result of the result of the": (of, the) was followed by "result": both spellings of it are blocked
+    assert greedy(logits, [0, 1, 2, 3, 1, 2, 3], key=key) == 5
+    assert greedy(logits, [0, 1, 2, 3, 1, 2, 3]) == 4  # by id alone the other spelling slips through
+
+
+def test_punctuation_between_words_does_not_hide_a_repeat():
+    words = {0: " non", 1: "-", 2: "lowercase", 3: " `", 4: "value", 5: "`", 6: " value", 7: " name"}
+    key = lambda token: re.sub(r"[\W_]+", "", words[token].lower())  # noqa: E731
+    logits = np.array([0, 0, 0, 0, 0, 0, 9.0, 1.0], dtype=np.float32)
+    # "non-lowercase `value`… non-lowercase" → " value" would repeat (non, lowercase, value): "name" instead
+    assert greedy(logits, [0, 1, 2, 3, 4, 5, 0, 1, 2], key=key) == 7
+    assert greedy(logits, [0, 1, 2, 3, 4, 5, 0, 1, 2]) == 6  # by id, the backticks hid it
+    # punctuation itself is never blocked
+    punct = np.array([0, 9.0, 0, 0, 0, 0, 0, 1.0], dtype=np.float32)
+    assert greedy(punct, [0, 1, 2, 0, 1, 2, 0], key=key) == 1
 
 
 def test_a_greedy_loop_on_hand_made_logits_never_repeats_a_trigram():
@@ -71,10 +96,13 @@ def test_the_base_model_writes_no_repeated_trigram_with_the_rule_and_loops_witho
     off = Explainer(rater.llama, None, n_threads=rater.n_threads, no_repeat=0)
     try:
         with_rule, without = on.generate_tokens(requests), off.generate_tokens(requests)
+        on_key = on._key
     finally:
         on.close()
         off.close()
         rater.close()
     assert len(with_rule) == len(without) == 8
     assert all(len(set(trigrams(t))) == len(trigrams(t)) for t in with_rule)
+    spelled = [[on_key(token) for token in t] for t in with_rule]
+    assert all(len(set(trigrams(t))) == len(trigrams(t)) for t in spelled)  # nor by spelling
     assert any(len(set(trigrams(t))) < len(trigrams(t)) for t in without)  # the base does loop
