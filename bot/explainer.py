@@ -9,8 +9,9 @@ How (one model in memory, two contexts):
   copied to every sequence, the findings' bodies are evaluated in one batch, and each greedy step decodes one
   token for every unfinished sentence in one batch — on a CPU a batch of six costs far less than six passes;
 * decoding is greedy except that a token which would complete a token trigram already in that sentence (tokens
-  compared by their letters and digits, without case; punctuation left out) is skipped for the next best (:func:`greedy`, per sequence, on
-  its own logits row): a small model's favourite failure is a loop, and a loop is dropped by the checks anyway;
+  compared by their letters and digits, without case; punctuation left out) is skipped for the next best
+  (:func:`greedy`, per sequence, on its own logits row): a small model's favourite failure is a loop, and a loop
+  is dropped by the checks anyway;
 * each sentence stops at the end of its line, at the end-of-generation token, or at :data:`bot.explain.MAX_TOKENS`
   tokens; :func:`bot.explain.accept` then keeps it or drops it.
 
@@ -57,6 +58,12 @@ def repeat_blocked(generated: Sequence[Hashable], n: int = NO_REPEAT_NGRAM) -> s
     tail = tuple(generated[len(generated) - n + 1:])
     return {generated[i + n - 1] for i in range(len(generated) - n + 1)
             if tuple(generated[i: i + n - 1]) == tail}
+
+
+def spelling(text: str) -> str:
+    """What the no-repeat rule compares of a token: its letters and digits, lower-cased ("The", " the" and "the`"
+    are one word; a token of spaces or punctuation alone has none)."""
+    return re.sub(r"[\W_]+", "", text.lower())
 
 
 def greedy(logits: np.ndarray, generated: Sequence[int] = (), n: int = NO_REPEAT_NGRAM,
@@ -181,12 +188,10 @@ class Explainer:
         return greedy(logits, generated, self.no_repeat, self._key)
 
     def _key(self, token: int) -> str:
-        """A token's letters and digits, lower-cased (what the no-repeat rule compares: "The", " the" and "the`"
-        are one word; a token of spaces or punctuation alone has none), cached."""
+        """A token's :func:`spelling`, cached."""
         text = self._keys.get(token)
         if text is None:
-            raw = self._llm.detokenize([token]).decode("utf-8", errors="replace")
-            text = self._keys[token] = re.sub(r"[\W_]+", "", raw.lower())
+            text = self._keys[token] = spelling(self._llm.detokenize([token]).decode("utf-8", errors="replace"))
         return text
 
     def token_ids(self, request: explain.Request) -> tuple[list[int], list[int]]:
