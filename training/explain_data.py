@@ -9,8 +9,13 @@ The teacher writes one sentence per finding (:func:`compose`): it picks the vend
 (not "Checks for …"), short enough, naming no identifier the finding does not show and not contradicting the
 rating — the same checks the served sentence must pass (:func:`bot.explain.problem`) — and, when the finding's
 own text names something concrete (`` `os` imported but unused``), leads with that, so the sentence is about
-*this* finding rather than the rule in general. A finding for which no vendor sentence passes gets no example:
-the student learns only from sentences it would be allowed to say.
+*this* finding rather than the rule in general. Among the sentences that pass, one that spells out a
+consequence ("… can leak", "… results in") wins over one that only says what a construct is. A finding for which
+no vendor sentence passes gets no example: the student learns only from sentences it would be allowed to say.
+
+Consistent with the rating: :func:`keep_consistent` clears a sentence the severity student, re-rating it alone,
+reads as more than one level from the finding's rating (the benchmark's own measure,
+:func:`training.explain_eval.verdicts`); ``training.explain_train`` runs it on the training rules before drawing.
 
 Held out: a fixed share of each tool's rules, grouped by rule (both rows of a rule on one side), chosen by a
 seeded hash, never trained on (:func:`split`). ``benchmarks/explanations.py`` scores the held-out rules against

@@ -5,6 +5,9 @@ measured and promoted as they are; a joint run would move them, and serving woul
 it. A separate adapter trains in minutes on two cores, loads beside the rating adapter on the same weights
 (:mod:`bot.explainer`), and can be retrained or dropped without touching the rating.
 
+Before training, the teacher's sentences on the training rules are re-rated by the severity student
+(``--rerate-model``) and those it reads as another severity are dropped (:func:`consistent_items`).
+
 The loop reads top to bottom: load the base (the cached HF conversion of the GGUF) → add LoRA on the upper
 layers → encode each item exactly as serving tokenises it (instruction with BOS, body, target sentence — three
 pieces, tokenised apart) → for each optimizer step: the mean token cross-entropy of the target sentences of
@@ -12,7 +15,7 @@ pieces, tokenised apart) → for each optimizer step: the mean token cross-entro
 Loss is on the sentence tokens only; the prompt is context. Logits are computed only at those positions (the
 base's 262k-word output layer is the costliest part of a pass).
 
-    python -m training.explain_train --out runs/explain --examples 1200
+    python -m training.explain_train --out runs/explain --examples 800 --ruff-share 0.4 --threads 1
 """
 
 from __future__ import annotations
