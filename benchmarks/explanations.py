@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.explanations [--model default] [--n 150] [--samples 20] [--seed 0]
         [--judge-base-url URL --judge-model NAME --judge-api-key-env VAR --judge-n 40]
-        [--cost --demo-runs 3] [--out result.json] [--manifest DIR]
+        [--cost --demo-runs 3 | --cost-only] [--no-repeat-ablation] [--out result.json] [--manifest DIR]
 
 Systems, all on the findings of rules held out of the explainer's training (``training.explain_data.split``;
 one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor's rating:
@@ -10,6 +10,8 @@ one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor
 * ``student`` — the model's explainer adapter (``models/<model>/explain/``), batched as served;
 * ``base`` — the same base weights without the adapter, same prompt (what training adds);
 * ``template`` — the rule-template baseline ("ruff rates S608 as a security rule");
+* ``student_repeats`` (with ``--no-repeat-ablation``) — the student decoded without the no-repeat-trigram rule
+  (:data:`bot.explainer.NO_REPEAT_NGRAM`): its checks and repetition only, to show what the rule changes;
 * ``vendor`` — the vendor's own first sentence on why the rule matters (for the judge; it is the reference of
   the overlap scores, so it has none).
 
@@ -66,17 +68,25 @@ def load(model: str):
     return rater, student, base, folder
 
 
-def offline(items, rater, student, base) -> tuple[dict, dict]:
-    """Figures per system, and the texts (raw student/base, template, vendor) by system."""
+def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, dict]:
+    """Figures per system, and the texts (raw student/base, template, vendor) by system. With ``ablation``, also
+    the checks and repetition of the student decoding without the no-repeat rule (``student_repeats``)."""
     from training import explain_eval as ev
 
     requests = [item.request() for item in items]
+    extra = {}
+    if ablation:
+        rule, student.no_repeat = student.no_repeat, 0
+        try:
+            plain = student.generate(requests)
+        finally:
+            student.no_repeat = rule
+        extra["student_repeats"] = {"no_repeat_ngram": 0, "checks": ev.check_rates(plain, requests),
+                                    "grounding": ev.grounding(plain, requests)}
     references = [item.rationale for item in items]
     texts = {"student": student.generate(requests), "base": base.generate(requests),
              "template": [ev.template(i) for i in items], "vendor": [ev.vendor(i) for i in items]}
-
-    def rerate(triples):
-        return [r.severity for r in rater.rate_texts(triples)]
+    rerate = ev.rerater(rater)
 
     figures = {}
     for name in ("student", "base", "template"):
@@ -87,6 +97,9 @@ def offline(items, rater, student, base) -> tuple[dict, dict]:
                          "grounding": ev.grounding(texts[name], requests),
                          "consistency": ev.consistency(texts[name], requests, rerate if name != "template" else None),
                          "consistency_shown": ev.consistency(shown, requests, rerate if name != "template" else None)}
+        if name != "template":
+            figures[name]["no_repeat_ngram"] = (student if name == "student" else base).no_repeat
+    figures.update(extra)
     return figures, texts
 
 
@@ -211,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-n", type=int, default=40)
     parser.add_argument("--cost", action="store_true", help="also measure latency and the demo's wall time")
     parser.add_argument("--demo-runs", type=int, default=3)
+    parser.add_argument("--cost-only", action="store_true", help="measure the cost and the demo's sentences alone "
+                        "(no held-out figures): for timing on an otherwise quiet machine")
+    parser.add_argument("--no-repeat-ablation", action="store_true",
+                        help="also decode the student without the no-repeat rule and report its checks")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--manifest", type=Path, help="explainer folder whose manifest gets the figures")
     args = parser.parse_args(argv)
@@ -227,17 +244,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> dict:
-    items = held_out_items(args.n, args.seed)
+    items = [] if args.cost_only else held_out_items(args.n, args.seed)
     rater, student, base, folder = load(args.model)
     try:
-        started = time.perf_counter()
-        figures, texts = offline(items, rater, student, base)
-        result = {"held_out_findings": len(items), "seed": args.seed, "explainer": str(folder),
-                  "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
-                  "samples": samples(items, texts, args.samples, args.seed)}
-        if args.judge_base_url:
+        result = {"explainer": str(folder), "no_repeat_ngram": student.no_repeat}
+        if not args.cost_only:
+            started = time.perf_counter()
+            figures, texts = offline(items, rater, student, base, args.no_repeat_ablation)
+            result.update({"held_out_findings": len(items), "seed": args.seed,
+                           "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
+                           "samples": samples(items, texts, args.samples, args.seed)})
+        if args.judge_base_url and not args.cost_only:
             result["judge"] = judged(items, texts, args)
-        if args.cost:
+        if args.cost or args.cost_only:
             result["cost"] = cost(rater, student, args.demo_runs, args.model)
             result["demo"] = demo_explanations(args.model)
     finally:
@@ -253,7 +272,9 @@ def write_metrics(folder: Path, result: dict) -> None:
     """Put the figures (not the samples) into the explainer's manifest."""
     path = folder / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["metrics"] = {k: v for k, v in result.items() if k not in ("samples", "explainer")}
+    metrics = manifest.get("metrics") or {}
+    metrics.update({k: v for k, v in result.items() if k not in ("samples", "explainer")})
+    manifest["metrics"] = metrics
     path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 

@@ -8,6 +8,10 @@ How (one model in memory, two contexts):
 * that context holds several sequences over one unified KV cache: the shared instruction is evaluated once and
   copied to every sequence, the findings' bodies are evaluated in one batch, and each greedy step decodes one
   token for every unfinished sentence in one batch — on a CPU a batch of six costs far less than six passes;
+* decoding is greedy except that a token which would complete a token trigram already in that sentence (tokens
+  compared by their letters and digits, without case; punctuation left out) is skipped for the next best
+  (:func:`greedy`, per sequence, on its own logits row): a small model's favourite failure is a loop, and a loop
+  is dropped by the checks anyway;
 * each sentence stops at the end of its line, at the end-of-generation token, or at :data:`bot.explain.MAX_TOKENS`
   tokens; :func:`bot.explain.accept` then keeps it or drops it.
 
@@ -20,7 +24,8 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,50 @@ MANIFEST = "manifest.json"
 #: Sequences decoded together; findings beyond this are explained in further rounds.
 MAX_SEQUENCES = 8
 _BATCH = 512
+#: No n-gram of this many tokens occurs twice in one generated sentence (0 turns the rule off). Tokens are
+#: compared by their letters and digits without case, so "The result of" repeats " the result of", and tokens
+#: of punctuation or spaces alone do not count (as the word check of :func:`bot.explain.repetitive` reads it).
+NO_REPEAT_NGRAM = 3
+#: Candidates tried, best first, before a blocked token is taken anyway (never reached in practice).
+_MAX_TRIES = 64
+
+
+def repeat_blocked(generated: Sequence[Hashable], n: int = NO_REPEAT_NGRAM) -> set[Hashable]:
+    """What would complete an ``n``-gram already present in ``generated`` (the sentence so far, prompt
+    excluded): wherever the last ``n - 1`` items occurred before, the item that followed them then."""
+    if n <= 0 or len(generated) < n - 1:
+        return set()
+    if n == 1:
+        return set(generated)
+    tail = tuple(generated[len(generated) - n + 1:])
+    return {generated[i + n - 1] for i in range(len(generated) - n + 1)
+            if tuple(generated[i: i + n - 1]) == tail}
+
+
+def spelling(text: str) -> str:
+    """What the no-repeat rule compares of a token: its letters and digits, lower-cased ("The", " the" and "the`"
+    are one word; a token of spaces or punctuation alone has none)."""
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+def greedy(logits: np.ndarray, generated: Sequence[int] = (), n: int = NO_REPEAT_NGRAM,
+           key: Callable[[int], Hashable] | None = None) -> int:
+    """The highest-scoring token of one sequence's logits row that does not complete an ``n``-gram its sentence
+    already holds, tokens compared by ``key`` (the token id itself when None; a token whose key is "" — spaces,
+    punctuation — is left out of the n-grams and never blocked). The row itself is left as it is (it belongs to
+    llama.cpp)."""
+    keyed = [k for k in map(key, generated) if k != ""] if key else list(generated)
+    blocked = repeat_blocked(keyed, n) - {""}
+    best = int(np.argmax(logits))
+    if not blocked or (key(best) if key else best) not in blocked:
+        return best
+    row = np.array(logits, dtype=np.float32, copy=True)
+    for _ in range(_MAX_TRIES):
+        row[best] = -np.inf
+        best = int(np.argmax(row))
+        if (key(best) if key else best) not in blocked:
+            break
+    return best
 
 
 def explainer_folder(adapter_path: str | Path | None) -> Path | None:
@@ -74,13 +123,16 @@ class Explainer:
     """Batched greedy explanations on an already loaded ``llama_cpp.Llama`` (the rater's). Not thread-safe."""
 
     def __init__(self, llm, adapter_path: str | Path | None = None, *, n_threads: int = 2,
-                 sequences: int = MAX_SEQUENCES, max_tokens: int = explain.MAX_TOKENS, n_ctx: int = 2048) -> None:
+                 sequences: int = MAX_SEQUENCES, max_tokens: int = explain.MAX_TOKENS, n_ctx: int = 2048,
+                 no_repeat: int = NO_REPEAT_NGRAM) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
         self._llm = llm
         self.sequences = max(1, int(sequences))
         self.max_tokens = max(1, int(max_tokens))
+        self.no_repeat = max(0, int(no_repeat))
+        self._keys: dict[int, str] = {}
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, _BATCH, _BATCH
         params.n_seq_max, params.kv_unified = self.sequences, True
@@ -131,9 +183,16 @@ class Explainer:
             wanted = [j for j, item in enumerate(chunk) if item[3]]
         return wanted
 
-    def _argmax(self, row: int) -> int:
+    def _argmax(self, row: int, generated: Sequence[int] = ()) -> int:
         logits = np.ctypeslib.as_array(self._ctx.get_logits_ith(row), shape=(self._n_vocab,))
-        return int(np.argmax(logits))
+        return greedy(logits, generated, self.no_repeat, self._key)
+
+    def _key(self, token: int) -> str:
+        """A token's :func:`spelling`, cached."""
+        text = self._keys.get(token)
+        if text is None:
+            text = self._keys[token] = spelling(self._llm.detokenize([token]).decode("utf-8", errors="replace"))
+        return text
 
     def token_ids(self, request: explain.Request) -> tuple[list[int], list[int]]:
         """(shared prefix with BOS, this finding's body): tokenised apart, exactly as training does."""
@@ -141,12 +200,16 @@ class Explainer:
 
     def generate(self, requests: Sequence[explain.Request]) -> list[str]:
         """Raw greedy continuations, :attr:`sequences` findings per round."""
-        out: list[str] = []
+        return [self._llm.detokenize(g).decode("utf-8", errors="replace") for g in self.generate_tokens(requests)]
+
+    def generate_tokens(self, requests: Sequence[explain.Request]) -> list[list[int]]:
+        """The generated token ids of each continuation (what :meth:`generate` detokenises)."""
+        out: list[list[int]] = []
         for start in range(0, len(requests), self.sequences):
             out += self._round(requests[start: start + self.sequences])
         return out
 
-    def _round(self, requests: Sequence[explain.Request]) -> list[str]:
+    def _round(self, requests: Sequence[explain.Request]) -> list[list[int]]:
         """One batch: the prefix once (copied to every sequence), the bodies together, then one token per
         unfinished sentence per step."""
         import llama_cpp
@@ -170,7 +233,7 @@ class Explainer:
         for _ in range(self.max_tokens):
             step = []
             for seq in active:
-                token = self._argmax(rows[seq])
+                token = self._argmax(rows[seq], generated[seq])
                 if llama_cpp.llama_vocab_is_eog(vocab, token) or self._ends_line(generated[seq], token):
                     continue
                 generated[seq].append(token)
@@ -180,7 +243,7 @@ class Explainer:
                 break
             active = [item[2] for item in step]
             rows = dict(zip(active, self._decode(step)))
-        return [self._llm.detokenize(g).decode("utf-8", errors="replace") for g in generated]
+        return generated
 
     def _ends_line(self, generated: list[int], token: int) -> bool:
         """True when ``token`` starts a new line after some text (the sentence's line is over)."""

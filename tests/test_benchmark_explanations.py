@@ -63,7 +63,8 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
         server.default = lambda request: chat_reply('{"better": "B", "reason": "more concrete"}')
         code = explanations.main(["--model", str(student), "--n", "3", "--samples", "2",
                                   "--judge-base-url", server.url,
-                                  "--judge-model", "scripted", "--judge-n", "3", "--out", str(out)])
+                                  "--judge-model", "scripted", "--judge-n", "3", "--no-repeat-ablation",
+                                  "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
     assert result["held_out_findings"] == 3 and len(result["samples"]) == 2
@@ -76,6 +77,10 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
         figures = result["systems"][system]
         assert set(figures["overlap_raw"]) == {"rouge1_f", "rougeL_f"}
         assert abs(sum(figures["checks"].values()) - 1.0) < 1e-3
+    # written sentences are decoded with the no-repeat-trigram rule, and the ablation says what it changes
+    assert result["systems"]["student"]["no_repeat_ngram"] == 3
+    ablation = result["systems"]["student_repeats"]
+    assert ablation["no_repeat_ngram"] == 0 and 0.0 <= ablation["grounding"]["repetitive"] <= 1.0
 
 
 @pytest.mark.slow
@@ -93,3 +98,27 @@ def test_a_judge_that_answers_broken_json_stops_the_benchmark_with_one_line(caps
     assert code == 2
     assert err.startswith("error: the judge's answer is not the JSON asked for") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_cost_only_times_the_demo_and_keeps_the_held_out_figures_in_the_manifest(tmp_path: Path):
+    from benchmarks import explanations
+
+    student = student_with_explainer(tmp_path / "mine")
+    manifest = student / "explain" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["metrics"] = {"systems": {"student": {"kept": True}}}
+    manifest.write_text(json.dumps(data))
+    out = tmp_path / "cost.json"
+    code = explanations.main(["--model", str(student), "--cost-only", "--demo-runs", "1", "--out", str(out),
+                              "--manifest", str(student / "explain")])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert "systems" not in result and "samples" not in result
+    cost = result["cost"]
+    assert cost["runs"] == 1 and cost["posted_findings"] >= 1
+    assert len(cost["demo_wall_s"]["on"]) == len(cost["demo_wall_s"]["off"]) == 1
+    assert cost["batched_s_per_finding"]["p50"] > 0 and cost["demo_ratio_p50"] > 0
+    assert [row["rule"] for row in result["demo"]] == ["E711", "F401", "S608", "E722", "S307", "S602", "F821"]
+    metrics = json.loads(manifest.read_text())["metrics"]
+    assert metrics["systems"] == {"student": {"kept": True}} and metrics["cost"] == cost

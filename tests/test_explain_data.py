@@ -83,3 +83,48 @@ def test_offline_scores_rank_an_on_topic_sentence_above_a_template(items):
     assert overlap([""] * 3, refs[:3]) == {"rouge1_f": 0.0, "rougeL_f": 0.0}
     rates = check_rates(["", "1st, but not the 1st, but not the 1st."], [i.request() for i in chosen[:2]])
     assert rates["empty"] == 0.5 and rates["repetitive"] == 0.5 and rates["shown"] == 0.0
+
+
+def _rerate_by_words(triples):
+    """A severity reader for the filter's tests: what a sentence says decides its level."""
+    out = []
+    for _code, text, origin in triples:
+        assert origin == ""  # the sentence is re-rated alone, as the benchmark does
+        lowered = text.lower()
+        out.append("critical" if "remote" in lowered else "trivial" if "spacing" in lowered else "minor")
+    return out
+
+
+def test_teacher_sentences_read_as_another_severity_or_contradicting_it_are_dropped_and_counted():
+    from training.explain_eval import consistency
+
+    def item(n, severity, target):
+        return Item(id=f"t:{n}", group=f"t:{n}", tool="t", rule=str(n), review="Loop may never end",
+                    severity=severity, target=target)
+
+    items = [item(1, "trivial", "The loop lets a remote caller hang the server for good."),  # 3 levels apart
+             item(2, "critical", "The loop has odd spacing that slows every reader down."),  # 3 levels apart
+             item(3, "minor", "The loop can spin forever and hang the program."),  # kept
+             item(4, "trivial", "The loop can overflow the counter and hang the program."),  # words contradict
+             item(5, "major", "The loop has odd spacing that slows every reader down."),  # 2 levels apart
+             item(6, "major", "")]  # no sentence: nothing to rate
+    kept, counts = explain_data.keep_consistent(items, _rerate_by_words, batch=2)
+    assert [i.target != "" for i in kept] == [False, False, True, False, False, False]
+    assert [i.id for i in kept] == [i.id for i in items] and kept[2] == items[2]
+    assert counts == {"rated": 5, "dropped_contradicts": 1, "dropped_rerated_far": 3, "kept": 1}
+    # the benchmark's consistency figure is the same rule: one of the five teacher sentences passes
+    figures = consistency([i.target for i in items[:5]], [i.request() for i in items[:5]], _rerate_by_words)
+    assert figures["consistent"] == 0.2 and figures["n"] == 5
+
+
+def test_the_teacher_prefers_a_sentence_that_states_the_consequence():
+    item = Item(id="t:1", group="t:r", tool="t", rule="r", review="PT021 Use `yield` instead of `addfinalizer`",
+                severity="trivial", code="request.addfinalizer(close)",
+                why="A `yield` fixture keeps setup and teardown together in one readable function. "
+                    "A finalizer registered with `addfinalizer` after a failing setup step never runs, which can "
+                    "leak open resources into later tests.")
+    assert "never runs" in explain_data.compose(item)
+    definition = Item(id="t:2", group="t:s", tool="t", rule="s", review="Manual swap of two variables",
+                      severity="trivial", why="A temporary variable is a common way to swap values without mistakes. "
+                      "A manual swap can lose one of the two values when written in the wrong order.")
+    assert explain_data.compose(definition).startswith("A manual swap can lose")

@@ -9,8 +9,13 @@ The teacher writes one sentence per finding (:func:`compose`): it picks the vend
 (not "Checks for …"), short enough, naming no identifier the finding does not show and not contradicting the
 rating — the same checks the served sentence must pass (:func:`bot.explain.problem`) — and, when the finding's
 own text names something concrete (`` `os` imported but unused``), leads with that, so the sentence is about
-*this* finding rather than the rule in general. A finding for which no vendor sentence passes gets no example:
-the student learns only from sentences it would be allowed to say.
+*this* finding rather than the rule in general. Among the sentences that pass, one that spells out a
+consequence ("… can leak", "… results in") wins over one that only says what a construct is. A finding for which
+no vendor sentence passes gets no example: the student learns only from sentences it would be allowed to say.
+
+Consistent with the rating: :func:`keep_consistent` clears a sentence the severity student, re-rating it alone,
+reads as more than one level from the finding's rating (the benchmark's own measure,
+:func:`training.explain_eval.verdicts`); ``training.explain_train`` runs it on the training rules before drawing.
 
 Held out: a fixed share of each tool's rules, grouped by rule (both rows of a rule on one side), chosen by a
 seeded hash, never trained on (:func:`split`). ``benchmarks/explanations.py`` scores the held-out rules against
@@ -87,14 +92,31 @@ def sentences(text: str) -> list[str]:
 
 #: openings of sentences that hang on another one, and talk about the tool rather than the code
 _DEPENDENT = re.compile(r"^(however|if|note|for example|also|instead|see|alternatively|this is because|in this case|"
+                        r"in the (former|latter) case|in particular|in both cases|"
                         r"otherwise|similarly|thus|so|but|and)\b", re.IGNORECASE)
 _ABOUT_TOOL = re.compile(r"\b(eslint|clippy|codeql|staticcheck|ruff|this (rule|lint|query|check)|option\w*|"
                          r"configur\w*|parser)\b", re.IGNORECASE)
 
 
+#: a consequence spelled out: what happens because of the finding, not only what kind of thing it is
+_CONSEQUENCE = re.compile(r"\b(lead(s|ing)? to|result(s|ing)? in|caus(e|es|ed|ing)|allows? (an? )?(attacker|caller|user)|"
+                          r"(can|may|might|could|will) (not |never |silently |easily |also )?(lead|result|cause|make|"
+                          r"introduce|hide|mask|break|fail|crash|raise|panic|leak|allow|lose|corrupt|confuse|mislead|"
+                          r"slow|hang|run|trigger|throw|miss|expose|overwrite|produce|return|behave|change|block|"
+                          r"deadlock|shadow|surprise|go)\w*|otherwise|so that|which means|at runtime|raises? an?|"
+                          r"throws? an?|in production)\b", re.IGNORECASE)
+#: a sentence that leads into something the teacher does not take along (a list, an example)
+_LEAD_IN = re.compile(r":\s*\d+\.?$|\b(as follows|the following|like this|for example|such as this)\b", re.IGNORECASE)
+#: a sentence that only says what a construct is or is for ("The `yield` keyword is used to …")
+_DEFINITION = re.compile(r"\b(is|are) (used|meant|intended) (to|for)\b|^(the|a|an) [^,.;]{0,40} (is|are) (a|an) ",
+                         re.IGNORECASE)
+
+
 def _score(sentence: str, order: int) -> float:
-    """Higher for a sentence that states a risk; lower for rule descriptions, dependent sentences, tool talk."""
+    """Higher for a sentence that states a risk, higher still when it states the consequence; lower for rule
+    descriptions, definitions, dependent sentences, tool talk."""
     score = 2.0 * bool(_RISK.search(sentence)) - 3.0 * bool(_DESCRIPTIVE.search(sentence))
+    score += 1.5 * bool(_CONSEQUENCE.search(sentence)) - 1.0 * bool(_DEFINITION.search(sentence))
     score -= 1.5 * bool(_DEPENDENT.search(sentence)) + 1.5 * bool(_ABOUT_TOOL.search(sentence))
     return score - 0.1 * order
 
@@ -120,7 +142,7 @@ def compose(item: Item) -> str:
     for sentence, order in candidates:
         sentence = sentence.rstrip(":;,")
         sentence += "" if sentence.rstrip("\"'”)").endswith((".", "!", "?")) else "."
-        if not 5 <= len(sentence.split()) <= MAX_TARGET_WORDS or "…" in sentence:
+        if not 5 <= len(sentence.split()) <= MAX_TARGET_WORDS or "…" in sentence or _LEAD_IN.search(sentence):
             continue
         if explain.problem(sentence, request):
             continue
@@ -135,6 +157,37 @@ def compose(item: Item) -> str:
         if len(joined.split()) <= MAX_TARGET_WORDS + 4 and not explain.problem(joined, request):
             return joined
     return best
+
+
+def keep_consistent(items: list[Item], rerate, batch: int = 32, progress=None) -> tuple[list[Item], dict]:
+    """``items`` with the teacher's sentence cleared wherever it is not consistent with the finding's rating as
+    the benchmark measures it (:func:`training.explain_eval.verdicts`): its words contradict the rating, or the
+    severity student (``rerate``: (code, text, origin) triples → severities), re-rating the sentence alone, lands
+    more than one level away. The student is never taught a reason it would itself read as another severity.
+    Returns the items (same order) and the counts."""
+    from dataclasses import replace
+
+    from training.explain_eval import verdicts
+
+    with_target = [i for i, item in enumerate(items) if item.target]
+    found: list[dict] = []
+    for start in range(0, len(with_target), batch):
+        chunk = [items[i] for i in with_target[start: start + batch]]
+        found += verdicts([item.target for item in chunk], [item.request() for item in chunk], rerate)
+        if progress:
+            progress(len(found), len(with_target))
+    out = list(items)
+    counts = {"rated": len(with_target), "dropped_contradicts": 0, "dropped_rerated_far": 0, "kept": 0}
+    for i, verdict in zip(with_target, found):
+        if verdict["contradicts"]:
+            counts["dropped_contradicts"] += 1
+        elif not verdict["within_one"]:
+            counts["dropped_rerated_far"] += 1
+        else:
+            counts["kept"] += 1
+            continue
+        out[i] = replace(items[i], target="")
+    return out, counts
 
 
 # ----------------------------------------------------------------------------- sources

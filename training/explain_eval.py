@@ -87,6 +87,32 @@ def grounding(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict
             "repetitive": round(sum(explain.repetitive(s) for s, _ in said) / n, 4)}
 
 
+def rerater(rater) -> Callable[[list[tuple[str, str, str]]], list[str]]:
+    """(code, text, origin) triples → the severity ``rater`` gives each: how the severity student re-rates a
+    sentence as if it were the finding."""
+
+    def rerate(triples: list[tuple[str, str, str]]) -> list[str]:
+        return [rating.severity for rating in rater.rate_texts(triples)] if triples else []
+
+    return rerate
+
+
+def verdicts(sentences: Sequence[str], requests: Sequence[explain.Request],
+             rerate: Callable[[list[tuple[str, str, str]]], list[str]] | None = None) -> list[dict]:
+    """Per sentence, whether it is consistent with its request's rating: ``contradicts`` (its words contradict
+    the rating, :func:`bot.explain.contradicts`); with ``rerate``, ``rerated`` (the severity the student gives the
+    sentence alone, with the finding's code and no origin), ``within_one`` (at most one level from the rating)
+    and ``consistent`` (within one and no contradicting words). The one definition of consistency: the
+    benchmark's figures and the teacher's filter both use it."""
+    out = [{"contradicts": explain.contradicts(s, r.severity)} for s, r in zip(sentences, requests)]
+    if rerate and out:
+        again = rerate([(r.code, s, "") for s, r in zip(sentences, requests)])
+        for verdict, severity, request in zip(out, again, requests):
+            near = abs(LABELS.index(severity) - LABELS.index(request.severity)) <= 1
+            verdict.update(rerated=severity, within_one=near, consistent=near and not verdict["contradicts"])
+    return out
+
+
 def consistency(texts: Sequence[str], requests: Sequence[explain.Request],
                 rerate: Callable[[list[tuple[str, str, str]]], list[str]] | None = None) -> dict[str, float]:
     """Over non-empty sentences: share whose words do not contradict the rating; with ``rerate`` (code, text,
@@ -94,15 +120,12 @@ def consistency(texts: Sequence[str], requests: Sequence[explain.Request],
     said = [(explain.complete(t), r) for t, r in zip(texts, requests)]
     said = [(s, r) for s, r in said if s]
     n = max(1, len(said))
-    out = {"n": len(said), "no_contradiction": round(sum(not explain.contradicts(s, r.severity)
-                                                          for s, r in said) / n, 4)}
+    found = verdicts([s for s, _ in said], [r for _, r in said], rerate)
+    out = {"n": len(said), "no_contradiction": round(sum(not v["contradicts"] for v in found) / n, 4)}
     if rerate and said:
-        again = rerate([(r.code, s, "") for s, r in said])
-        near = [abs(LABELS.index(a) - LABELS.index(r.severity)) <= 1 for a, (_, r) in zip(again, said)]
-        out["rerated_within_one"] = round(sum(near) / n, 4)
-        out["rerated_exact"] = round(sum(a == r.severity for a, (_, r) in zip(again, said)) / n, 4)
-        out["consistent"] = round(sum(ok and not explain.contradicts(s, r.severity)
-                                      for ok, (s, r) in zip(near, said)) / n, 4)
+        out["rerated_within_one"] = round(sum(v["within_one"] for v in found) / n, 4)
+        out["rerated_exact"] = round(sum(v["rerated"] == r.severity for v, (_, r) in zip(found, said)) / n, 4)
+        out["consistent"] = round(sum(v["consistent"] for v in found) / n, 4)
     return out
 
 

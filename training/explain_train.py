@@ -5,6 +5,9 @@ measured and promoted as they are; a joint run would move them, and serving woul
 it. A separate adapter trains in minutes on two cores, loads beside the rating adapter on the same weights
 (:mod:`bot.explainer`), and can be retrained or dropped without touching the rating.
 
+Before training, the teacher's sentences on the training rules are re-rated by the severity student
+(``--rerate-model``) and those it reads as another severity are dropped (:func:`consistent_items`).
+
 The loop reads top to bottom: load the base (the cached HF conversion of the GGUF) → add LoRA on the upper
 layers → encode each item exactly as serving tokenises it (instruction with BOS, body, target sentence — three
 pieces, tokenised apart) → for each optimizer step: the mean token cross-entropy of the target sentences of
@@ -12,7 +15,7 @@ pieces, tokenised apart) → for each optimizer step: the mean token cross-entro
 Loss is on the sentence tokens only; the prompt is context. Logits are computed only at those positions (the
 base's 262k-word output layer is the costliest part of a pass).
 
-    python -m training.explain_train --out runs/explain --examples 1200
+    python -m training.explain_train --out runs/explain --examples 800 --ruff-share 0.4 --threads 1
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class ExplainConfig:
     checkpoint_every: int = _opt(20, "optimizer steps between checkpoints")
     max_tokens: int = _opt(224, "cap on prompt + sentence tokens per item")
     init_adapter: str = _opt("", "GGUF explainer adapter to start from (same base, rank, targets, frozen layers)")
+    threads: int = _opt(0, "torch CPU threads (0: torch's default)")
+    rerate_model: str = _opt("default", "severity student that re-rates the teacher's sentences ('' for none)")
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -99,6 +104,8 @@ def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     if not usable:
         raise TrainingError("no items with a teacher's sentence", hint="build them with training.explain_data")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     accelerator = Accelerator(mixed_precision="no")
     model, tokenizer = load_base(config.base)
@@ -182,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=ExplainConfig.lr)
     parser.add_argument("--ruff-share", type=float, default=None, help="share of the items drawn from ruff "
                         "(default: the same share from every tool)")
+    parser.add_argument("--threads", type=int, default=ExplainConfig.threads, help="torch CPU threads")
+    parser.add_argument("--rerate-model", default=ExplainConfig.rerate_model,
+                        help="severity student whose re-rating of a teacher's sentence must land within one level "
+                        "of the finding's rating ('' keeps every sentence)")
     args = parser.parse_args(argv)
     # Measured here on 2 shared cores (load ≈5): 2-3 s per item with passive OpenMP threads, 5-7 s with spinning
     # ones; torch reads the variable when it loads, so set it before the first import.
@@ -199,7 +210,7 @@ def _run(args, argv) -> int:
     from training.export import export_adapter
 
     config = ExplainConfig(base=args.base, examples=args.examples, epochs=args.epochs, lr=args.lr,
-                           init_adapter=args.init_adapter)
+                           init_adapter=args.init_adapter, threads=args.threads, rerate_model=args.rerate_model)
     rules = ruff_catalogue(args.ruff)
     if not rules:
         raise TrainingError("ruff's rule catalogue is unavailable", hint="pass --ruff PATH to a ruff >= 0.5")
@@ -207,16 +218,66 @@ def _run(args, argv) -> int:
     if args.skip:
         seen = {json.loads(line)["id"] for line in args.skip.read_text(encoding="utf-8").splitlines() if line}
         train_items = [item for item in train_items if item.id not in seen]
+    (args.out).mkdir(parents=True, exist_ok=True)
+    teacher_filter = None
+    if config.rerate_model:
+        train_items, teacher_filter = consistent_items(train_items, config, args.out)
+        print(json.dumps({"teacher_filter": teacher_filter}), file=sys.stderr)
     drawn = explain_data.sample(train_items, config.examples, config.seed, args.ruff_share)
     random.Random(config.seed).shuffle(drawn)
-    (args.out).mkdir(parents=True, exist_ok=True)
     (args.out / "items.jsonl").write_text("".join(json.dumps(asdict(i)) + "\n" for i in drawn), encoding="utf-8")
     run = train(drawn, config, args.out)
+    if teacher_filter:
+        run["teacher_filter"] = teacher_filter
     adapter = export_adapter(args.out / "adapter", args.out / "explain" / "adapter.gguf", base=config.base)
     write_manifest(args.out / "explain", config=config, adapter=adapter, data_hash=explain_data.data_hash(drawn),
                    run=run, metrics={}, command="python -m training.explain_train " + " ".join(argv or sys.argv[1:]))
     print(json.dumps({k: v for k, v in run.items() if k != "losses"}))
     return 0
+
+
+def consistent_items(items: list[Item], config: ExplainConfig, out_dir: Path) -> tuple[list[Item], dict]:
+    """The training items with every teacher's sentence that the severity student ``config.rerate_model`` reads
+    as another severity cleared (:func:`training.explain_data.keep_consistent`). Re-ratings are kept in
+    ``out_dir/rerated.jsonl``, so a resumed run does not rate again."""
+    from bot.models import resolve_model
+    from bot.rater.llamacpp import LlamaCppRater
+    from training.explain_data import keep_consistent
+    from training.explain_eval import rerater
+
+    cache_path = out_dir / "rerated.jsonl"
+    cache: dict[str, str] = {}
+    if cache_path.is_file():
+        for line in cache_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                cache[row["key"]] = row["severity"]
+    options = resolve_model(config.rerate_model).rater_options()
+    rater = LlamaCppRater(**options, n_threads=config.threads or None)
+    rerate_live = rerater(rater)
+    began = time.monotonic()
+
+    def rerate(triples: list[tuple[str, str, str]]) -> list[str]:
+        keys = [json.dumps(list(t)) for t in triples]
+        missing = [t for t, k in zip(triples, keys) if k not in cache]
+        fresh = rerate_live(missing)
+        with cache_path.open("a", encoding="utf-8") as handle:
+            for triple, severity in zip(missing, fresh):
+                key = json.dumps(list(triple))
+                cache[key] = severity
+                handle.write(json.dumps({"key": key, "severity": severity}) + "\n")
+        return [cache[k] for k in keys]
+
+    def progress(done: int, total: int) -> None:
+        print(f"re-rated {done}/{total} teacher sentences ({time.monotonic() - began:.0f} s)", file=sys.stderr)
+
+    try:
+        kept, counts = keep_consistent(items, rerate, progress=progress)
+    finally:
+        rater.close()
+    counts["rater"] = options["model_id"]
+    (out_dir / "teacher_filter.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
+    return kept, counts
 
 
 if __name__ == "__main__":
