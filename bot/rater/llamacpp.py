@@ -423,13 +423,15 @@ class LlamaCppRater(StudentRater):
 
     def _open_explainer(self):  # -> bot.explainer.Explainer
         """The explanation adapter beside this student's rating adapter (``explain/``), verified. A student
-        without one explains nothing: an untrained base's sentences are not worth a reviewer's time."""
+        without one explains nothing: an untrained base's sentences are not worth a reviewer's time. The base's
+        sha256 is remembered per (path, size, mtime) as the rater's own check does: re-hashing its 250 MB on
+        every review cost ≈ 0.2 s."""
         from bot.explainer import Explainer, explainer_adapter, explainer_folder
-        from bot.rater.locate import file_sha256
+        from bot.rater.locate import cache_dir, file_sha256
 
         folder = explainer_folder(self.adapter_path)
         if folder is None:
             raise ModelError(f"the student {self.model_id} has no explainer (an explain/ folder beside its adapter)",
                              hint="train one with `python -m training.explain_train` (docs/explanations.md)")
-        return Explainer(self.backend.llama, explainer_adapter(folder, file_sha256(self.source_path)),
+        return Explainer(self.backend.llama, explainer_adapter(folder, file_sha256(self.source_path, cache_dir())),
                          n_threads=self.n_threads)
