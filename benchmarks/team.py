@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     retrain.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the round")
     retrain.add_argument("--prior-l2", type=float, default=UPDATE_L2,
                          help="L2 pull of the updated lexical prior toward the default's (training.lexical)")
+    retrain.add_argument("--balance", action="store_true",
+                         help="weight up the feedback rows asking for a lower level (training.curriculum.balance_feedback)")
     retrain.add_argument("--replay", type=int, default=192, help="items of the default's training plan mixed in")
     retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
                          help="folder for each round's data, adapter and ratings (reused by reruns)")

@@ -62,12 +62,13 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------- data
 
 
-def feedback_examples(team: team_data.Team, items: list[Item], rows: list[dict], folder: Path) -> list:
+def feedback_examples(team: team_data.Team, items: list[Item], rows: list[dict], folder: Path,
+                      balance: bool = False) -> list:
     """The team's reactions → store → ``sieve feedback export`` → training examples, origin put back."""
     from bot.feedback_app import export
     from bot.memory_app import import_file
     from bot.store import open_store
-    from training.curriculum import load_feedback
+    from training.curriculum import balance_feedback, load_feedback
 
     path = folder / "reactions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -80,6 +81,8 @@ def feedback_examples(team: team_data.Team, items: list[Item], rows: list[dict],
     finally:
         store.close()
     out = load_feedback(folder / "feedback.jsonl")
+    if balance:
+        log(f"{team.name}: feedback balanced {balance_feedback(out)}")
     origin = {it.finding.review: it.finding.origin() for it in items}
     wrong = [e.review for e in out if e.meta.get("origin") != origin.get(e.review)]
     if wrong:  # the export must carry the origin the student read when it rated the finding
@@ -283,12 +286,12 @@ def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted
 def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> dict:
     """Before / next review (memory) / after one retrain round / after both, on the team's held-out half."""
     started = time.perf_counter()
-    lr = ("" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}") + f"-l2{args.prior_l2:g}"
+    lr = ("" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}") + f"-l2{args.prior_l2:g}" + ("-bal" if args.balance else "")
     folder = Path(args.runs) / (f"{team.name}-{args.preference}-b{args.beta:g}-s{args.steps}-r{args.replay}{lr}"
                                 f"-{args.seed}")
     folder.mkdir(parents=True, exist_ok=True)
     rows = reactions(team, items, args.seed, args.noise)
-    examples = feedback_examples(team, items, rows, folder)
+    examples = feedback_examples(team, items, rows, folder, args.balance)
     kinds = Counter("👎" if e.meta.get("vote", 0) < 0 and not e.meta.get("correction") else
                     "correction" if e.meta.get("correction") else "👍" for e in examples)
     train = examples + replay_examples(args.replay, args.seed, Path(args.runs))
@@ -303,7 +306,7 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
             "retrain": retrained, "both": memory.adjust(findings, retrained, mem)}
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr, "prior_l2": args.prior_l2,
+    return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr, "prior_l2": args.prior_l2, "balance": args.balance,
             "replay": args.replay, "seed": args.seed, "feedback_examples": dict(kinds),
             "training": manifest.get("training"), "model": str(model_dir),
             "heldout": count(team, held, arms, {r["rule"] for r in rows}),

@@ -125,3 +125,23 @@ def test_weighted_sample_prefers_heavy_items() -> None:
     picked = weighted_sample(items, weights, 20, seed=0)
     assert len({e.id for e in picked}) == 20
     assert sum(e.label == "critical" for e in picked) >= 14
+
+
+def test_balancing_weights_up_the_rows_that_ask_for_less_until_both_sides_weigh_the_same() -> None:
+    from training.curriculum import asks_lower, balance_feedback
+
+    def row(i: int, vote: int, correction: str | None = None) -> dict:
+        return {"id": f"f{i}", "code": "", "review": f"finding {i}", "label": correction or "major", "vote": vote,
+                "predicted": "major", "correction": correction, "trust": "trusted"}
+
+    rows = [row(i, 1) for i in range(3)] + [row(6, -1), row(7, -1, "trivial"), row(8, 1, "critical")]
+    examples = [feedback_example(r, CurriculumConfig()) for r in rows]
+    assert [asks_lower(e) for e in examples] == [False] * 3 + [True, True, False]  # the raise is not "lower"
+    up = sum(e.weight for e in examples if not asks_lower(e))
+    report = balance_feedback(examples)
+    assert sum(e.weight for e in examples if asks_lower(e)) == pytest.approx(up) and report["factor"] > 1
+    few = [feedback_example(r, CurriculumConfig()) for r in [row(i, 1) for i in range(40)] + [row(40, -1)]]
+    assert balance_feedback(few)["factor"] == 4.0  # capped: one 👎 does not outweigh forty 👍
+    same = [feedback_example(r, CurriculumConfig()) for r in [row(0, 1), row(1, -1, "trivial"), row(2, -1, "minor")]]
+    before = [e.weight for e in same]
+    assert balance_feedback(same)["factor"] == 1.0 and [e.weight for e in same] == before  # never weighted down

@@ -41,6 +41,10 @@ class CurriculumConfig:
     #: threshold's level and every level above it (or, when the comment was posted below the threshold, its
     #: own level and above) — the reading team memory gives the same 👎 (docs/memory.md, the combination rule)
     threshold: str = "minor"
+    #: a team's 👎 is rarer than its 👍 (Sieve posts what it believes), so a round hears mostly "yes": when set,
+    #: the rows that ask for a lower level (bare 👎, corrections downward) are weighted up, at most ×4, until they
+    #: weigh as much as the rest of the feedback (:func:`balance_feedback`)
+    balance: bool = False
     previous_weight: float = 0.7  # items carried over from earlier curricula (decays each round)
     include_untrusted: bool = False  # also use votes from users the host does not trust
     max_items: int | None = None  # cap (highest weights kept first); None keeps everything
@@ -86,6 +90,27 @@ def feedback_example(record: dict[str, Any], config: CurriculumConfig, where: st
         example.meta["rejected"] = rejected  # a bare rejection: finetune trains "none of these", not the runner-up
         example.meta["allowed"] = list(below)
     return example
+
+
+def asks_lower(example: Example) -> bool:
+    """A feedback row asking for a lower level than posted: a bare 👎, or a correction below the posted level."""
+    meta = example.meta or {}
+    if meta.get("rejected"):
+        return True
+    posted, correction = meta.get("predicted"), meta.get("correction")
+    return posted in LABELS and correction in LABELS and LABELS.index(correction) > LABELS.index(posted)
+
+
+def balance_feedback(examples: Sequence[Example], cap: float = 4.0) -> dict[str, float]:
+    """Weight up, in place, the feedback rows that ask for a lower level until they weigh as much as the others
+    (never down, at most ``cap`` times). Returns the factor and both sides' weights before it."""
+    down = [e for e in examples if asks_lower(e)]
+    down_weight = sum(e.weight for e in down)
+    up_weight = sum(e.weight for e in examples) - down_weight
+    factor = min(cap, up_weight / down_weight) if down_weight > 0 and up_weight > down_weight else 1.0
+    for e in down:
+        e.weight *= factor
+    return {"factor": round(factor, 3), "down": round(down_weight, 3), "up": round(up_weight, 3)}
 
 
 def rejection_allows(posted: str, threshold: str) -> tuple[str, ...]:

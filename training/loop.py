@@ -234,9 +234,12 @@ def _start_model(name: str, root: Path, base: str) -> ModelInfo:
 
 
 def _load_feedback(config: LoopConfig) -> list[Example]:
-    from training.curriculum import load_feedback
+    from training.curriculum import balance_feedback, load_feedback
 
-    return [e for path in config.feedback for e in load_feedback(path, config.curriculum)]
+    examples = [e for path in config.feedback for e in load_feedback(path, config.curriculum)]
+    if config.curriculum.balance:
+        print(f"    feedback balanced: {balance_feedback(examples)}")
+    return examples
 
 
 def _load_previous(config: LoopConfig) -> list[Example]:
