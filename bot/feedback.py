@@ -173,8 +173,8 @@ def example(info: CommentInfo, v: Verdict) -> dict[str, Any]:
 def origin_of(info: CommentInfo) -> str:
     """The finding's origin as the student read it when it rated the comment (tool, rule, the tool's level);
     "" for LLM and local reviewers. Markers older than the level field give tool and rule only."""
+    from bot.findings import tool_of
     from bot.prompt import origin_text
 
-    reviewer = info.reviewer or ""
-    tool = reviewer.split(":", 1)[1] if reviewer.startswith("sarif:") else reviewer if reviewer == "ruff" else ""
+    tool = tool_of(info.reviewer or "")
     return origin_text(tool, info.rule_id if tool else "", info.level if tool else "")

@@ -121,6 +121,14 @@ class Anchor:
     new_line: int | None = None
 
 
+def tool_of(source: str) -> str:
+    """The analyser behind a reviewer name (``Finding.source``): ``ruff``, a SARIF driver's name, or "" for LLM and
+    local reviewers."""
+    if source.startswith("sarif:"):
+        return source.split(":", 1)[1]
+    return source if source == "ruff" else ""
+
+
 @dataclass(frozen=True)
 class Finding:
     """One review finding from any reviewer, anchored to the diff."""
@@ -138,9 +146,7 @@ class Finding:
     def tool(self) -> str:
         """The analyser behind the finding ("ruff", a SARIF driver's name); "" for LLM and local reviewers,
         whose text carries no tool metadata."""
-        if self.source.startswith("sarif:"):
-            return self.source.split(":", 1)[1]
-        return self.source if self.source == "ruff" else ""
+        return tool_of(self.source)
 
     def origin(self) -> str:
         """The finding's origin as the student reads it (prompt v4): tool, rule and level; "" if none."""

@@ -113,6 +113,17 @@ def balance_feedback(examples: Sequence[Example], cap: float = 4.0) -> dict[str,
     return {"factor": round(factor, 3), "down": round(down_weight, 3), "up": round(up_weight, 3)}
 
 
+def allowed_levels(example: Example) -> tuple[str, ...] | None:
+    """The levels a feedback row's bare 👎 leaves possible (``meta["allowed"]``, else all but the rejected one);
+    None when the row is no bare rejection."""
+    meta = example.meta or {}
+    named = tuple(x for x in meta.get("allowed") or () if x in LABELS)
+    rejected = meta.get("rejected")
+    if named:
+        return named
+    return tuple(x for x in LABELS if x != rejected) if rejected in LABELS else None
+
+
 def rejection_allows(posted: str, threshold: str) -> tuple[str, ...]:
     """The levels a bare 👎 on a comment posted at ``posted`` leaves possible: the level team memory reads it as
     asking for at most (:func:`bot.memory_learn.rejection_target`) and those below it."""

@@ -50,6 +50,7 @@ from bot.severity import LABELS
 from training.checkpoints import Progress
 from training.checkpoints import load_checkpoint as _load_checkpoint
 from training.checkpoints import save_checkpoint as _save_checkpoint
+from training.curriculum import allowed_levels
 from training.distributed import make_accelerator, seed_example, share, summed
 from training.examples import Example
 from training.frozen import precompute_hidden, top_layers
@@ -248,10 +249,8 @@ def encode(example: Example, tokenizer, plan: LabelPlan, prefix: list[int], max_
         body = body[-budget:]
     soft = [example.soft[label] for label in LABELS] if example.soft else None
     kind, rejected = kind_of(example.meta, example.label, preference)
-    allowed = None
-    if kind in ("reject", "bad"):  # a bare 👎: the levels it leaves possible (all but the posted one, by default)
-        named = [LABELS.index(x) for x in example.meta.get("allowed") or () if x in LABELS]
-        allowed = named or [i for i in range(len(LABELS)) if i != rejected]
+    left = allowed_levels(example) if kind in ("reject", "bad") else None  # a bare 👎: the levels it leaves
+    allowed = [LABELS.index(x) for x in left] if left else None
     return Encoded(ids=body + plan.extension, keep=len(plan.extension) + 1, target=LABELS.index(example.label),
                    soft=soft if kind == "ce" else None, weight=float(example.weight), allowed=allowed, kind=kind,
                    rejected=rejected)

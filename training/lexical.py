@@ -137,6 +137,7 @@ def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Pa
     from scipy.optimize import minimize
     from scipy.sparse import csr_matrix
 
+    from training.curriculum import allowed_levels
     from training.examples import teacher_text
 
     parent = LexicalPrior.load(parent_path)
@@ -147,22 +148,19 @@ def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Pa
     k = len(parent.classes)
     index: dict[tuple[int, str], int] = {}
     rows, cols, vals = [], [], []
-    base = np.zeros((len(items), k))
+    base = np.tile(np.array(parent.intercept, dtype=float), (len(items), 1))  # the parent's logits, built below
+    allowed = np.zeros((len(items), k), dtype=bool)
     for i, example in enumerate(items):
         text = teacher_text(example)[:MAX_CHARS]
-        base[i] = np.log(np.maximum([parent.probabilities(text)[c] for c in parent.classes], 1e-12))
         for b, block in enumerate(parent.blocks):
             for term, value in block.features(text).items():
+                base[i] += value * np.array(block.terms[term][1])
                 rows.append(i)
                 cols.append(index.setdefault((b, term), len(index)))
                 vals.append(value)
+        levels = allowed_levels(example) or (example.label,)
+        allowed[i] = [label in levels for label in parent.classes]
     x = csr_matrix((vals, (rows, cols)), shape=(len(items), len(index)))
-    allowed = np.zeros((len(items), k), dtype=bool)
-    for i, example in enumerate(items):
-        named = set((example.meta or {}).get("allowed") or ())
-        rejected = (example.meta or {}).get("rejected")
-        for j, label in enumerate(parent.classes):
-            allowed[i, j] = label in named if named else (label != rejected if rejected else label == example.label)
     weight = np.array([float(e.weight) for e in items])
     weight = weight / weight.sum()
 
