@@ -189,3 +189,34 @@ def test_code_chars_zero_rates_on_the_review_alone(cache: Path) -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(ConfigError, match="code_chars"):
             llamacpp.LlamaCppRater(cache_dir=cache, code_chars=bad)  # type: ignore[arg-type]
+
+
+def test_weights_load_outside_llama_cpps_extra_buffer_types() -> None:
+    """While a model loads, llama.cpp's default model parameters keep quantised weights in plain CPU buffers
+    (on a CPU with AMX its tile kernels crashed every multi-token decode of a Q4 base); afterwards the library's
+    own defaults are back."""
+    from llama_cpp import llama as high_level
+
+    from bot.rater.locate import plain_weight_buffers
+
+    assert high_level.llama_cpp.llama_model_default_params().use_extra_bufts
+    with plain_weight_buffers():
+        assert not high_level.llama_cpp.llama_model_default_params().use_extra_bufts
+    assert high_level.llama_cpp.llama_model_default_params().use_extra_bufts
+
+
+def test_the_quantised_base_as_is_rates_a_batch_without_crashing(cache: Path) -> None:
+    """The Q4_1 base loaded as it is (no f16 copy), several findings in one batch: in a child process, so a
+    native crash fails this test instead of killing the run."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom bot.findings import Anchor, Finding\nfrom bot.rater.llamacpp import LlamaCppRater\n"
+              "r = LlamaCppRater(weight_format='as-is', cache_dir=sys.argv[1], n_ctx=512)\n"
+              "fs = [Finding(anchor=Anchor(path='a.py', line=i + 1), review=t, source='test') for i, t in "
+              "enumerate(['eval() runs input', 'docstring nit', 'skips the first item'])]\n"
+              "print(len(r.rate(fs)))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(cache)], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1], check=False)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().splitlines()[-1] == "3"

@@ -30,7 +30,8 @@ from bot.errors import ModelError
 from bot.explain import requests_for
 from bot.findings import Finding, Rating
 from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION, TEMPLATES
-from bot.rater.locate import WeightFormat, check_gguf, packaged_model_path, quiet_native, resolve_weights
+from bot.rater.locate import (WeightFormat, check_gguf, packaged_model_path, plain_weight_buffers, quiet_native,
+                              resolve_weights)
 from bot.rater.student import Scored, Student, StudentRater
 from bot.severity import LABELS
 
@@ -127,7 +128,7 @@ class LlamaCppBackend:
             if path == self.source_path:
                 adapter = self.adapter_path
             try:
-                with quiet_native():
+                with quiet_native(), plain_weight_buffers():
                     llm = Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=self.n_threads,
                                 n_threads_batch=self.n_threads, verbose=False, lora_scale=lora_scale,
                                 lora_path=str(adapter) if adapter else None)

