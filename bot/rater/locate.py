@@ -107,12 +107,12 @@ _PARAMS_LOCK = threading.Lock()
 def plain_weight_buffers() -> Iterator[None]:
     """Load llama.cpp weights into plain CPU buffers, not its "extra" buffer types.
 
-    Where the CPU has them, llama.cpp moves quantised weights into extra buffer types (AMX tiles on recent Xeons,
+    Where the CPU has them, llama.cpp moves weights into extra buffer types (AMX tiles on recent Xeons,
     repacked layouts elsewhere). With the llama.cpp of llama-cpp-python 0.3.36, on a CPU with AMX, its kernels
     for the packaged Q4_1 and Q4_K_M bases crash the whole process (SIGSEGV) on the first decode of more than
     one token — every rating. ``llama_model_params.use_extra_bufts`` turns that placement off, but ``Llama()``
     takes no argument for it, so this swaps in default parameters with it off while a model loads. The f16
-    copies Sieve rates with by default are not placed in those buffers either way.
+    copy Sieve rates with by default rates as fast there (docs/backends.md).
     """
     from llama_cpp import llama as high_level
 
