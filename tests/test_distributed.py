@@ -57,3 +57,16 @@ def test_finetune_set_options_are_checked_before_training(tmp_path, capsys):
         main(["finetune", "--data", str(data), "--out", str(tmp_path / "o"), "--set", "rank=abc"])
     with pytest.raises(TrainingError, match="unknown or unsupported key"):
         main(["finetune", "--data", str(data), "--out", str(tmp_path / "o"), "--set", "ranks=4"])
+
+
+def test_one_process_can_train_at_two_precisions_in_turn() -> None:
+    """accelerate refuses a second precision in one process; a fine-tune (bf16 on a CPU with AMX) and the
+    explainer's run (no mixed precision) in one process each get theirs."""
+    from accelerate.state import AcceleratorState
+
+    from training.distributed import accelerator_at
+
+    assert accelerator_at("no").mixed_precision == "no"
+    assert accelerator_at("bf16").mixed_precision == "bf16"
+    assert accelerator_at("no").mixed_precision == "no"
+    assert AcceleratorState().mixed_precision == "no"

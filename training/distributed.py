@@ -30,7 +30,6 @@ def make_accelerator(config):
     processes without CUDA asks for it (a single process keeps accelerate's own choice of device).
     """
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     cuda = torch.cuda.is_available()
@@ -39,10 +38,28 @@ def make_accelerator(config):
     # the base's buffers (rotary tables) are constants: broadcasting them at every forward pass would make each
     # pass a collective, and the processes run different numbers of gradient-free passes (frozen layers)
     ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=several and not cuda,
-                              kwargs_handlers=[ddp])
+    accelerator = accelerator_at("bf16" if bf16 else "no", cpu=several and not cuda, kwargs_handlers=[ddp])
     check_launch(accelerator, config.grad_accum)
     return accelerator
+
+
+def accelerator_at(mixed_precision: str, **kwargs):
+    """An ``Accelerator`` at ``mixed_precision``, also after an earlier run in this process asked for another.
+
+    accelerate keeps one state per process and refuses a second precision ("AcceleratorState has already been
+    initialized and cannot be changed"). On a CPU with AMX a fine-tune asks for bf16 (:func:`cpu_bf16`) and the
+    explainer's run for none, so one process that trains both (the test suite, a script) failed on the second.
+    A single process starts the state over; a launched run of several processes keeps it (its process group
+    belongs to the launch), and there the refusal stands.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    alone = int(os.environ.get("WORLD_SIZE", "1") or 1) == 1
+    if state and alone and state.get("_mixed_precision") != mixed_precision:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, **kwargs)
 
 
 def cpu_bf16() -> bool:

@@ -95,7 +95,7 @@ def item_loss(model, enc: Encoded, device):
 def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     """Train on ``items`` (each with a target); writes ``out_dir/adapter`` and checkpoints; returns run stats."""
     import torch
-    from accelerate import Accelerator
+    from training.distributed import accelerator_at
 
     from training.checkpoints import Progress, load_checkpoint, save_checkpoint
     from training.finetune import _order, _schedule, add_lora, load_base
@@ -107,7 +107,7 @@ def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = accelerator_at("no")
     model, tokenizer = load_base(config.base)
     model = add_lora(model, config)
     if config.init_adapter:

@@ -18,6 +18,7 @@ prefix (``batch`` > 1, :mod:`bot.rater.batch`): fewer, larger matrix products fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,8 @@ from bot.errors import ModelError
 from bot.explain import requests_for
 from bot.findings import Finding, Rating
 from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION, TEMPLATES
-from bot.rater.locate import (WeightFormat, check_gguf, packaged_model_path, plain_weight_buffers, quiet_native,
-                              resolve_weights)
+from bot.rater.locate import (WeightFormat, check_gguf, needs_plain_buffers, packaged_model_path,
+                              plain_weight_buffers, quiet_native, resolve_weights)
 from bot.rater.student import Scored, Student, StudentRater
 from bot.severity import LABELS
 
@@ -128,7 +129,8 @@ class LlamaCppBackend:
             if path == self.source_path:
                 adapter = self.adapter_path
             try:
-                with quiet_native(), plain_weight_buffers():
+                buffers = plain_weight_buffers() if needs_plain_buffers(path) else contextlib.nullcontext()
+                with quiet_native(), buffers:
                     llm = Llama(str(path), n_ctx=n_ctx, n_batch=min(512, n_ctx), n_threads=self.n_threads,
                                 n_threads_batch=self.n_threads, verbose=False, lora_scale=lora_scale,
                                 lora_path=str(adapter) if adapter else None)

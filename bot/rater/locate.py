@@ -100,6 +100,12 @@ def quiet_native() -> Iterator[None]:
                 os.close(fd)
 
 
+def needs_plain_buffers(path: Path) -> bool:
+    """True unless ``path`` is an f16 copy Sieve made (``auto``, ``f16``, ``merged-f16``): quantised weights are
+    what llama.cpp's AMX kernels crash on (:func:`plain_weight_buffers`)."""
+    return not path.name.endswith((".f16.gguf", ".f16.merged.gguf"))
+
+
 _PARAMS_LOCK = threading.Lock()
 
 
@@ -107,12 +113,13 @@ _PARAMS_LOCK = threading.Lock()
 def plain_weight_buffers() -> Iterator[None]:
     """Load llama.cpp weights into plain CPU buffers, not its "extra" buffer types.
 
-    Where the CPU has them, llama.cpp moves weights into extra buffer types (AMX tiles on recent Xeons,
-    repacked layouts elsewhere). With the llama.cpp of llama-cpp-python 0.3.36, on a CPU with AMX, its kernels
-    for the packaged Q4_1 and Q4_K_M bases crash the whole process (SIGSEGV) on the first decode of more than
-    one token — every rating. ``llama_model_params.use_extra_bufts`` turns that placement off, but ``Llama()``
-    takes no argument for it, so this swaps in default parameters with it off while a model loads. The f16
-    copy Sieve rates with by default rates as fast there (docs/backends.md).
+    Where the CPU has them, llama.cpp moves weights into extra buffer types (AMX tiles on recent Xeons, repacked
+    layouts elsewhere). With the llama.cpp of llama-cpp-python 0.3.36, on a CPU with AMX, its kernels for the
+    packaged Q4_1 and Q4_K_M bases crash the whole process (SIGSEGV) on the first decode of more than one token —
+    every rating. ``llama_model_params.use_extra_bufts`` turns that placement off, but ``Llama()`` takes no
+    argument for it, so this swaps in default parameters with it off while a model loads. Used for quantised
+    files only (:func:`needs_plain_buffers`): the f16 copies Sieve makes keep llama.cpp's own placement, so their
+    ratings stay those a ``llama_cpp.server`` on the same machine gives.
     """
     from llama_cpp import llama as high_level
 
