@@ -344,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                          help="L2 pull of the updated lexical prior toward the default's (training.lexical)")
     retrain.add_argument("--balance", action="store_true",
                          help="weight up the feedback rows asking for a lower level (training.curriculum.balance_feedback)")
+    retrain.add_argument("--decompose", action="store_true",
+                         help="also rate the round's adapter with the default's prior, and the default's adapter with "
+                              "the round's prior (which half moved the posting)")
     retrain.add_argument("--replay", type=int, default=192, help="items of the default's training plan mixed in")
     retrain.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "sieve-team-retrain"),
                          help="folder for each round's data, adapter and ratings (reused by reruns)")

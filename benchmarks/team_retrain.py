@@ -21,6 +21,11 @@ toward the team" when the retrained student gives them a P(≥ minor) at least 1
 "away" when 10% higher). Also the held-out exam and dev sets (review data; rated as served, with
 the default's lexical prior at its weight), so a round that wins on the team by forgetting the task shows it.
 
+Which half moved it (``--decompose``): the served rating is a product of the student and the lexical prior, and a
+round changes both. The held-out half is rated twice more — the round's adapter with the default's prior
+("adapter alone") and the default's adapter with the round's prior ("prior alone") — with the same groups and
+generalisation figures as the round itself.
+
 Everything is cached under ``--runs`` (training data, adapter, ratings), so a rerun only re-reads.
 """
 
@@ -155,6 +160,27 @@ def train_round(examples: list, args, folder: Path) -> Path:
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     tmp.replace(model_dir)
     return model_dir
+
+
+def halves(model_dir: Path, default: Path) -> dict[str, Path]:
+    """Model folders beside ``model_dir``: its adapter with ``default``'s prior, and ``default``'s adapter with its
+    prior (made once; the manifest of the folder the adapter comes from, the prior's entry of the other)."""
+    out = {}
+    for arm, adapter_from, prior_from in (("adapter alone", model_dir, default), ("prior alone", default, model_dir)):
+        folder = model_dir.parent / ("model-" + arm.replace(" ", "-"))
+        if not (folder / "manifest.json").is_file():
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            manifest = json.loads((adapter_from / "manifest.json").read_text())
+            prior = json.loads((prior_from / "manifest.json").read_text())["lexical"]
+            shutil.copy(adapter_from / manifest["adapter"]["file"], tmp / manifest["adapter"]["file"])
+            shutil.copy(prior_from / prior["file"], tmp / prior["file"])
+            manifest.update(lexical=prior, name=f"{manifest['name']}-{folder.name}")
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            tmp.replace(folder)
+        out[arm] = folder
+    return out
 
 
 def rate_folder(model_dir: Path, findings: list, cache_path: Path) -> list:
@@ -306,12 +332,19 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
             "retrain": retrained, "both": memory.adjust(findings, retrained, mem)}
     manifest = json.loads((model_dir / "manifest.json").read_text())
+    decomposition = {}
+    if getattr(args, "decompose", False):
+        for arm, folder_ in halves(model_dir, default_folder()).items():
+            ratings = rate_folder(folder_, findings, Path(args.runs) / f"ratings-{team.name}.json")
+            decomposition[arm] = {"heldout": count(team, held, {"before": arms["before"], "after": ratings},
+                                                   {r["rule"] for r in rows}),
+                                  "generalisation": generalisation(team, held, ratings, rows)}
     return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr, "prior_l2": args.prior_l2, "balance": args.balance,
             "replay": args.replay, "seed": args.seed, "feedback_examples": dict(kinds),
             "training": manifest.get("training"), "model": str(model_dir),
             "heldout": count(team, held, arms, {r["rule"] for r in rows}),
             "generalisation": generalisation(team, held, retrained, rows),
-            "general": general_judgement(model_dir, folder, args.seed),
+            "general": general_judgement(model_dir, folder, args.seed), "decomposition": decomposition,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -338,4 +371,11 @@ def to_text(results: list[dict]) -> str:
                          f"{g['mean_logodds_shift']['dropped']} vs {g['mean_logodds_shift']['control']}")
         lines.append("  held-out exam / dev (accuracy, macro-F1): " + ", ".join(
             f"{k} {v['accuracy']:.3f} / {v['macro_f1']:.3f}" for k, v in r["general"].items()))
+        for arm, d in (r.get("decomposition") or {}).items():
+            posted = ", ".join(f"{g} {c['before']} → {c['after']}" for g, c in d["heldout"].items()
+                               if g in ("unwanted:reacted", "unwanted:unreacted", "wanted", "security"))
+            g, shift = d["generalisation"], d["generalisation"]["mean_logodds_shift"]
+            lines.append(f"  {arm}: posted {posted}; dropped-alike moved {g['moved_toward_team']} of {g['findings']}, "
+                         f"control {g['control'].get('moved_down', 0)} of {g['control'].get('findings', 0)}; "
+                         f"log-odds shift {shift['dropped']} vs {shift['control']}")
     return "\n".join(lines)

@@ -65,3 +65,30 @@ def test_every_arm_is_counted_on_the_same_findings():
     assert counted["unwanted"]["mass_before"] == 0.9 and counted["unwanted"]["mass_retrain"] == 0.1
     assert counted["unwanted:reacted"]["n"] == 1 and counted["wanted"]["before"] == 0
     assert {k: counted["security"][k] for k in ARMS} == {"before": 1, "memory": 1, "retrain": 0, "both": 1}
+
+
+def test_the_decomposition_pairs_each_adapter_with_the_other_prior(tmp_path) -> None:
+    """``--decompose``: "adapter alone" is the round's adapter with the default's prior, "prior alone" the default's
+    adapter with the round's prior — byte for byte, and each manifest names the prior it now carries."""
+    import json
+
+    from benchmarks.team_retrain import halves
+
+    folders = {}
+    for name in ("default", "run/model"):
+        folder = tmp_path / name
+        folder.mkdir(parents=True)
+        (folder / "adapter.gguf").write_bytes(f"adapter of {name}".encode())
+        (folder / "lexical.json").write_text(f'{{"prior": "{name}"}}')
+        (folder / "manifest.json").write_text(json.dumps({
+            "name": name, "adapter": {"file": "adapter.gguf"},
+            "lexical": {"file": "lexical.json", "sha256": f"sha of {name}", "weight": 0.5}}))
+        folders[name] = folder
+    made = halves(folders["run/model"], folders["default"])
+    assert set(made) == {"adapter alone", "prior alone"}
+    for arm, adapter_of, prior_of in (("adapter alone", "run/model", "default"), ("prior alone", "default", "run/model")):
+        folder = made[arm]
+        assert (folder / "adapter.gguf").read_bytes() == f"adapter of {adapter_of}".encode()
+        assert json.loads((folder / "lexical.json").read_text()) == {"prior": prior_of}
+        assert json.loads((folder / "manifest.json").read_text())["lexical"]["sha256"] == f"sha of {prior_of}"
+    assert halves(folders["run/model"], folders["default"]) == made  # made once, then reused
