@@ -144,7 +144,9 @@ class Explainer:
         self._batch = _internals.LlamaBatch(n_tokens=_BATCH, embd=0, n_seq_max=self.sequences, verbose=False)
         self._adapter = None
         if adapter_path:
-            self._adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, str(adapter_path).encode("utf-8"))
+            with quiet_native():  # where the weights sit in an AMX buffer, llama.cpp reports each LoRA tensor's
+                self._adapter = llama_cpp.llama_adapter_lora_init(  # fallback to a plain one on stderr
+                    llm._model.model, str(adapter_path).encode("utf-8"))
             if not self._adapter:
                 self.close()
                 raise ModelError(f"llama.cpp rejected the explainer adapter {adapter_path}",

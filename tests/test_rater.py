@@ -220,3 +220,18 @@ def test_the_quantised_base_as_is_rates_a_batch_without_crashing(cache: Path) ->
                           cwd=Path(__file__).resolve().parents[1], check=False)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip().splitlines()[-1] == "3"
+
+
+def test_native_chatter_is_silenced_on_pythons_streams_too(capsys) -> None:
+    """llama-cpp-python prints llama.cpp's log lines with ``print(..., file=sys.stderr)``; while a model loads they
+    are silenced whatever ``sys.stderr`` is (here pytest's capture, not file descriptor 2)."""
+    import sys
+
+    from bot.rater.locate import quiet_native
+
+    with quiet_native():
+        print("llama_adapter_lora_init_impl: lora for 'blk.10.attn_k.weight' cannot use buft 'AMX'", file=sys.stderr)
+        print("loader chatter")
+    print("after", file=sys.stderr)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "after\n"

@@ -86,9 +86,12 @@ def check_gguf(path: Path, what: str) -> Path:
 
 @contextlib.contextmanager
 def quiet_native() -> Iterator[None]:
-    """Silence C-level stdout/stderr (llama.cpp prints loader chatter and errors there)."""
+    """Silence C-level stdout/stderr (llama.cpp prints loader chatter and errors there), and Python's own
+    ``sys.stdout``/``sys.stderr`` meanwhile: llama-cpp-python hands llama.cpp's log lines to ``print`` on
+    ``sys.stderr``, which need not be file descriptor 2 (a test's capture, an embedding application)."""
     saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "wb") as null:
+    with open(os.devnull, "wb") as null, open(os.devnull, "w", encoding="utf-8") as text_null, \
+            contextlib.redirect_stdout(text_null), contextlib.redirect_stderr(text_null):
         os.dup2(null.fileno(), 1)
         os.dup2(null.fileno(), 2)
         try:
