@@ -332,17 +332,17 @@ def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> di
     arms = {"before": [it.rating for it in held], "memory": memory.adjust(findings, [it.rating for it in held], mem),
             "retrain": retrained, "both": memory.adjust(findings, retrained, mem)}
     manifest = json.loads((model_dir / "manifest.json").read_text())
+    reacted = {r["rule"] for r in rows}
     decomposition = {}
-    if getattr(args, "decompose", False):
-        for arm, folder_ in halves(model_dir, default_folder()).items():
-            ratings = rate_folder(folder_, findings, Path(args.runs) / f"ratings-{team.name}.json")
-            decomposition[arm] = {"heldout": count(team, held, {"before": arms["before"], "after": ratings},
-                                                   {r["rule"] for r in rows}),
+    if args.decompose:
+        for arm, half in halves(model_dir, default_folder()).items():
+            ratings = rate_folder(half, findings, Path(args.runs) / f"ratings-{team.name}.json")
+            decomposition[arm] = {"heldout": count(team, held, {"before": arms["before"], "after": ratings}, reacted),
                                   "generalisation": generalisation(team, held, ratings, rows)}
     return {"team": team.name, "preference": args.preference, "beta": args.beta, "steps": args.steps, "lr": args.lr, "prior_l2": args.prior_l2, "balance": args.balance,
             "replay": args.replay, "seed": args.seed, "feedback_examples": dict(kinds),
             "training": manifest.get("training"), "model": str(model_dir),
-            "heldout": count(team, held, arms, {r["rule"] for r in rows}),
+            "heldout": count(team, held, arms, reacted),
             "generalisation": generalisation(team, held, retrained, rows),
             "general": general_judgement(model_dir, folder, args.seed), "decomposition": decomposition,
             "seconds": round(time.perf_counter() - started, 1)}
