@@ -96,7 +96,12 @@ def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, 
                          "checks": ev.check_rates(texts[name], requests),
                          "grounding": ev.grounding(texts[name], requests),
                          "consistency": ev.consistency(texts[name], requests, rerate if name != "template" else None),
-                         "consistency_shown": ev.consistency(shown, requests, rerate if name != "template" else None)}
+                         "consistency_shown": ev.consistency(shown, requests, rerate if name != "template" else None),
+                         "copying": ev.copying(texts[name], requests)}
+        # the findings shown no rule (LLM-like): there overlap with the vendor's prose is still recall, not copy
+        bare = [i for i, r in enumerate(requests) if not r.rationale]
+        figures[name]["overlap_raw_no_rule"] = {"n": len(bare), **ev.overlap([raw[i] for i in bare],
+                                                                             [references[i] for i in bare])}
         if name != "template":
             figures[name]["no_repeat_ngram"] = (student if name == "student" else base).no_repeat
     figures.update(extra)
@@ -140,11 +145,19 @@ def cost(rater, student, runs: int, model: str) -> dict:
 
     findings, ratings = demo_findings(rater)
     requests = explain.requests_for(findings, ratings)
-    batched, single = [], []
+    batched, single, undrafted = [], [], []
+    drafted, accepted = student.drafted, student.accepted
     for _ in range(runs):
         started = time.perf_counter()
         student.explain(requests)
         batched.append((time.perf_counter() - started) / len(requests))
+        lookahead, student.lookahead = student.lookahead, 0  # the same batch without prompt-lookup drafting
+        try:
+            started = time.perf_counter()
+            student.explain(requests)
+            undrafted.append((time.perf_counter() - started) / len(requests))
+        finally:
+            student.lookahead = lookahead
         for request in requests:
             started = time.perf_counter()
             student.explain([request])
@@ -157,6 +170,9 @@ def cost(rater, student, runs: int, model: str) -> dict:
     return {"posted_findings": len(requests), "runs": runs,
             "batched_s_per_finding": {"p50": round(percentile(batched, 0.5), 3),
                                       "p95": round(percentile(batched, 0.95), 3)},
+            "batched_without_drafting_s_per_finding": {"p50": round(percentile(undrafted, 0.5), 3),
+                                                       "p95": round(percentile(undrafted, 0.95), 3)},
+            "drafted_tokens_kept": round((student.accepted - accepted) / max(1, student.drafted - drafted), 3),
             "single_s_per_finding": {"p50": round(percentile(single, 0.5), 3),
                                      "p95": round(percentile(single, 0.95), 3)},
             "demo_wall_s": {mode: [round(x, 2) for x in v] for mode, v in walls.items()},

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from bot.severity import LABELS
 
-EXPLAIN_PROMPT_VERSION = "sieve-explain-v1"
+EXPLAIN_PROMPT_VERSION = "sieve-explain-v2"
 
 #: Shared by every finding (evaluated once per batch).
 INSTRUCTION = ("Say in one sentence why this code review finding has its severity, naming the concrete risk "
@@ -35,6 +35,8 @@ INSTRUCTION = ("Say in one sentence why this code review finding has its severit
 ANSWER = "\nWhy:"
 MAX_REVIEW_CHARS = 300
 MAX_CODE_CHARS = 120
+#: The rule's own rationale shown to the explainer (whole sentences that fit; ≈55 tokens).
+MAX_RULE_CHARS = 260
 #: Hard cap on generated tokens per finding (a 30-word sentence is ≈40 tokens).
 MAX_TOKENS = 48
 MAX_WORDS = 34
@@ -49,10 +51,14 @@ class Request:
     severity: str
     code: str = ""
     origin: str = ""
+    #: the rule's documented rationale (:func:`rule_text`: ruff's catalogue, a SARIF rule's help); "" for a
+    #: finding with no rule (an LLM's), whose sentence the explainer writes from the finding alone
+    rationale: str = ""
 
     def evidence(self) -> str:
-        """All the text the finding offers: what an explanation may name."""
-        return f"{self.review}\n{self.code}\n{self.origin}"
+        """All the text the finding offers: what an explanation may name (the rule's documentation included:
+        a name the vendor's prose uses is the rule's, not made up)."""
+        return f"{self.review}\n{self.code}\n{self.origin}\n{self.rationale}"
 
 
 def _field(text: str, limit: int) -> str:
@@ -91,11 +97,48 @@ def render_body(request: Request) -> str:
     lines = [f"Finding: {_field(request.review, MAX_REVIEW_CHARS)}"]
     if request.origin:
         lines.append(f"Tool: {_field(request.origin, 80)}")
+    if request.rationale:
+        lines.append(f"Rule: {_field(request.rationale, MAX_RULE_CHARS)}")
     code = code_tail(request.code)
     if code:
         lines.append(f"Code: {_field(code, MAX_CODE_CHARS)}")
     lines.append(f"Severity: {severity}")
     return "\n".join(lines) + ANSWER
+
+
+_SPLIT = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<=[.!?])\s+(?=[A-Z`\"'(])")
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of vendor prose (abbreviations such as "e.g." do not end one)."""
+    return [s.strip() for s in _SPLIT.split(" ".join(str(text or "").split())) if s.strip()]
+
+
+def markdown_section(markdown: str, heading: str) -> str:
+    """The prose under ``## heading`` of a rule's documentation (ruff's catalogue), code blocks and link targets
+    removed, on one line; "" when there is no such section."""
+    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
+    if not match:
+        return ""
+    text = re.sub(r"```.*?```", " ", match.group(1), flags=re.DOTALL)
+    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
+    text = re.sub(r"\[([^\]]+)\](?!\()", r"\1", text)  # reference-style links: [PEP 8]
+    return " ".join(text.split())
+
+
+def rule_text(why: str, what: str = "", limit: int = MAX_RULE_CHARS) -> str:
+    """The rationale the explainer reads for a rule: the vendor's "why it is bad" sentences, then "what it does",
+    whole sentences while they fit in ``limit`` characters (the first one cut with "…" if it alone does not)."""
+    kept: list[str] = []
+    size = 0
+    for sentence in sentences(why) + sentences(what):
+        if kept and size + 1 + len(sentence) > limit:
+            break
+        if not kept and len(sentence) > limit:
+            return sentence[: limit - 1].rstrip() + "…"
+        kept.append(sentence)
+        size += len(sentence) + (1 if size else 0)
+    return " ".join(kept)
 
 
 def render(request: Request) -> str:
@@ -243,5 +286,6 @@ def _new_words(sentence: str, review: str) -> set[str]:
 
 def requests_for(findings: Iterable, ratings: Iterable) -> list[Request]:
     """One request per (Finding, Rating) pair."""
-    return [Request(review=f.review, severity=r.severity, code=f.code, origin=f.origin())
+    return [Request(review=f.review, severity=r.severity, code=f.code, origin=f.origin(),
+                    rationale=getattr(f, "rationale", "") or "")
             for f, r in zip(findings, ratings)]

@@ -141,6 +141,7 @@ class Finding:
     suggestion: str | None = None  # replacement text for the anchored line range, if proposed
     hint: str | None = None  # reviewer's own severity guess, if any (never trusted as the rating)
     level: str | None = None  # the tool's own level for the rule (SARIF level, ruff category, security-severity)
+    rationale: str = ""  # the rule's documented "why it is bad" (ruff's catalogue, SARIF help): the explainer reads it
 
     @property
     def tool(self) -> str:

@@ -77,6 +77,9 @@ def test_the_benchmark_runs_end_to_end_against_the_fake_judge(tmp_path: Path):
         figures = result["systems"][system]
         assert set(figures["overlap_raw"]) == {"rouge1_f", "rougeL_f"}
         assert abs(sum(figures["checks"].values()) - 1.0) < 1e-3
+        # where the rule's rationale was in the prompt, how much of it was copied, and how much is this finding's
+        assert set(figures["copying"]) == {"n", "verbatim", "binds"} and figures["copying"]["n"] <= 3
+        assert 0 <= figures["overlap_raw_no_rule"]["n"] <= 3
     # written sentences are decoded with the no-repeat-trigram rule, and the ablation says what it changes
     assert result["systems"]["student"]["no_repeat_ngram"] == 3
     ablation = result["systems"]["student_repeats"]
@@ -119,6 +122,7 @@ def test_cost_only_times_the_demo_and_keeps_the_held_out_figures_in_the_manifest
     assert cost["runs"] == 1 and cost["posted_findings"] >= 1
     assert len(cost["demo_wall_s"]["on"]) == len(cost["demo_wall_s"]["off"]) == 1
     assert cost["batched_s_per_finding"]["p50"] > 0 and cost["demo_ratio_p50"] > 0
+    assert cost["batched_without_drafting_s_per_finding"]["p50"] > 0 and 0 <= cost["drafted_tokens_kept"] <= 1
     assert [row["rule"] for row in result["demo"]] == ["E711", "F401", "S608", "E722", "S307", "S602", "F821"]
     metrics = json.loads(manifest.read_text())["metrics"]
     assert metrics["systems"] == {"student": {"kept": True}} and metrics["cost"] == cost

@@ -128,3 +128,35 @@ def test_the_teacher_prefers_a_sentence_that_states_the_consequence():
                       severity="trivial", why="A temporary variable is a common way to swap values without mistakes. "
                       "A manual swap can lose one of the two values when written in the wrong order.")
     assert explain_data.compose(definition).startswith("A manual swap can lose")
+
+
+def test_a_finding_shown_its_rules_rationale_is_taught_a_sentence_from_it(items):
+    shown = [i for i in items if i.target and i.origin]
+    hidden = [i for i in items if i.target and not i.origin]
+    assert shown and hidden
+    for item in shown:
+        assert item.request().rationale == item.shown_rule != ""
+        # one of the shown sentences ends the target (a lead naming the finding's own subject may come first)
+        assert any(norm(item.target).endswith(norm(s)) for s in explain.sentences(item.shown_rule)), item.id
+    # an LLM-like finding (no origin) reads no rule and may be taught from all of the vendor's prose
+    assert all(i.request().rationale == "" for i in hidden)
+    assert any(not any(norm(i.target).endswith(norm(s)) for s in explain.sentences(explain.rule_text(i.why, i.what)))
+               for i in hidden)
+
+
+def norm(sentence: str) -> str:
+    return sentence.lower().rstrip(".:;,!? ")
+
+
+def test_copying_tells_a_copied_rationale_from_a_sentence_about_this_finding():
+    from training.explain_eval import copying
+
+    rule = "Starting a subprocess with a shell can allow attackers to execute arbitrary shell commands."
+    request = explain.Request(review="S602 `subprocess` call with `shell=True` identified", severity="critical",
+                              code="+subprocess.run(f'tar {name}', shell=True)", origin="ruff S602", rationale=rule)
+    copied = "Starting a subprocess with a shell can allow attackers to execute arbitrary shell commands."
+    bound = "Passing `name` into a shell command lets an attacker execute arbitrary shell commands."
+    figures = copying([copied, bound, ""], [request, request, request])
+    assert figures == {"n": 2, "verbatim": 0.5, "binds": 0.5}
+    # findings shown no rule are not counted
+    assert copying([copied], [explain.Request(review=request.review, severity="critical")])["n"] == 0

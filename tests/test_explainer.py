@@ -157,3 +157,23 @@ def test_json_and_sarif_carry_the_explanation_of_posted_findings_only(student: P
     assert all(f["explanation"] is None for f in findings if not f["posted"])
     results = outputs["sarif"]["runs"][0]["results"]
     assert [r["properties"]["explanation"] for r in results] == [f["explanation"] for f in findings]
+
+
+def test_drafting_from_the_prompt_keeps_the_sentences_greedy_decoding_writes(rated):
+    rater, findings, ratings = rated
+    requests = explain.requests_for(findings, ratings)
+    assert all(r.rationale for r in requests)  # ruff's own documentation of each demo rule
+    # a finding whose rule text the model is likely to quote, so drafts are proposed and checked
+    requests.append(explain.Request(review="S602 `subprocess` call with `shell=True` identified", severity="critical",
+                                    origin="ruff S602", rationale="Starting a subprocess with a shell can allow "
+                                    "attackers to execute arbitrary shell commands."))
+    plain = Explainer(rater.llama, None, n_threads=rater.n_threads, lookahead=0)
+    drafting = Explainer(rater.llama, None, n_threads=rater.n_threads)
+    try:
+        expected, got = plain.generate_tokens(requests), drafting.generate_tokens(requests)
+    finally:
+        plain.close()
+        drafting.close()
+    assert plain.drafted == 0 and drafting.drafted > 0 and drafting.accepted > 0
+    assert sum(a == b for a, b in zip(expected, got)) >= len(requests) - 1  # batch shapes may flip a near-tie
+    assert all(len(t) <= explain.MAX_TOKENS for t in got)

@@ -178,3 +178,13 @@ def test_worktree_context_reads_inside_the_root_only(tmp_path: Path) -> None:
     assert ctx.read_file("../outside.py") is None and ctx.read_file("pkg") is None
     assert ctx.read_file("missing.py") is None and ctx.head_sha == "abc123"
     assert {"ruff", "sarif", "llm", "local"} <= set(REVIEWERS.names())
+
+
+def test_findings_carry_ruffs_own_rationale_for_the_explainer(tmp_path: Path) -> None:
+    repo, diff = changed_repo(tmp_path)
+    result = RuffReviewer().review(diff, ReviewContext.from_worktree(repo.root))
+    unused = next(f for f in result.findings if f.rule_id == "F401")
+    # ruff's "Why is this bad?" for F401, as its own `ruff rule F401` documents it
+    assert "unused imports" in unused.rationale.lower() and len(unused.rationale) <= 260
+    evaluated = next(f for f in result.findings if f.rule_id == "S307")
+    assert "eval" in evaluated.rationale and "arbitrary code" in evaluated.rationale

@@ -152,3 +152,32 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ReviewerError, match="does not exist"):
         SarifReviewer(SarifConfig(paths=(str(tmp_path / "absent.sarif"),))).review(
             diff, ReviewContext.from_worktree(repo.root))
+
+
+def test_the_rules_documented_rationale_reaches_the_finding(tmp_path: Path) -> None:
+    repo, diff = repo_with_change(tmp_path)
+    report = subprocess.run([find_ruff(), "check", "--isolated", "--no-cache", "--exit-zero", "--select", "S",
+                             "--output-format", "sarif", "src/app.py"], cwd=repo.root, capture_output=True,
+                            text=True, check=True, timeout=60).stdout
+    sarif = tmp_path / "ruff.sarif"
+    sarif.write_text(report)
+    shell = next(f for f in review(diff, repo.root, sarif).findings if f.rule_id == "S602")
+    # ruff puts its rule documentation in fullDescription: the "Why is this bad?" section is what is read
+    assert shell.rationale.startswith("Starting a subprocess with a shell can allow attackers")
+    assert "##" not in shell.rationale
+    # a CodeQL-like rule: help in markdown with headings; a rule whose only text is the message gives none
+    run = {"tool": {"driver": {"name": "CodeQL", "rules": [
+        {"id": "py/sql", "shortDescription": {"text": "SQL query built from user-controlled sources"},
+         "help": {"markdown": "# SQL injection\nBuilding a query from user input lets a caller run any SQL.\n"
+                              "```python\ncur.execute(q)\n```\n## Recommendation\nPass values as parameters."}},
+        {"id": "py/plain", "shortDescription": {"text": "plain"}}]}},
+        "results": [{"ruleId": "py/sql", "message": {"text": "This query depends on a user-provided value."},
+                     "locations": [{"physicalLocation": {"artifactLocation": {"uri": "src/app.py"},
+                                                         "region": {"startLine": 10}}}]},
+                    {"ruleId": "py/plain", "message": {"text": "plain"},
+                     "locations": [{"physicalLocation": {"artifactLocation": {"uri": "src/app.py"},
+                                                         "region": {"startLine": 9}}}]}]}
+    found = {f.rule_id: f for f in review(diff, repo.root, write_sarif(tmp_path / "c.sarif", [run])).findings}
+    assert found["py/sql"].rationale == ("Building a query from user input lets a caller run any SQL. "
+                                         "Pass values as parameters.")
+    assert found["py/plain"].rationale == ""

@@ -64,7 +64,14 @@ class Item:
     target: str = ""
 
     def request(self) -> explain.Request:
-        return explain.Request(review=self.review, severity=self.severity, code=self.code, origin=self.origin)
+        return explain.Request(review=self.review, severity=self.severity, code=self.code, origin=self.origin,
+                               rationale=self.shown_rule)
+
+    @property
+    def shown_rule(self) -> str:
+        """The rule's rationale as the explainer reads it (:func:`bot.explain.rule_text`), for a finding that shows
+        its origin — as at serving, where an analyser's finding has both and an LLM's neither; "" otherwise."""
+        return explain.rule_text(self.why, self.what) if self.origin else ""
 
     @property
     def rationale(self) -> str:
@@ -74,7 +81,6 @@ class Item:
 
 # ----------------------------------------------------------------------------- the teacher
 
-_SPLIT = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<=[.!?])\s+(?=[A-Z`\"'(])")
 _RISK = re.compile(r"\b(can|may|could|might|lead\w*|caus\w*|result\w*|allow\w*|risk\w*|error\w*|bug\w*|panic\w*|"
                    r"crash\w*|slow\w*|confus\w*|hard\w*|readab\w*|unexpected\w*|incorrect\w*|fail\w*|leak\w*|"
                    r"attack\w*|inject\w*|expensive|unnecessar\w*|overhead|mislead\w*|mistake\w*|surpris\w*|wrong|"
@@ -85,9 +91,7 @@ _DESCRIPTIVE = re.compile(r"^(checks?|lints?|this (rule|lint|query|check)|enforc
 _NAMED = re.compile(r"`[^`]+`|'[A-Za-z_][\w.]*'|\"[A-Za-z_][\w.]*\"")
 
 
-def sentences(text: str) -> list[str]:
-    """Sentences of vendor prose (abbreviations such as "e.g." do not end one)."""
-    return [s.strip() for s in _SPLIT.split(" ".join(str(text or "").split())) if s.strip()]
+sentences = explain.sentences
 
 
 #: openings of sentences that hang on another one, and talk about the tool rather than the code
@@ -136,7 +140,11 @@ def subject(review: str, rule: str = "") -> str:
 def compose(item: Item) -> str:
     """The teacher's sentence for one finding, or "" when no vendor sentence may be said of it."""
     request = item.request()
-    candidates = [(s, i) for i, s in enumerate(sentences(item.why) + sentences(item.what))]
+    # a finding that shows its rule's rationale is taught a sentence from what it is shown (the explainer learns
+    # to pick and bind, not to recall); one without (an LLM-like finding) from all of the vendor's prose
+    shown = request.rationale
+    candidates = [(s, i) for i, s in enumerate(sentences(shown) if shown else
+                                               sentences(item.why) + sentences(item.what))]
     best = ""
     best_score = -1e9
     for sentence, order in candidates:
@@ -193,14 +201,7 @@ def keep_consistent(items: list[Item], rerate, batch: int = 32, progress=None) -
 # ----------------------------------------------------------------------------- sources
 
 
-def _markdown_section(markdown: str, heading: str) -> str:
-    match = re.search(rf"^##\s*{re.escape(heading)}\s*$(.*?)(?=^##\s|\Z)", markdown or "", re.MULTILINE | re.DOTALL)
-    if not match:
-        return ""
-    text = re.sub(r"```.*?```", " ", match.group(1), flags=re.DOTALL)
-    text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = re.sub(r"\[([^\]]+)\](?!\()", r"\1", text)  # reference-style links: [PEP 8]
-    return " ".join(text.split())
+_markdown_section = explain.markdown_section
 
 
 def _example_code(markdown: str) -> str:

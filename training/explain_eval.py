@@ -87,6 +87,35 @@ def grounding(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict
             "repetitive": round(sum(explain.repetitive(s) for s, _ in said) / n, 4)}
 
 
+def _words(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\w+", text.lower())
+
+
+def copying(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict[str, float]:
+    """Over non-empty sentences of findings shown their rule's rationale (prompt v2): ``verbatim``, the share
+    whose words are nine-tenths covered by four-word runs of that rationale (a copy, perhaps with a lead), and
+    ``binds``, the share that use a name or content word of the finding itself (its text or code) which the
+    rationale does not (the sentence is about *this* finding, not the rule). Overlap with the vendor's prose says
+    little where the prose was in the prompt; these say what was done with it."""
+    said = [(explain.complete(t), r) for t, r in zip(texts, requests) if r.rationale]
+    said = [(s, r) for s, r in said if s]
+    verbatim = binds = 0
+    for sentence, request in said:
+        words, rule = _words(sentence), _words(request.rationale)
+        grams = {tuple(rule[i:i + 4]) for i in range(len(rule) - 3)}
+        covered = set()
+        for i in range(len(words) - 3):
+            if tuple(words[i:i + 4]) in grams:
+                covered.update(range(i, i + 4))
+        verbatim += len(covered) >= 0.9 * len(words)
+        own = (set(_words(request.review)) | set(_words(explain.code_tail(request.code)))) - set(rule)
+        binds += bool({w for w in _words(sentence) if len(w) >= 3} & own)
+    n = max(1, len(said))
+    return {"n": len(said), "verbatim": round(verbatim / n, 4), "binds": round(binds / n, 4)}
+
+
 def rerater(rater) -> Callable[[list[tuple[str, str, str]]], list[str]]:
     """(code, text, origin) triples → the severity ``rater`` gives each: how the severity student re-rates a
     sentence as if it were the finding."""

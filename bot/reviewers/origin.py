@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import subprocess
 from collections.abc import Mapping
 from functools import lru_cache
@@ -41,6 +42,39 @@ def ruff_level(code: str | None, executable: str = "ruff") -> str | None:
     rule = ruff_catalogue(executable).get(str(code or ""))
     category = rule.get("category") if rule else None
     return str(category) if category else None
+
+
+def ruff_rationale(code: str | None, executable: str = "ruff") -> str:
+    """What the explainer reads of a ruff rule: "Why is this bad?" then "What it does" from ruff's own
+    documentation (:func:`bot.explain.rule_text`); "" for a rule ruff does not document."""
+    from bot.explain import markdown_section, rule_text
+
+    rule = ruff_catalogue(executable).get(str(code or "")) or {}
+    doc = str(rule.get("explanation") or "")
+    return rule_text(markdown_section(doc, "Why is this bad?"), markdown_section(doc, "What it does"))
+
+
+def sarif_rationale(rule: Mapping[str, Any] | None, message: str = "") -> str:
+    """What the explainer reads of a SARIF rule: from its ``fullDescription`` or ``help`` (text or markdown), the
+    "Why is this bad?" section where the tool writes one (ruff, clippy-style docs), else the longest of them that
+    is prose of its own rather than the result's message; "" when the tool documents nothing more."""
+    from bot.explain import markdown_section, rule_text
+
+    rule = rule or {}
+    texts = []
+    for key in ("fullDescription", "help"):
+        field = rule.get(key)
+        if isinstance(field, Mapping):
+            texts += [t for t in (field.get("text"), field.get("markdown")) if isinstance(t, str) and t.strip()]
+    for text in texts:
+        why = markdown_section(text, "Why is this bad?")
+        if why:
+            return rule_text(why, markdown_section(text, "What it does"))
+    said = " ".join(message.split())
+    prose = [" ".join(re.sub(r"^#+ [^\n]*$", " ", re.sub(r"```.*?```", " ", t, flags=re.DOTALL),
+                             flags=re.MULTILINE).split()) for t in texts]
+    prose = [p for p in prose if p and p != said and p != said.rstrip(".")]
+    return rule_text(max(prose, key=len)) if prose else ""
 
 
 def security_severity(properties: Mapping[str, Any] | None) -> float | None:

@@ -33,7 +33,7 @@ from bot.reviewers.base import (
     line_suggestion,
     none_readable,
 )
-from bot.reviewers.origin import ruff_level
+from bot.reviewers.origin import ruff_level, ruff_rationale
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 
@@ -136,7 +136,8 @@ class RuffReviewer:
         return Finding(anchor=anchor_on(hunk, line), review=f"{rule} {diag.get('message', '').strip()}",
                        source=self.name, code=code_for(hunk, line), rule_id=rule,
                        suggestion=self._suggestion(diag.get("fix"), sources[path], line),
-                       hint=diag.get("severity"), level=ruff_level(rule, self._exe))
+                       hint=diag.get("severity"), level=ruff_level(rule, self._exe),
+                       rationale=ruff_rationale(rule, self._exe))
 
     def _suggestion(self, fix: dict[str, Any] | None, text: str, line: int) -> str | None:
         if not fix or not fix.get("edits"):

@@ -28,7 +28,7 @@ from bot.reviewers.base import (
     dedupe,
     line_suggestion,
 )
-from bot.reviewers.origin import sarif_level
+from bot.reviewers.origin import sarif_level, sarif_rationale
 
 SARIF_VERSION = "2.1.0"
 
@@ -86,12 +86,13 @@ class SarifReviewer:
             if hunk is None or line is None:
                 tally.add(path, "on lines this diff did not add")
                 continue
+            message = _message(item, rule)
             result.findings.append(Finding(
-                anchor=anchor_on(hunk, line), review=_message(item, rule), source=f"sarif:{tool}",
+                anchor=anchor_on(hunk, line), review=message, source=f"sarif:{tool}",
                 code=code_for(hunk, line), rule_id=item.get("ruleId") or rule.get("id"),
                 suggestion=_suggestion(item, path, line, ctx, run, bases),
                 hint=item.get("level") or (rule.get("defaultConfiguration") or {}).get("level") or "warning",
-                level=sarif_level(item, rule)))
+                level=sarif_level(item, rule), rationale=sarif_rationale(rule, message)))
 
 
 def load_sarif(path: Path) -> dict[str, Any]:
