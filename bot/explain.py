@@ -227,7 +227,7 @@ def contradicts(sentence: str, severity: str) -> bool:
 def complete(text: str) -> str:
     """The first sentence of generated text, or "" when there is none to keep (no letters, cut off mid-way)."""
     line = " ".join(text.strip().split("\n", 1)[0].split())
-    match = re.search(r"[.!?](?=\s|$)", line)
+    match = re.search(r"[.!?][\"'”’)\]]*(?=\s|$)", line)  # a quotation may close after the full stop
     if not match:
         return ""
     return line[: match.end()].strip()

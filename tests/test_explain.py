@@ -141,3 +141,9 @@ def test_a_name_from_the_rules_own_documentation_is_not_invented():
     assert explain.problem(sentence, request) == ""
     assert "ast.literal_eval" in explain.problem(sentence, Request(review=request.review, severity="critical",
                                                                    code=request.code))
+
+
+def test_a_sentence_ending_inside_a_quotation_is_complete():
+    quoted = 'According to PEP 8, "Comparisons to singletons like None should always be done with `is`." More.'
+    assert explain.complete(quoted) == quoted[: quoted.index(" More")]
+    assert explain.complete("Unfinished because the budget ran out") == ""
