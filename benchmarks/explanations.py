@@ -16,7 +16,8 @@ one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor
   the overlap scores, so it has none).
 
 Offline (``training.explain_eval``): ROUGE-1 F and ROUGE-L F against the vendor's rationale, on the raw first
-sentence (``raw``) and on what serving shows after the checks (``shown``: a dropped sentence scores 0); check
+sentence (``raw``) and on what serving shows after the checks and the student's re-reading of the sentence
+(``shown``: a dropped sentence scores 0, :func:`training.explain_eval.served`); check
 failure rates; grounding and repetition over non-empty sentences; consistency (no contradicting words, and the
 severity student re-rating the sentence alone at most one level away). ``--samples`` findings, drawn with the
 seed, are printed verbatim with the student's sentence. With ``--judge-base-url``: the preference differential
@@ -91,7 +92,7 @@ def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, 
     figures = {}
     for name in ("student", "base", "template"):
         raw = [explain.complete(t) for t in texts[name]]
-        shown = [explain.accept(t, r) for t, r in zip(texts[name], requests)]
+        shown = ev.served(texts[name], requests, rerate if name != "template" else None)
         figures[name] = {"overlap_raw": ev.overlap(raw, references), "overlap_shown": ev.overlap(shown, references),
                          "checks": ev.check_rates(texts[name], requests),
                          "grounding": ev.grounding(texts[name], requests),
@@ -105,6 +106,8 @@ def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, 
         if name != "template":
             figures[name]["no_repeat_ngram"] = (student if name == "student" else base).no_repeat
     figures.update(extra)
+    texts["student_shown"] = ev.served(texts["student"], requests, rerate)
+    texts["base_shown"] = ev.served(texts["base"], requests, rerate)
     return figures, texts
 
 
@@ -117,6 +120,8 @@ def samples(items, texts, k: int, seed: int) -> list[dict]:
     for i in chosen:
         item, raw = items[i], explain.complete(texts["student"][i])
         reason = explain.problem(raw, item.request()) if raw else "empty"
+        if not reason and not texts.get("student_shown", [raw] * len(items))[i]:
+            reason = "the student reads it as another severity"
         rows.append({"rule": item.group, "severity": item.severity, "finding": item.review,
                      "student": raw, "shown": not reason, "dropped_because": reason, "vendor": texts["vendor"][i]})
     return rows
@@ -127,8 +132,7 @@ def judged(items, texts, args) -> dict:
     from training.explain_judge import Judge, differential
 
     judge = Judge(args.judge_base_url, args.judge_model, api_key_env=args.judge_api_key_env, seed=args.seed)
-    requests = [item.request() for item in items]
-    shown = {name: [explain.accept(t, r) for t, r in zip(texts[name], requests)] for name in ("student", "base")}
+    shown = {name: texts[f"{name}_shown"] for name in ("student", "base")}
     shown.update(template=texts["template"], vendor=texts["vendor"])
     out = {}
     for other in ("base", "template", "vendor"):

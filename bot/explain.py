@@ -224,6 +224,14 @@ def contradicts(sentence: str, severity: str) -> bool:
     return False
 
 
+def reads_as(rerated: str, severity: str) -> bool:
+    """True when a sentence the severity student re-rated as ``rerated`` is consistent with the rating
+    ``severity``: at most one level apart (the serving check and the benchmark's consistency share this rule)."""
+    if rerated not in LABELS or severity not in LABELS:
+        return False
+    return abs(LABELS.index(rerated) - LABELS.index(severity)) <= 1
+
+
 def complete(text: str) -> str:
     """The first sentence of generated text, or "" when there is none to keep (no letters, cut off mid-way)."""
     line = " ".join(text.strip().split("\n", 1)[0].split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_teacher_sentences_read_as_another_severity_or_contradicting_it_are_drop
     kept, counts = explain_data.keep_consistent(items, _rerate_by_words, batch=2)
     assert [i.target != "" for i in kept] == [False, False, True, False, False, False]
     assert [i.id for i in kept] == [i.id for i in items] and kept[2] == items[2]
-    assert counts == {"rated": 5, "dropped_contradicts": 1, "dropped_rerated_far": 3, "kept": 1}
+    assert counts == {"rated": 5, "dropped_contradicts": 1, "dropped_rerated_far": 3, "kept": 1, "replaced": 0}
     # the benchmark's consistency figure is the same rule: one of the five teacher sentences passes
     figures = consistency([i.target for i in items[:5]], [i.request() for i in items[:5]], _rerate_by_words)
     assert figures["consistent"] == 0.2 and figures["n"] == 5
@@ -160,3 +161,17 @@ def test_copying_tells_a_copied_rationale_from_a_sentence_about_this_finding():
     assert figures == {"n": 2, "verbatim": 0.5, "binds": 0.5}
     # findings shown no rule are not counted
     assert copying([copied], [explain.Request(review=request.review, severity="critical")])["n"] == 0
+
+
+def test_a_sentence_read_as_another_severity_gives_way_to_the_teachers_next_one():
+    why = ("A remote caller can make the loop hang the server for good, as a denial of service. "
+           "A loop that never ends can hang the program at this point.")
+    item = Item(id="t:1", group="t:r", tool="t", rule="r", review="Loop may never end", severity="minor", why=why)
+    first, second = explain_data.ranked(item)[:2]
+    assert "remote caller" in first
+    taught = dataclasses.replace(item, target=first)
+    kept, counts = explain_data.keep_consistent([taught], _rerate_by_words)
+    assert kept[0].target == second  # read as minor, where the first read as critical
+    assert counts == {"rated": 1, "dropped_contradicts": 0, "dropped_rerated_far": 0, "kept": 1, "replaced": 1}
+    kept, counts = explain_data.keep_consistent([taught], _rerate_by_words, tries=1)
+    assert kept[0].target == "" and counts["dropped_rerated_far"] == 1 and counts["replaced"] == 0

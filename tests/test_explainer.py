@@ -177,3 +177,19 @@ def test_drafting_from_the_prompt_keeps_the_sentences_greedy_decoding_writes(rat
     assert plain.drafted == 0 and drafting.drafted > 0 and drafting.accepted > 0
     assert sum(a == b for a, b in zip(expected, got)) >= len(requests) - 1  # batch shapes may flip a near-tie
     assert all(len(t) <= explain.MAX_TOKENS for t in got)
+
+
+def test_a_sentence_the_student_reads_as_another_severity_is_not_shown(rated, student: Path):
+    rater, findings, ratings = rated
+    requests = explain.requests_for(findings, ratings)[:2]
+    calm = "Unused imports add a little overhead at import time and make the module harder to read."
+    alarm = "An attacker can run arbitrary shell commands and take over the server through this call."
+    # what the student itself reads each sentence as, alone (the serving check's own measure)
+    calm_level, alarm_level = (r.severity for r in rater.rate_texts([(requests[0].code, calm, ""),
+                                                                     (requests[0].code, alarm, "")]))
+    assert explain.reads_as(calm_level, "minor") and not explain.reads_as(alarm_level, "trivial")
+    trivial = [explain.Request(review=r.review, severity="trivial", code=r.code) for r in requests]
+    assert rater._reread([calm, alarm], trivial) == [calm if explain.reads_as(calm_level, "trivial") else "", ""]
+    assert rater._reread(["", calm], trivial[:1] * 2)[0] == ""
+    assert explain.reads_as("major", "critical") and not explain.reads_as("minor", "critical")
+    assert not explain.reads_as("unknown", "minor")

@@ -139,14 +139,20 @@ def subject(review: str, rule: str = "") -> str:
 
 def compose(item: Item) -> str:
     """The teacher's sentence for one finding, or "" when no vendor sentence may be said of it."""
+    options = ranked(item)
+    return options[0] if options else ""
+
+
+def ranked(item: Item) -> list[str]:
+    """Every sentence the teacher may say of one finding, best first (:func:`_score`; a sentence that scores
+    below zero is never said), each led by the finding's own subject where :func:`compose` would lead it."""
     request = item.request()
     # a finding that shows its rule's rationale is taught a sentence from what it is shown (the explainer learns
     # to pick and bind, not to recall); one without (an LLM-like finding) from all of the vendor's prose
     shown = request.rationale
     candidates = [(s, i) for i, s in enumerate(sentences(shown) if shown else
                                                sentences(item.why) + sentences(item.what))]
-    best = ""
-    best_score = -1e9
+    scored: list[tuple[float, int, str]] = []
     for sentence, order in candidates:
         sentence = sentence.rstrip(":;,")
         sentence += "" if sentence.rstrip("\"'”)").endswith((".", "!", "?")) else "."
@@ -155,45 +161,62 @@ def compose(item: Item) -> str:
         if explain.problem(sentence, request):
             continue
         score = _score(sentence, order)
-        if score > best_score:
-            best, best_score = sentence, score
-    if not best or best_score < 0:
-        return ""
+        if score >= 0:
+            scored.append((-score, order, sentence))
     lead = subject(item.review, item.rule)
-    if lead and not any(name.lower() in best.lower() for name in explain.identifiers(lead)):
-        joined = f"{lead}: {best[:1].lower() + best[1:]}"
-        if len(joined.split()) <= MAX_TARGET_WORDS + 4 and not explain.problem(joined, request):
-            return joined
-    return best
+    out: list[str] = []
+    for _, _, best in sorted(scored):
+        if lead and not any(name.lower() in best.lower() for name in explain.identifiers(lead)):
+            joined = f"{lead}: {best[:1].lower() + best[1:]}"
+            if len(joined.split()) <= MAX_TARGET_WORDS + 4 and not explain.problem(joined, request):
+                best = joined
+        if best not in out:
+            out.append(best)
+    return out
 
 
-def keep_consistent(items: list[Item], rerate, batch: int = 32, progress=None) -> tuple[list[Item], dict]:
-    """``items`` with the teacher's sentence cleared wherever it is not consistent with the finding's rating as
-    the benchmark measures it (:func:`training.explain_eval.verdicts`): its words contradict the rating, or the
-    severity student (``rerate``: (code, text, origin) triples → severities), re-rating the sentence alone, lands
-    more than one level away. The student is never taught a reason it would itself read as another severity.
-    Returns the items (same order) and the counts."""
+def keep_consistent(items: list[Item], rerate, batch: int = 32, progress=None,
+                    tries: int = 3) -> tuple[list[Item], dict]:
+    """``items`` with each teacher's sentence checked for consistency with the finding's rating as the benchmark
+    measures it (:func:`training.explain_eval.verdicts`): its words must not contradict the rating, and the
+    severity student (``rerate``: (code, text, origin) triples → severities), re-rating the sentence alone, must
+    land at most one level away. A sentence that fails gives way to the teacher's next one for that finding
+    (:func:`ranked`, up to ``tries`` in all); a finding none of whose tried sentences passes is left without
+    one. The student is never taught a reason it would itself read as another severity, and is taught, where the
+    vendor offers one, the reason that does read as the rating. Returns the items (same order) and the counts
+    (``replaced``: findings taught a later sentence than the teacher's first)."""
     from dataclasses import replace
 
     from training.explain_eval import verdicts
 
-    with_target = [i for i, item in enumerate(items) if item.target]
-    found: list[dict] = []
-    for start in range(0, len(with_target), batch):
-        chunk = [items[i] for i in with_target[start: start + batch]]
-        found += verdicts([item.target for item in chunk], [item.request() for item in chunk], rerate)
-        if progress:
-            progress(len(found), len(with_target))
     out = list(items)
-    counts = {"rated": len(with_target), "dropped_contradicts": 0, "dropped_rerated_far": 0, "kept": 0}
-    for i, verdict in zip(with_target, found):
-        if verdict["contradicts"]:
-            counts["dropped_contradicts"] += 1
-        elif not verdict["within_one"]:
-            counts["dropped_rerated_far"] += 1
-        else:
-            counts["kept"] += 1
-            continue
+    options: dict[int, list[str]] = {}
+    for i, item in enumerate(items):
+        if item.target:
+            options[i] = [item.target] + [o for o in ranked(item) if o != item.target]
+    counts = {"rated": len(options), "dropped_contradicts": 0, "dropped_rerated_far": 0, "kept": 0, "replaced": 0}
+    remaining, last, done = list(options), {}, 0
+    for attempt in range(max(1, tries)):
+        tried = [i for i in remaining if attempt < len(options[i])]
+        found: list[dict] = []
+        for start in range(0, len(tried), batch):
+            chunk = tried[start: start + batch]
+            found += verdicts([options[i][attempt] for i in chunk], [items[i].request() for i in chunk], rerate)
+            done += len(chunk)
+            if progress:
+                progress(done, len(options))
+        remaining = []
+        for i, verdict in zip(tried, found):
+            if not verdict["contradicts"] and verdict["within_one"]:
+                counts["kept"] += 1
+                counts["replaced"] += attempt > 0
+                out[i] = replace(items[i], target=options[i][attempt])
+                last.pop(i, None)
+            else:
+                last[i] = verdict
+                remaining.append(i)
+    for i, verdict in last.items():  # every sentence tried for this finding reads as another severity
+        counts["dropped_contradicts" if verdict["contradicts"] else "dropped_rerated_far"] += 1
         out[i] = replace(items[i], target="")
     return out, counts
 

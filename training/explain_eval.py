@@ -15,7 +15,6 @@ import random
 from collections.abc import Callable, Sequence
 
 from bot import explain
-from bot.severity import LABELS
 from training.explain_data import Item
 
 
@@ -137,9 +136,24 @@ def verdicts(sentences: Sequence[str], requests: Sequence[explain.Request],
     if rerate and out:
         again = rerate([(r.code, s, "") for s, r in zip(sentences, requests)])
         for verdict, severity, request in zip(out, again, requests):
-            near = abs(LABELS.index(severity) - LABELS.index(request.severity)) <= 1
+            near = explain.reads_as(severity, request.severity)
             verdict.update(rerated=severity, within_one=near, consistent=near and not verdict["contradicts"])
     return out
+
+
+def served(texts: Sequence[str], requests: Sequence[explain.Request],
+           rerate: Callable[[list[tuple[str, str, str]]], list[str]] | None = None) -> list[str]:
+    """What serving shows of each raw generation: the sentence when it passes the checks
+    (:func:`bot.explain.accept`) and, with ``rerate``, when the severity student reads it alone within one level
+    of the rating (the rater's own re-reading, ``LlamaCppRater._reread``); "" otherwise."""
+    shown = [explain.accept(t, r) for t, r in zip(texts, requests)]
+    said = [i for i, s in enumerate(shown) if s]
+    if rerate and said:
+        again = rerate([(requests[i].code, shown[i], "") for i in said])
+        for i, severity in zip(said, again):
+            if not explain.reads_as(severity, requests[i].severity):
+                shown[i] = ""
+    return shown
 
 
 def consistency(texts: Sequence[str], requests: Sequence[explain.Request],

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ModelError
-from bot.explain import requests_for
+from bot.explain import reads_as, requests_for
 from bot.findings import Finding, Rating
 from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION, TEMPLATES
 from bot.rater.locate import (WeightFormat, check_gguf, needs_plain_buffers, packaged_model_path,
@@ -416,13 +416,28 @@ class LlamaCppRater(StudentRater):
         try:
             if self._explainer is None:
                 self._explainer = self._open_explainer()
-            return self._explainer.explain(requests_for(findings, ratings))
+            requests = requests_for(findings, ratings)
+            return self._reread(self._explainer.explain(requests), requests)
         except (RuntimeError, ValueError, ModelError, UnicodeError) as exc:
             if self._explainer is None:  # recorded once per rater; later calls skip straight to ""
                 self.explain_problem = str(exc)
                 log.info("explanations left out: %s", exc)
                 self._explainer = _NO_EXPLAINER
             return [""] * len(findings)
+
+    def _reread(self, sentences: list[str], requests) -> list[str]:
+        """The sentences whose reason this student, reading the sentence alone as if it were the finding, rates
+        at most one level from the finding's rating (:func:`bot.explain.reads_as`); "" for the others — a
+        sentence that reads as another severity contradicts the rating it is meant to explain. One batch."""
+        said = [i for i, sentence in enumerate(sentences) if sentence]
+        if not said:
+            return sentences
+        again = self.rate_texts([(requests[i].code, sentences[i], "") for i in said])
+        out = list(sentences)
+        for i, rating in zip(said, again):
+            if not reads_as(rating.severity, requests[i].severity):
+                out[i] = ""
+        return out
 
     def _open_explainer(self):  # -> bot.explainer.Explainer
         """The explanation adapter beside this student's rating adapter (``explain/``), verified. A student
