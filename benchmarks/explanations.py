@@ -149,12 +149,15 @@ def cost(rater, student, runs: int, model: str) -> dict:
 
     findings, ratings = demo_findings(rater)
     requests = explain.requests_for(findings, ratings)
-    batched, single, undrafted = [], [], []
+    batched, single, undrafted, reread = [], [], [], []
     drafted, accepted = student.drafted, student.accepted
     for _ in range(runs):
         started = time.perf_counter()
-        student.explain(requests)
+        sentences = student.explain(requests)
         batched.append((time.perf_counter() - started) / len(requests))
+        started = time.perf_counter()
+        rater._reread(sentences, requests)  # the student's re-reading of each sentence, as served
+        reread.append((time.perf_counter() - started) / len(requests))
         lookahead, student.lookahead = student.lookahead, 0  # the same batch without prompt-lookup drafting
         try:
             started = time.perf_counter()
@@ -176,6 +179,8 @@ def cost(rater, student, runs: int, model: str) -> dict:
                                       "p95": round(percentile(batched, 0.95), 3)},
             "batched_without_drafting_s_per_finding": {"p50": round(percentile(undrafted, 0.5), 3),
                                                        "p95": round(percentile(undrafted, 0.95), 3)},
+            "reread_s_per_finding": {"p50": round(percentile(reread, 0.5), 3),
+                                     "p95": round(percentile(reread, 0.95), 3)},
             "drafted_tokens_kept": round((student.accepted - accepted) / max(1, student.drafted - drafted), 3),
             "single_s_per_finding": {"p50": round(percentile(single, 0.5), 3),
                                      "p95": round(percentile(single, 0.95), 3)},

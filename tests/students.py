@@ -1,4 +1,4 @@
-"""A student folder with an explainer beside its adapter, made for a test (none ships).
+"""A SmolLM2 student folder with a stand-in explainer beside its adapter, made for a test.
 
 A copy of ``models/smollm2-student`` whose ``explain/`` holds a real GGUF LoRA adapter for the same base (the
 student's own adapter file) and a manifest written by ``training.explain_train``: it loads and generates through

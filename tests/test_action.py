@@ -103,6 +103,10 @@ def test_the_wheel_carries_the_shipped_students(tmp_path):
             adapter = archive.read(f"sieve_models/{folder}/{manifest['adapter']['file']}")
             assert adapter == (ROOT / "models" / folder / manifest["adapter"]["file"]).read_bytes()
         assert "sieve_models/default/lexical.json" in names
+        # the default student's explainer travels with it (models/default/explain/)
+        for name in ("manifest.json", "adapter.gguf"):
+            assert archive.read(f"sieve_models/default/explain/{name}") == \
+                (ROOT / "models" / "default" / "explain" / name).read_bytes()
         packages = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
     on_disk = {str(p.parent.relative_to(ROOT)) for top in ("bot", "training") for p in (ROOT / top).rglob("__init__.py")}
     assert on_disk <= packages, f"packages missing from pyproject's [tool.setuptools] packages: {on_disk - packages}"

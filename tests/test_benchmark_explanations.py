@@ -123,6 +123,7 @@ def test_cost_only_times_the_demo_and_keeps_the_held_out_figures_in_the_manifest
     assert len(cost["demo_wall_s"]["on"]) == len(cost["demo_wall_s"]["off"]) == 1
     assert cost["batched_s_per_finding"]["p50"] > 0 and cost["demo_ratio_p50"] > 0
     assert cost["batched_without_drafting_s_per_finding"]["p50"] > 0 and 0 <= cost["drafted_tokens_kept"] <= 1
+    assert cost["reread_s_per_finding"]["p50"] >= 0
     assert [row["rule"] for row in result["demo"]] == ["E711", "F401", "S608", "E722", "S307", "S602", "F821"]
     metrics = json.loads(manifest.read_text())["metrics"]
     assert metrics["systems"] == {"student": {"kept": True}} and metrics["cost"] == cost

@@ -1,9 +1,9 @@
 """bot.explainer on real GGUF models through llama.cpp, with findings from the real review path (ruff on
 examples/change.patch).
 
-No explainer ships (docs/explanations.md says why), so the mechanics are tested with a student folder made here
-(tests/students.py). What its explainer writes is not worth keeping — which is what the checks are for: every
-sentence shown must pass them.
+The mechanics are tested with a student folder made here (tests/students.py: SmolLM2 with a stand-in adapter), whose
+sentences are not worth keeping — which is what the checks are for: every sentence shown must pass them. The
+default student's trained explainer (models/default/explain/) is tested at the end of this file.
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def test_the_explainer_is_found_beside_the_students_adapter_and_verified(student
     assert explainer_adapter(folder, manifest["base"]["sha256"]) == folder / "adapter.gguf"
     with pytest.raises(ModelError, match="trained on another base"):
         explainer_adapter(folder, "0" * 64)
-    assert explainer_folder(ROOT / "models" / "default" / "adapter.gguf") is None  # none ships
+    shipped = explainer_folder(ROOT / "models" / "default" / "adapter.gguf")
+    assert shipped == ROOT / "models" / "default" / "explain"
+    assert explainer_folder(ROOT / "models" / "smollm2-student" / "adapter.gguf") is None
 
 
 def test_every_sentence_shown_passes_the_checks(rated):
@@ -193,3 +195,25 @@ def test_a_sentence_the_student_reads_as_another_severity_is_not_shown(rated, st
     assert rater._reread(["", calm], trivial[:1] * 2)[0] == ""
     assert explain.reads_as("major", "critical") and not explain.reads_as("minor", "critical")
     assert not explain.reads_as("unknown", "minor")
+
+
+def test_the_default_students_explainer_explains_the_demo_from_ruffs_own_words():
+    """The shipped explainer (prompt v2) on the demo's seven findings, as `sieve review --explain` serves them:
+    every finding gets a sentence that passes the checks and the student's re-reading, and a sentence for a
+    rule the explainer never trained on (S307, S602 are held out) comes from that rule's own documentation."""
+    info = resolve_model("default")
+    rater = LlamaCppRater(**info.rater_options())
+    try:
+        findings = demo_findings()
+        ratings = rater.rate(findings)
+        sentences = rater.explain_many(findings, ratings)
+    finally:
+        rater.close()
+    by_rule = {f.rule_id: s for f, s in zip(findings, sentences)}
+    assert all(by_rule.values()), by_rule
+    requests = explain.requests_for(findings, ratings)
+    assert all(explain.problem(s, r) == "" for s, r in zip(sentences, requests))
+    for rule in ("S307", "S602"):
+        finding = next(f for f in findings if f.rule_id == rule)
+        assert by_rule[rule].rstrip(".").lower() in finding.rationale.lower()
+    assert "NameError" in by_rule["F821"] and "`totl`" in by_rule["F821"]
