@@ -12,6 +12,9 @@ How (one model in memory, two contexts):
   compared by their letters and digits, without case; punctuation left out) is skipped for the next best
   (:func:`greedy`, per sequence, on its own logits row): a small model's favourite failure is a loop, and a loop
   is dropped by the checks anyway;
+* each step also drafts, per sentence, the tokens that followed its last few tokens in that finding's own prompt
+  (prompt lookup: sentences often quote the rule's documentation) and checks them in the same batch; greedy
+  decoding keeps a drafted token only where it would have picked it, so the text is unchanged and steps are saved;
 * each sentence stops at the end of its line, at the end-of-generation token, or at :data:`bot.explain.MAX_TOKENS`
   tokens; :func:`bot.explain.accept` then keeps it or drops it.
 
@@ -220,9 +223,8 @@ class Explainer:
         return out
 
     def _round(self, requests: Sequence[explain.Request]) -> list[list[int]]:
-        """One batch: the prefix once (copied to every sequence), the bodies together, then one token per
-        unfinished sentence per step."""
-
+        """One batch: the prefix once (copied to every sequence), the bodies together, then per step one token
+        for every unfinished sentence, each followed by its drafted tokens (:meth:`draft`), all in one batch."""
         prefix = self._tokens(explain.INSTRUCTION, True)
         room = max(8, (self._ctx.n_ctx() - len(prefix)) // len(requests) - self.max_tokens)
         bodies = [self.token_ids(r)[1][-room:] for r in requests]
