@@ -93,6 +93,7 @@ def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, 
     for name in ("student", "base", "template"):
         raw = [explain.complete(t) for t in texts[name]]
         shown = ev.served(texts[name], requests, rerate if name != "template" else None)
+        texts[f"{name}_shown"] = shown
         figures[name] = {"overlap_raw": ev.overlap(raw, references), "overlap_shown": ev.overlap(shown, references),
                          "checks": ev.check_rates(texts[name], requests),
                          "grounding": ev.grounding(texts[name], requests),
@@ -106,8 +107,6 @@ def offline(items, rater, student, base, ablation: bool = False) -> tuple[dict, 
         if name != "template":
             figures[name]["no_repeat_ngram"] = (student if name == "student" else base).no_repeat
     figures.update(extra)
-    texts["student_shown"] = ev.served(texts["student"], requests, rerate)
-    texts["base_shown"] = ev.served(texts["base"], requests, rerate)
     return figures, texts
 
 

@@ -232,6 +232,21 @@ def reads_as(rerated: str, severity: str) -> bool:
     return abs(LABELS.index(rerated) - LABELS.index(severity)) <= 1
 
 
+def reread(sentences: list[str], requests: list[Request], rerate) -> list[str]:
+    """``sentences`` with "" wherever the severity student, reading the sentence alone as if it were the finding
+    (``rerate``: (code, text, origin) triples → severities, one batch), rates it more than one level from the
+    finding's rating (:func:`reads_as`): a sentence that reads as another severity contradicts the rating it is
+    meant to explain. Empty sentences are not rated."""
+    said = [i for i, sentence in enumerate(sentences) if sentence]
+    out = list(sentences)
+    if said:
+        again = rerate([(requests[i].code, sentences[i], "") for i in said])
+        for i, severity in zip(said, again):
+            if not reads_as(severity, requests[i].severity):
+                out[i] = ""
+    return out
+
+
 def complete(text: str) -> str:
     """The first sentence of generated text, or "" when there is none to keep (no letters, cut off mid-way)."""
     line = " ".join(text.strip().split("\n", 1)[0].split())

@@ -147,3 +147,17 @@ def test_a_sentence_ending_inside_a_quotation_is_complete():
     quoted = 'According to PEP 8, "Comparisons to singletons like None should always be done with `is`." More.'
     assert explain.complete(quoted) == quoted[: quoted.index(" More")]
     assert explain.complete("Unfinished because the budget ran out") == ""
+
+
+def test_reread_drops_what_the_student_reads_as_another_severity_and_rates_nothing_empty():
+    asked = []
+
+    def rerate(triples):
+        asked.extend(triples)
+        return ["critical" if "attacker" in text else "minor" for _code, text, _origin in triples]
+
+    requests = [Request(review="r", severity="trivial", code="c1"), Request(review="r", severity="minor", code="c2"),
+                Request(review="r", severity="trivial", code="c3")]
+    sentences = ["An attacker can take over the host.", "Unused names slow the reader.", ""]
+    assert explain.reread(sentences, requests, rerate) == ["", "Unused names slow the reader.", ""]
+    assert asked == [("c1", sentences[0], ""), ("c2", sentences[1], "")]  # alone, no origin; "" never rated

@@ -42,14 +42,17 @@ def review(diff: ParsedDiff, root: Path, *paths: Path) -> Any:
     return reviewer.review(diff, ReviewContext.from_worktree(root))
 
 
+def ruff_sarif(root: Path, select: str, out: Path) -> Path:
+    """A real SARIF report of ``src/app.py`` from ruff with rules ``select``, written to ``out``."""
+    out.write_text(subprocess.run([find_ruff(), "check", "--isolated", "--no-cache", "--exit-zero", "--select",
+                                   select, "--output-format", "sarif", "src/app.py"], cwd=root, capture_output=True,
+                                  text=True, check=True, timeout=60).stdout)
+    return out
+
+
 def test_real_ruff_sarif_report(tmp_path: Path) -> None:
     repo, diff = repo_with_change(tmp_path)
-    report = subprocess.run([find_ruff(), "check", "--isolated", "--no-cache", "--exit-zero", "--select", "S,F",
-                             "--output-format", "sarif", "src/app.py"], cwd=repo.root, capture_output=True,
-                            text=True, check=True, timeout=60).stdout
-    sarif = tmp_path / "ruff.sarif"
-    sarif.write_text(report)
-    result = review(diff, repo.root, sarif)
+    result = review(diff, repo.root, ruff_sarif(repo.root, "S,F", tmp_path / "ruff.sarif"))
     rules = {(f.rule_id, f.anchor.line) for f in result.findings}
     assert ("S602", 10) in rules  # subprocess call with shell=True, region starts at the call
     assert ("S105", 9) in rules  # hard-coded password
@@ -156,11 +159,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_the_rules_documented_rationale_reaches_the_finding(tmp_path: Path) -> None:
     repo, diff = repo_with_change(tmp_path)
-    report = subprocess.run([find_ruff(), "check", "--isolated", "--no-cache", "--exit-zero", "--select", "S",
-                             "--output-format", "sarif", "src/app.py"], cwd=repo.root, capture_output=True,
-                            text=True, check=True, timeout=60).stdout
-    sarif = tmp_path / "ruff.sarif"
-    sarif.write_text(report)
+    sarif = ruff_sarif(repo.root, "S", tmp_path / "ruff.sarif")
     shell = next(f for f in review(diff, repo.root, sarif).findings if f.rule_id == "S602")
     # ruff puts its rule documentation in fullDescription: the "Why is this bad?" section is what is read
     assert shell.rationale.startswith("Starting a subprocess with a shell can allow attackers")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Sequence
 
 from bot import explain
@@ -87,8 +88,6 @@ def grounding(texts: Sequence[str], requests: Sequence[explain.Request]) -> dict
 
 
 def _words(text: str) -> list[str]:
-    import re
-
     return re.findall(r"\w+", text.lower())
 
 
@@ -147,13 +146,7 @@ def served(texts: Sequence[str], requests: Sequence[explain.Request],
     (:func:`bot.explain.accept`) and, with ``rerate``, when the severity student reads it alone within one level
     of the rating (the rater's own re-reading, ``LlamaCppRater._reread``); "" otherwise."""
     shown = [explain.accept(t, r) for t, r in zip(texts, requests)]
-    said = [i for i, s in enumerate(shown) if s]
-    if rerate and said:
-        again = rerate([(requests[i].code, shown[i], "") for i in said])
-        for i, severity in zip(said, again):
-            if not explain.reads_as(severity, requests[i].severity):
-                shown[i] = ""
-    return shown
+    return explain.reread(shown, list(requests), rerate) if rerate else shown
 
 
 def consistency(texts: Sequence[str], requests: Sequence[explain.Request],

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ModelError
-from bot.explain import reads_as, requests_for
+from bot.explain import requests_for, reread
 from bot.findings import Finding, Rating
 from bot.prompt import ANSWER_PREFIX, MAX_CODE_CHARS, PROMPT_VERSION, TEMPLATES
 from bot.rater.locate import (WeightFormat, check_gguf, needs_plain_buffers, packaged_model_path,
@@ -426,18 +426,9 @@ class LlamaCppRater(StudentRater):
             return [""] * len(findings)
 
     def _reread(self, sentences: list[str], requests) -> list[str]:
-        """The sentences whose reason this student, reading the sentence alone as if it were the finding, rates
-        at most one level from the finding's rating (:func:`bot.explain.reads_as`); "" for the others — a
-        sentence that reads as another severity contradicts the rating it is meant to explain. One batch."""
-        said = [i for i, sentence in enumerate(sentences) if sentence]
-        if not said:
-            return sentences
-        again = self.rate_texts([(requests[i].code, sentences[i], "") for i in said])
-        out = list(sentences)
-        for i, rating in zip(said, again):
-            if not reads_as(rating.severity, requests[i].severity):
-                out[i] = ""
-        return out
+        """The sentences this student, re-reading each alone, rates within a level of its finding's rating; ""
+        for the others (:func:`bot.explain.reread`, one batch)."""
+        return reread(sentences, requests, lambda triples: [r.severity for r in self.rate_texts(triples)])
 
     def _open_explainer(self):  # -> bot.explainer.Explainer
         """The explanation adapter beside this student's rating adapter (``explain/``), verified. A student

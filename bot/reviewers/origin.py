@@ -44,6 +44,7 @@ def ruff_level(code: str | None, executable: str = "ruff") -> str | None:
     return str(category) if category else None
 
 
+@lru_cache(maxsize=4096)
 def ruff_rationale(code: str | None, executable: str = "ruff") -> str:
     """What the explainer reads of a ruff rule: "Why is this bad?" then "What it does" from ruff's own
     documentation (:func:`bot.explain.rule_text`); "" for a rule ruff does not document."""
