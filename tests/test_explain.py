@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from bot import explain
 from bot.explain import Request
 
@@ -161,3 +163,33 @@ def test_reread_drops_what_the_student_reads_as_another_severity_and_rates_nothi
     sentences = ["An attacker can take over the host.", "Unused names slow the reader.", ""]
     assert explain.reread(sentences, requests, rerate) == ["", "Unused names slow the reader.", ""]
     assert asked == [("c1", sentences[0], ""), ("c2", sentences[1], "")]  # alone, no origin; "" never rated
+
+
+def test_an_explanation_copied_from_a_hostile_rule_help_is_inert_in_every_sink():
+    """The explainer copies rule documentation, which a SARIF file supplies: whatever it copies is plain text in
+    the comment, the terminal, JSON, SARIF and the markdown report."""
+    import json
+
+    from bot.findings import Anchor, Finding, Rating
+    from bot.hosts.local import to_json, to_markdown, to_sarif, to_text
+    from bot.outcome import Outcome
+    from bot.plan import PlanConfig, plan
+    from bot.render import inert
+    from bot.severity import Severity
+
+    why = "See [/] [bold]x[/bold] <img src=x onerror=alert(1)> @octocat [click](http://127.0.0.1/) \x1b[2J now."
+    finding = Finding(anchor=Anchor("src/[/]app.py", 3), review="B602 shell call", source="sarif:Bandit",
+                      rule_id="B602")
+    rating = Rating({"critical": 0.9, "major": 0.05, "minor": 0.03, "trivial": 0.02}, "critical", "m", "p",
+                    explanation=why)
+    result = plan([finding], [rating], PlanConfig(commit="abc", threshold=Severity.MINOR))
+    body = result.create[0].body
+    assert f"_Why critical:_ {inert(why)}" in body
+    live = re.compile(r"(?<!\\)<img|(?<!\\)\]\(http|\x1b")  # unescaped HTML, a live link, a raw escape
+    assert not live.search(body)
+    outcome = Outcome(plan=result, model_id="m", prompt_version="p", threshold="minor", target="t")
+    assert json.loads(to_json(outcome))["findings"][0]["explanation"] == why
+    assert json.loads(to_sarif(outcome))["runs"][0]["results"][0]["properties"]["explanation"] == why
+    assert not live.search(to_markdown(outcome))
+    text = to_text(outcome)  # rich must not read "[/]" as markup (it would raise) nor pass the escape through
+    assert "[/]" in text and "\x1b" not in text
