@@ -247,7 +247,25 @@ def run_team(team: team_data.Team, items: list[Item], args, folder: Path) -> dic
     return {"team": team.name, "version": team.version, "licence": team.licence, "reactions": len(rows),
             "rules_reacted": len(reacted), "entries_applied": sum(e.active for e in mem.entries),
             "memory_ms_per_finding": round(1000 * seconds / max(1, len(held)), 4),
-            "heldout": measure(team, held, after, reacted, upped), "poisoning": poisoning(team, items, folder)}
+            "heldout": measure(team, held, after, reacted, upped), "misses": misses(team, held, after),
+            "poisoning": poisoning(team, items, folder)}
+
+
+def misses(team: team_data.Team, items: list[Item], after: list[Rating]) -> dict:
+    """Where memory went against the team on the held-out half: wanted findings it stopped posting, by the entry
+    that moved them, and unwanted findings still posted after it, by rule and by the entry that applied (or "none")
+    — so a missed goal names its cause."""
+    lost: Counter = Counter()
+    kept: Counter = Counter()
+    for it, new in zip(items, after):
+        label = team.label(it.rule, it.finding.anchor.path)
+        now = passes(new, CONFIG)[0]
+        scope = new.memory_note.scope if new.memory_note is not None else "none"
+        if label == "wanted" and it.posted and not now:
+            lost[f"{it.rule} {it.finding.anchor.path} <- {scope}"] += 1
+        elif label == "unwanted" and now:
+            kept[f"{it.rule} <- {scope}"] += 1
+    return {"wanted_lost": dict(lost.most_common()), "unwanted_still_posted": dict(kept.most_common())}
 
 
 def goals(result: dict) -> dict:
@@ -310,6 +328,11 @@ def to_text(result: dict) -> str:
         p = t["poisoning"]
         lines.append(f"  one account, {p['reactions']} reactions: security below major {p['security_below_major']}, "
                      f"rules silenced {len(p['rules_silenced'])}, exact findings moved {p['exact_findings_moved']}")
+        for kind, label in (("wanted_lost", "wanted no longer posted"), ("unwanted_still_posted", "unwanted still posted")):
+            shown = list(t.get("misses", {}).get(kind, {}).items())
+            if shown:
+                lines.append(f"  {label}: " + "; ".join(f"{k} ×{n}" for k, n in shown[:8])
+                             + (f"; … {len(shown) - 8} more" if len(shown) > 8 else ""))
         lines.append("  goals: " + ", ".join(f"{k} {'met' if v else 'n/a' if v is None else 'MISSED'}"
                                             for k, v in t["goals"].items()))
     if result.get("retrain"):

@@ -130,8 +130,10 @@ def spread(paths: set[str]) -> dict[str, int]:
 
 def _best_split(comments: list[_Comment], spread: dict[str, int]) -> tuple[str, list[_Comment]] | None:
     """The path feature that best separates a rule's 👍 comments from its 👎 ones, if any does better than none.
-    Between features that separate equally well: one whose files were turned down (path exceptions in linters turn
-    rules off, not on), then the one that recurs in most places of the tree."""
+    Only a feature whose comments were turned down is carved out (path exceptions in linters turn rules off, not
+    on): a feature holding the 👍 would leave the few 👎 outside it to speak for the rule everywhere else, so one
+    mistaken 👎 outside ``networkx/`` would silence the rule in every other folder. Between features that separate
+    equally well: the one that recurs in most places of the tree."""
     counts = Counter(c.direction for c in comments if c.direction)
     if len(counts) < 2:
         return None
@@ -145,7 +147,7 @@ def _best_split(comments: list[_Comment], spread: dict[str, int]) -> tuple[str, 
         if not within:
             continue
         side = max(within, key=lambda d: (within[d], d))
-        if within[side] < 0.75 * sum(within.values()):
+        if side > 0 or within[side] < 0.75 * sum(within.values()):
             continue
         outside = Counter(c.direction for c in comments if feature not in c.features and c.direction)
         score = within[side] + outside[-side]

@@ -79,6 +79,15 @@ def test_a_rule_turned_down_only_in_test_folders_stays_posted_elsewhere():
     assert rated(finding("S307", "other/core.py"), m).memory_note is None  # no evidence outside tests/
 
 
+def test_a_mistaken_thumbs_down_outside_a_liked_folder_does_not_silence_the_rule_elsewhere():
+    liked = ["networkx/a/x.py", "networkx/b/y.py", "networkx/c/z.py", "networkx/d/tests/test_w.py"]
+    m = memory.learn(team("F821", liked, 1) + team("F821", ["mpmath/ctx.py"], -1), Severity.MINOR)
+    out = rated(finding("F821", "mpmath/libmp/backend.py"), m)
+    assert out.severity == "major"  # the 👍 of four comments is the rule's; the lone 👎 is that comment's
+    assert rated(finding("F821", "mpmath/ctx.py"), m).severity == "trivial"  # where it was said, it holds
+    assert not [e for e in m.entries if e.kind == "path" and e.direction > 0]  # no folder carved out for a 👍
+
+
 def test_siblings_turned_down_in_tests_outweigh_a_rule_liked_only_elsewhere():
     tests = ["pkg/a/tests/test_x.py", "pkg/b/tests/test_y.py"]
     m = memory.learn(team("B015", tests, -1) + team("B017", tests, -1) + team("B018", ["pkg/a/core.py",
