@@ -131,6 +131,12 @@ def reactions(team: team_data.Team, items: list[Item], seed: int, noise: float) 
     rows = []
     for rule in sorted(by_rule):
         chosen = sorted(by_rule[rule], key=lambda it: _key(team.name, it.finding.anchor.path, it.finding.anchor.line))
+        # two findings with the same text on the same line are one comment (and one comment in the store): a
+        # maintainer reacts to it once
+        first: dict[tuple[str, int, str], Item] = {}
+        for it in chosen:
+            first.setdefault((it.finding.anchor.path, it.finding.anchor.line, it.finding.review), it)
+        chosen = list(first.values())
         for it in chosen[:PER_RULE]:
             wanted = team.label(rule, it.finding.anchor.path) == "wanted"
             for user in MAINTAINERS:
