@@ -10,7 +10,7 @@ What "like" means (most specific first; the first entry that applies wins, none 
 1. ``exact``   — the same tool, rule, file and review text (what the reaction was on, wherever its line moved);
 2. ``path``    — the same tool and rule in files sharing a path feature (a directory such as ``tests/``, a file
    name such as ``__init__.py``, a name pattern such as ``test_*.py``), learned only where that feature separates
-   the rule's 👍 from its 👎 (``S101`` 👎 in ``tests/`` but 👍 elsewhere);
+   the rule's 👍 from its 👎 and holds the 👎 (``S101`` 👎 in ``tests/`` but 👍 elsewhere; never the reverse);
 3. ``rule``    — the same tool and rule anywhere (findings without a tool — LLM reviewers — use their review text
    with names, numbers and quoted words masked as the "rule");
 4. ``family`` and ``family-path`` — rules of the same tool sharing their prefix and first digit (ruff's ``D1`` =
