@@ -150,10 +150,13 @@ def cost(rater, student, runs: int, model: str) -> dict:
     requests = explain.requests_for(findings, ratings)
     batched, single, undrafted, reread = [], [], [], []
     drafted, accepted = student.drafted, student.accepted
+    split = dict.fromkeys(student.spent, 0)
     for _ in range(runs):
+        spent = dict(student.spent)
         started = time.perf_counter()
         sentences = student.explain(requests)
         batched.append((time.perf_counter() - started) / len(requests))
+        split = {k: split[k] + student.spent[k] - spent[k] for k in split}
         started = time.perf_counter()
         rater._reread(sentences, requests)  # the student's re-reading of each sentence, as served
         reread.append((time.perf_counter() - started) / len(requests))
@@ -181,6 +184,10 @@ def cost(rater, student, runs: int, model: str) -> dict:
             "reread_s_per_finding": {"p50": round(percentile(reread, 0.5), 3),
                                      "p95": round(percentile(reread, 0.95), 3)},
             "drafted_tokens_kept": round((student.accepted - accepted) / max(1, student.drafted - drafted), 3),
+            # the batched runs' seconds, split: evaluating the prompts, then the decoding steps (mean per batch)
+            "batched_split": {"prompt_tokens": split["prompt_tokens"] // runs,
+                              "prompt_s": round(split["prompt_s"] / runs, 3), "steps": split["steps"] // runs,
+                              "logit_rows": split["rows"] // runs, "decode_s": round(split["decode_s"] / runs, 3)},
             "single_s_per_finding": {"p50": round(percentile(single, 0.5), 3),
                                      "p95": round(percentile(single, 0.95), 3)},
             "demo_wall_s": {mode: [round(x, 2) for x in v] for mode, v in walls.items()},

@@ -28,6 +28,7 @@ import ctypes
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
@@ -144,6 +145,9 @@ class Explainer:
         self._has_newline: dict[int, bool] = {}
         #: drafted tokens proposed and kept by greedy decoding since this explainer opened (benchmarks read them)
         self.drafted = self.accepted = 0
+        #: where the time went since this explainer opened: evaluating prompts (tokens, seconds) and decoding
+        #: (steps, logit rows asked for, seconds) — benchmarks/explanations.py reports the split
+        self.spent = {"prompt_tokens": 0, "prompt_s": 0.0, "steps": 0, "rows": 0, "decode_s": 0.0}
         params = llama_cpp.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, _BATCH, _BATCH
         params.n_seq_max, params.kv_unified = self.sequences, True
@@ -228,6 +232,7 @@ class Explainer:
         prefix = self._tokens(explain.INSTRUCTION, True)
         room = max(8, (self._ctx.n_ctx() - len(prefix)) // len(requests) - self.max_tokens)
         bodies = [self.token_ids(r)[1][-room:] for r in requests]
+        started = time.perf_counter()
         self._ctx.kv_cache_clear()
         self._decode([(t, i, 0, False) for i, t in enumerate(prefix)])
         for seq in range(1, len(bodies)):
@@ -238,6 +243,9 @@ class Explainer:
         rows = dict(enumerate(self._decode([(b[-1], len(prefix) + len(b) - 1, s, True)
                                              for s, b in enumerate(bodies)])))
         position = [len(prefix) + len(b) for b in bodies]
+        self.spent["prompt_tokens"] += len(prefix) + sum(map(len, bodies))
+        self.spent["prompt_s"] += time.perf_counter() - started
+        started = time.perf_counter()
         generated: list[list[int]] = [[] for _ in bodies]
         active = list(range(len(bodies)))
         while active:
@@ -256,6 +264,8 @@ class Explainer:
             if not step:
                 break
             found = self._decode(step)
+            self.spent["steps"] += 1
+            self.spent["rows"] += len(step)
             for seq, (start, draft) in plan.items():
                 row, accepted = found[start], 0
                 for j, proposed in enumerate(draft):  # keep the draft while it is what greedy decoding says
@@ -269,6 +279,7 @@ class Explainer:
                     self._ctx.kv_cache_seq_rm(seq, position[seq], -1)
                 rows[seq] = row
             active = list(plan)
+        self.spent["decode_s"] += time.perf_counter() - started
         return generated
 
     def draft(self, body: Sequence[int], generated: Sequence[int], room: int) -> list[int]:

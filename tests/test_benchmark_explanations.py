@@ -124,6 +124,10 @@ def test_cost_only_times_the_demo_and_keeps_the_held_out_figures_in_the_manifest
     assert cost["batched_s_per_finding"]["p50"] > 0 and cost["demo_ratio_p50"] > 0
     assert cost["batched_without_drafting_s_per_finding"]["p50"] > 0 and 0 <= cost["drafted_tokens_kept"] <= 1
     assert cost["reread_s_per_finding"]["p50"] >= 0
+    split = cost["batched_split"]  # the demo's bodies are evaluated once per batch, then one step per token or so
+    assert split["prompt_tokens"] > 20 * cost["posted_findings"] and split["steps"] >= 1
+    assert split["logit_rows"] >= split["steps"] and split["prompt_s"] > 0 and split["decode_s"] > 0
+    assert split["prompt_s"] + split["decode_s"] <= cost["batched_s_per_finding"]["p95"] * cost["posted_findings"]
     assert [row["rule"] for row in result["demo"]] == ["E711", "F401", "S608", "E722", "S307", "S602", "F821"]
     metrics = json.loads(manifest.read_text())["metrics"]
     assert metrics["systems"] == {"student": {"kept": True}} and metrics["cost"] == cost
