@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-carry", action="store_true",
                         help="do not carry the previous round's curriculum into the next (feedback alone accumulates)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preference", choices=("unlikelihood", "kto", "dpo"), default="unlikelihood",
+                        help="how each round trains the reactions (training.preference; as `sieve train loop`)")
     parser.add_argument("--out", default="runs/flywheel")
     args = parser.parse_args(argv)
     from training.finetune import FinetuneConfig
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        "max_steps": None if args.epochs else args.max_steps,
                                                        "epochs": args.epochs or 1.0,
                                                        "grad_accum": args.grad_accum, "seed": args.seed + k,
-                                                       "checkpoint_every": 0}))
+                                                       "checkpoint_every": 0, "preference": args.preference}))
         result = run_loop(config, teacher, heldout, log=lambda line: print("   ", line, flush=True))
         if result.promoted:
             current = "default"
