@@ -152,7 +152,7 @@ def _best_split(comments: list[_Comment], spread: dict[str, int]) -> tuple[str, 
         outside = Counter(c.direction for c in comments if feature not in c.features and c.direction)
         score = within[side] + outside[-side]
         kind_order = {"dir": 0, "glob": 1, "file": 2}[feature.split(":", 1)[0]]
-        rank = (score, side < 0, spread.get(feature, 0), len(inside), -kind_order)
+        rank = (score, spread.get(feature, 0), len(inside), -kind_order)
         if score > best_score and (best is None or rank > best[0]):
             best = (rank, feature, inside)
     return (best[1], best[2]) if best else None
