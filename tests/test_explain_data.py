@@ -175,3 +175,32 @@ def test_a_sentence_read_as_another_severity_gives_way_to_the_teachers_next_one(
     assert counts == {"rated": 1, "dropped_contradicts": 0, "dropped_rerated_far": 0, "kept": 1, "replaced": 1}
     kept, counts = explain_data.keep_consistent([taught], _rerate_by_words, tries=1)
     assert kept[0].target == "" and counts["dropped_rerated_far"] == 1 and counts["replaced"] == 0
+
+
+def test_severity_contrasts_teach_another_reason_only_where_the_rating_changes_which_reason_fits():
+    why = ("A remote caller can make the loop hang the server for good, as a denial of service. "
+           "A loop that never ends can hang the program at this point.")
+    # read as critical ("remote") and as minor: the finding rated minor is taught the second sentence already
+    item = Item(id="t:1", group="t:r", tool="t", rule="r", review="Loop may never end", severity="minor", why=why,
+                target=explain_data.ranked(
+                    Item(id="t:1", group="t:r", tool="t", rule="r", review="Loop may never end",
+                         severity="minor", why=why))[1])
+    # both sentences read alike (minor): no rating makes one fit where the other does not
+    alike = dataclasses.replace(item, id="t:2", group="t:s", why=(
+        "A loop that never ends can hang the program at this point. "
+        "The loop can spin forever and hang the program."))
+    untaught = dataclasses.replace(item, id="t:3", target="")
+    rated = []
+
+    def rerate(triples):
+        rated.extend(triples)
+        return _rerate_by_words(triples)
+
+    out, counts = explain_data.contrasts([item, alike, untaught], rerate, batch=1)
+    # rated critical or major, the teacher's first sentence ("remote caller …", read as critical) fits, and it
+    # does not fit minor: both copies are taught it. Rated trivial, the sentence that fits (read as minor) fits
+    # minor too, so it teaches nothing the finding's own item does not
+    assert [(i.id, i.severity) for i in out] == [("t:1@critical", "critical"), ("t:1@major", "major")]
+    assert all("remote caller" in i.target and i.review == item.review and i.why == item.why for i in out)
+    assert counts["contrasts"] == 2 and counts["findings_with_contrast"] == 1 and counts["findings"] == 2
+    assert rated and all(origin == "" for _, _, origin in rated)  # read alone, as the benchmark reads them

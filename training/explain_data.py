@@ -221,6 +221,51 @@ def keep_consistent(items: list[Item], rerate, batch: int = 32, progress=None,
     return out, counts
 
 
+def contrasts(items: list[Item], rerate, batch: int = 32, progress=None) -> tuple[list[Item], dict]:
+    """Counterfactual items that teach the explainer to let the ``Severity:`` line choose the reason.
+
+    At serving the rating it explains is not always the vendor's: the student may rate otherwise, and feedback
+    memory moves ratings ("rated trivial, not major"). A finding whose teacher's sentences the severity student
+    reads as different levels (``rerate``: (code, text, origin) triples → severities, the re-reading of
+    :func:`training.explain_eval.verdicts`) gets, for each other level ``L``, a copy rated ``L`` and taught the
+    teacher's best sentence that is consistent with ``L`` and *not* with the finding's own rating — so the same
+    finding, with the same rule text, is taught two different reasons for two different ratings. Items without a
+    target, or whose sentences all read alike, get none. Returns the new items (ids ``<id>@<level>``) and counts."""
+    from dataclasses import replace
+
+    from bot.severity import LABELS
+
+    options = {i: ranked(item) for i, item in enumerate(items) if item.target}
+    pending = sorted({(items[i].code, s) for i, opts in options.items() for s in opts})
+    readings: dict[tuple[str, str], str] = {}
+    for start in range(0, len(pending), batch):
+        chunk = pending[start: start + batch]
+        for key, severity in zip(chunk, rerate([(code, text, "") for code, text in chunk])):
+            readings[key] = severity
+        if progress:
+            progress(min(start + batch, len(pending)), len(pending))
+
+    def fits(item: Item, sentence: str, level: str) -> bool:
+        return (not explain.contradicts(sentence, level)
+                and explain.reads_as(readings.get((item.code, sentence), ""), level))
+
+    out: list[Item] = []
+    for i, item in enumerate(items):
+        if i not in options:
+            continue
+        for level in LABELS:
+            if level == item.severity:
+                continue
+            other = replace(item, severity=level, id=f"{item.id}@{level}", target="")
+            for sentence in ranked(other):  # the teacher's order, checked for the other rating
+                if fits(item, sentence, level) and not fits(item, sentence, item.severity):
+                    out.append(replace(other, target=sentence))
+                    break
+    counts = {"findings": len(options), "sentences_rated": len(pending), "contrasts": len(out),
+              "findings_with_contrast": len({item.id.rsplit("@", 1)[0] for item in out})}
+    return out, counts
+
+
 # ----------------------------------------------------------------------------- sources
 
 

@@ -21,6 +21,7 @@ base's 262k-word output layer is the costliest part of a pass).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -60,6 +61,8 @@ class ExplainConfig:
     init_adapter: str = _opt("", "GGUF explainer adapter to start from (same base, rank, targets, frozen layers)")
     threads: int = _opt(0, "torch CPU threads (0: torch's default)")
     rerate_model: str = _opt("default", "severity student that re-rates the teacher's sentences ('' for none)")
+    contrast: bool = _opt(False, "add, for drawn findings whose sentences read as different levels, copies rated "
+                                 "otherwise and taught the sentence that reads as that level (explain_data.contrasts)")
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -95,9 +98,9 @@ def item_loss(model, enc: Encoded, device):
 def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     """Train on ``items`` (each with a target); writes ``out_dir/adapter`` and checkpoints; returns run stats."""
     import torch
-    from training.distributed import accelerator_at
 
     from training.checkpoints import Progress, load_checkpoint, save_checkpoint
+    from training.distributed import accelerator_at
     from training.finetune import _order, _schedule, add_lora, load_base
 
     usable = [item for item in items if item.target]
@@ -190,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ruff-share", type=float, default=None, help="share of the items drawn from ruff "
                         "(default: the same share from every tool)")
     parser.add_argument("--threads", type=int, default=ExplainConfig.threads, help="torch CPU threads")
+    parser.add_argument("--contrast", action="store_true",
+                        help="add severity-contrast copies of the drawn findings (needs --rerate-model)")
     parser.add_argument("--rerate-model", default=ExplainConfig.rerate_model,
                         help="severity student whose re-rating of a teacher's sentence must land within one level "
                         "of the finding's rating ('' keeps every sentence)")
@@ -210,7 +215,11 @@ def _run(args, argv) -> int:
     from training.export import export_adapter
 
     config = ExplainConfig(base=args.base, examples=args.examples, epochs=args.epochs, lr=args.lr,
-                           init_adapter=args.init_adapter, threads=args.threads, rerate_model=args.rerate_model)
+                           init_adapter=args.init_adapter, threads=args.threads, rerate_model=args.rerate_model,
+                           contrast=args.contrast)
+    if config.contrast and not config.rerate_model:
+        raise TrainingError("--contrast needs a severity student to re-rate the sentences",
+                            hint="drop --rerate-model '' or --contrast")
     rules = ruff_catalogue(args.ruff)
     if not rules:
         raise TrainingError("ruff's rule catalogue is unavailable", hint="pass --ruff PATH to a ruff >= 0.5")
@@ -224,11 +233,19 @@ def _run(args, argv) -> int:
         train_items, teacher_filter = consistent_items(train_items, config, args.out)
         print(json.dumps({"teacher_filter": teacher_filter}), file=sys.stderr)
     drawn = explain_data.sample(train_items, config.examples, config.seed, args.ruff_share)
+    contrast_counts = None
+    if config.contrast:
+        with cached_rerater(config, args.out) as rerate:
+            extra, contrast_counts = explain_data.contrasts(drawn, rerate, progress=_progress("contrast sentences"))
+        print(json.dumps({"contrast": contrast_counts}), file=sys.stderr)
+        drawn += extra
     random.Random(config.seed).shuffle(drawn)
     (args.out / "items.jsonl").write_text("".join(json.dumps(asdict(i)) + "\n" for i in drawn), encoding="utf-8")
     run = train(drawn, config, args.out)
     if teacher_filter:
         run["teacher_filter"] = teacher_filter
+    if contrast_counts:
+        run["contrast"] = contrast_counts
     adapter = export_adapter(args.out / "adapter", args.out / "explain" / "adapter.gguf", base=config.base)
     write_manifest(args.out / "explain", config=config, adapter=adapter, data_hash=explain_data.data_hash(drawn),
                    run=run, metrics={}, command="python -m training.explain_train " + " ".join(argv or sys.argv[1:]))
@@ -236,13 +253,22 @@ def _run(args, argv) -> int:
     return 0
 
 
-def consistent_items(items: list[Item], config: ExplainConfig, out_dir: Path) -> tuple[list[Item], dict]:
-    """The training items with every teacher's sentence that the severity student ``config.rerate_model`` reads
-    as another severity cleared (:func:`training.explain_data.keep_consistent`). Re-ratings are kept in
-    ``out_dir/rerated.jsonl``, so a resumed run does not rate again."""
+def _progress(what: str):
+    began = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        print(f"re-rated {done}/{total} {what} ({time.monotonic() - began:.0f} s)", file=sys.stderr)
+
+    return report
+
+
+@contextlib.contextmanager
+def cached_rerater(config: ExplainConfig, out_dir: Path):
+    """(code, text, origin) triples → the severity ``config.rerate_model`` gives each sentence read alone
+    (:func:`training.explain_eval.rerater`), remembered in ``out_dir/rerated.jsonl`` so a resumed run does not
+    rate again. The model is closed on leaving."""
     from bot.models import resolve_model
     from bot.rater.llamacpp import LlamaCppRater
-    from training.explain_data import keep_consistent
     from training.explain_eval import rerater
 
     cache_path = out_dir / "rerated.jsonl"
@@ -255,7 +281,6 @@ def consistent_items(items: list[Item], config: ExplainConfig, out_dir: Path) ->
     options = resolve_model(config.rerate_model).rater_options()
     rater = LlamaCppRater(**options, n_threads=config.threads or None)
     rerate_live = rerater(rater)
-    began = time.monotonic()
 
     def rerate(triples: list[tuple[str, str, str]]) -> list[str]:
         keys = [json.dumps(list(t)) for t in triples]
@@ -268,14 +293,21 @@ def consistent_items(items: list[Item], config: ExplainConfig, out_dir: Path) ->
                 handle.write(json.dumps({"key": key, "severity": severity}) + "\n")
         return [cache[k] for k in keys]
 
-    def progress(done: int, total: int) -> None:
-        print(f"re-rated {done}/{total} teacher sentences ({time.monotonic() - began:.0f} s)", file=sys.stderr)
-
+    rerate.model_id = options["model_id"]
     try:
-        kept, counts = keep_consistent(items, rerate, progress=progress)
+        yield rerate
     finally:
         rater.close()
-    counts["rater"] = options["model_id"]
+
+
+def consistent_items(items: list[Item], config: ExplainConfig, out_dir: Path) -> tuple[list[Item], dict]:
+    """The training items with every teacher's sentence that the severity student ``config.rerate_model`` reads
+    as another severity cleared (:func:`training.explain_data.keep_consistent`)."""
+    from training.explain_data import keep_consistent
+
+    with cached_rerater(config, out_dir) as rerate:
+        kept, counts = keep_consistent(items, rerate, progress=_progress("teacher sentences"))
+        counts["rater"] = rerate.model_id
     (out_dir / "teacher_filter.json").write_text(json.dumps(counts, indent=1) + "\n", encoding="utf-8")
     return kept, counts
 
