@@ -282,6 +282,9 @@ def run(args) -> dict:
         if not args.cost_only:
             started = time.perf_counter()
             figures, texts = offline(items, rater, student, base, args.no_repeat_ablation)
+            from training.explain_eval import ceiling, rerater
+
+            figures["vendor_prose_ceiling"] = ceiling(items, rerater(rater))
             result.update({"held_out_findings": len(items), "seed": args.seed,
                            "offline_seconds": round(time.perf_counter() - started, 1), "systems": figures,
                            "samples": samples(items, texts, args.samples, args.seed)})

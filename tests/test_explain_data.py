@@ -204,3 +204,19 @@ def test_severity_contrasts_teach_another_reason_only_where_the_rating_changes_w
     assert all("remote caller" in i.target and i.review == item.review and i.why == item.why for i in out)
     assert counts["contrasts"] == 2 and counts["findings_with_contrast"] == 1 and counts["findings"] == 2
     assert rated and all(origin == "" for _, _, origin in rated)  # read alone, as the benchmark reads them
+
+
+def test_the_consistency_ceiling_counts_findings_whose_vendor_prose_has_a_sentence_that_reads_as_the_rating():
+    from training.explain_eval import ceiling
+
+    mixed = ("A remote caller can make the loop hang the server for good, as a denial of service. "
+             "A loop that never ends can hang the program at this point.")
+    only_remote = "A remote caller can make the loop hang the server for good, as a denial of service."
+    items = [Item(id="t:1", group="t:a", tool="t", rule="a", review="Loop may never end", severity="minor",
+                  why=mixed),  # second sentence reads as minor; the teacher ranks the first one first
+             Item(id="t:2", group="t:b", tool="t", rule="b", review="Loop may never end", severity="trivial",
+                  why=only_remote)]  # read as critical, three levels from trivial
+    figures = ceiling(items, _rerate_by_words)
+    assert figures["n"] == 2 and figures["any_vendor_sentence"] == 0.5
+    assert figures["with_teacher_sentence"] == 2 and figures["teacher_first"] == 0.0
+    assert figures["any_teacher_sentence"] == 0.5

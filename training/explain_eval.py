@@ -165,6 +165,33 @@ def consistency(texts: Sequence[str], requests: Sequence[explain.Request],
     return out
 
 
+def ceiling(items: Sequence, rerate: Callable[[list[tuple[str, str, str]]], list[str]]) -> dict[str, float]:
+    """How consistent (:func:`verdicts`) a sentence *taken from the vendor's own prose* can be on these findings
+    (``training.explain_data.Item``): over all findings, the share for which at least one sentence of that prose
+    passes — the prose the explainer is shown (its ``Rule:`` line), or all of the vendor's prose for a finding
+    shown none; and over the findings the teacher has a sentence for, the share whose teacher's first sentence
+    passes and whose best passes. An explainer that only chooses among the vendor's sentences, however well,
+    scores at most ``any_vendor_sentence``."""
+    from training.explain_data import ranked
+
+    pools, firsts, anys, taught = 0, 0, 0, 0
+    for item in items:
+        request = item.request()
+        prose = explain.sentences(request.rationale) if request.rationale else (
+            explain.sentences(item.why) + explain.sentences(item.what))
+        options = ranked(item)
+        found = verdicts(prose + options, [request] * (len(prose) + len(options)), rerate)
+        ok = [v["consistent"] for v in found]
+        pools += any(ok)
+        if options:
+            taught += 1
+            firsts += ok[len(prose)]
+            anys += any(ok[len(prose):])
+    n = max(1, len(items))
+    return {"n": len(items), "any_vendor_sentence": round(pools / n, 4), "with_teacher_sentence": taught,
+            "teacher_first": round(firsts / max(1, taught), 4), "any_teacher_sentence": round(anys / max(1, taught), 4)}
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0..1) by nearest rank."""
     ordered = sorted(values)
