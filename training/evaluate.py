@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from bot.errors import TrainingError
 from bot.findings import Rating
 from bot.severity import LABELS, argmax_label
-from training.examples import Example
 from training import metrics
+from training.examples import Example
 
 SOURCE_GROUPS = ("crc-py", "sonar-python", "sven")
 

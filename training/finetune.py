@@ -54,8 +54,8 @@ from training.curriculum import allowed_levels
 from training.distributed import make_accelerator, seed_example, share, summed
 from training.examples import Example
 from training.frozen import precompute_hidden, top_layers
-from training.preference import PREFERENCE_KINDS, PREFERENCES, attach_reference, kind_of, preference_loss
 from training.levers import enable_checkpointing, read_only
+from training.preference import PREFERENCE_KINDS, PREFERENCES, attach_reference, kind_of, preference_loss
 
 
 def _opt(default, help: str):

@@ -30,10 +30,10 @@ from typing import Any
 
 from bot.models import ModelInfo, model_roots, resolve_model
 from training.curriculum import CurriculumConfig, build_curriculum
-from training.lexical import UPDATE_L2
 from training.evaluate import Report, evaluate
 from training.exam import Exam, assert_no_leak
 from training.examples import Example, data_hash, load_jsonl
+from training.lexical import UPDATE_L2
 from training.registry import PromotionRule, models_root, promote, write_manifest
 from training.teacher import Evaluation, Teacher, TeacherBudgetSpent
 

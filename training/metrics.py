@@ -115,7 +115,7 @@ def severity_metrics(items: Sequence[Any], probabilities: Sequence[Mapping[str, 
     per_level = level_scores(gold, predicted)
     band = sum(1 for item, g, p in zip(items, gold, predicted) if p == g or p in _band(item))
     order = concordance(gold, probabilities)
-    r = lambda x: round(x, digits)  # noqa: E731
+    r = lambda x: round(x, digits)
     return {"n": n, "accuracy": r(sum(g == p for g, p in zip(gold, predicted)) / n) if n else 0.0,
             "band_accuracy": r(band / n) if n else 0.0, "macro_f1": r(macro_f1(per_level)),
             "concordance": None if order is None else r(order),
