@@ -250,6 +250,7 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
     rules = set()
     letters = {x for _, x in downed}
     control = Counter()
+    by_entry = {kind: Counter(findings=0, moved_toward_team=0) for kind in ("ignore", "per_file")}
     shifts: dict[str, list[float]] = {"dropped": [], "control": []}
     for it, new in zip(held, after):
         if (it.rule not in reacted and team.label(it.rule, it.finding.anchor.path) == "wanted"
@@ -263,13 +264,19 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
             control["posted_after"] += passes(new, CONFIG)[0]
         if it.rule in reacted or team.label(it.rule, it.finding.anchor.path) != "unwanted":
             continue
-        if not drop_entries(team, it.rule, it.finding.anchor.path) & downed:
+        matched = drop_entries(team, it.rule, it.finding.anchor.path) & downed
+        if not matched:
             continue
         n += 1
+        # "ignore": dropped by a rule-wide entry like a 👎-ed rule's, which only the rule's name tells apart from
+        # the control; "per_file": by a folder entry, where the path could tell them apart
+        entry = by_entry["per_file" if any(pattern != "*" for pattern, _ in matched) else "ignore"]
+        entry["findings"] += 1
         rules.add(it.rule)
         before_mass = mass_at_least(it.rating.probabilities, Severity.MINOR)
         after_mass = mass_at_least(new.probabilities, Severity.MINOR)
         moved += after_mass < before_mass * (1 - MOVE)
+        entry["moved_toward_team"] += after_mass < before_mass * (1 - MOVE)
         away += after_mass > before_mass * (1 + MOVE)
         shifts["dropped"].append(_logit(after_mass) - _logit(before_mass))
         posted_before += it.posted
@@ -279,6 +286,7 @@ def generalisation(team: team_data.Team, held: list[Item], after: list, rows: li
             "posted_before": posted_before, "posted_after": posted_after, "goal_ge_50pct": None if not n else
             moved / n >= 0.5,
             "control": {**control, "share": _share(control["moved_down"], control["findings"])},
+            "by_entry": {kind: dict(c) for kind, c in by_entry.items()},
             # mean change of log-odds P(≥ minor): a round that learned the team's pattern lowers the first
             # group more than the second; one that lowered everything lowers both alike
             "mean_logodds_shift": {k: round(sum(v) / len(v), 3) if v else None for k, v in shifts.items()}}

@@ -48,6 +48,9 @@ def test_generalisation_counts_only_never_reacted_rules_dropped_the_same_way():
     assert g["posted_before"] == 2 and g["posted_after"] == 1 and g["goal_ge_50pct"] is True
     assert (g["control"]["findings"], g["control"]["moved_down"]) == (1, 0)  # D403: wanted, D like the 👎-ed D401
     assert g["mean_logodds_shift"] == {"dropped": -2.197, "control": 0.0}  # (log 1/9 − log 9) / 2 findings
+    # both are dropped by pytest's rule-wide `ignore`, as D401 is: only their names tell them from D403
+    assert g["by_entry"] == {"ignore": {"findings": 2, "moved_toward_team": 1},
+                             "per_file": {"findings": 0, "moved_toward_team": 0}}
     after[3] = after[1]  # a round that lowers every D rule moves the control too, and the measure shows it
     g = generalisation(pytest_team, held, after, rows)
     assert (g["control"]["findings"], g["control"]["moved_down"], g["control"]["share"]) == (1, 1, 1.0)
@@ -92,3 +95,19 @@ def test_the_decomposition_pairs_each_adapter_with_the_other_prior(tmp_path) -> 
         assert json.loads((folder / "lexical.json").read_text()) == {"prior": prior_of}
         assert json.loads((folder / "manifest.json").read_text())["lexical"]["sha256"] == f"sha of {prior_of}"
     assert halves(folders["run/model"], folders["default"]) == made  # made once, then reused
+
+
+def test_generalisation_tells_a_folder_entry_from_a_rule_wide_one():
+    litestar = teams()["litestar"]
+    tests_path = "networkx/algorithms/tests/test_dag.py"
+    rows = [{"rule": "S101", "path": tests_path, "reaction": "-1"}]
+    s_in_tests = [rule for rule in ("S105", "S106", "S108", "S311", "S603", "S607")
+                  if drop_entries(litestar, rule, tests_path) & drop_entries(litestar, "S101", tests_path)
+                  and not drop_entries(litestar, rule, "networkx/readwrite/gml.py")]
+    assert s_in_tests, "litestar's settings drop some other S rule in tests/ only"
+    held = [item(s_in_tests[0], "networkx/algorithms/tests/test_cycles.py", 0.9)]
+    low = rating({"critical": 0.0, "major": 0.0, "minor": 0.1, "trivial": 0.9})
+    g = generalisation(litestar, held, [low], rows)
+    assert g["findings"] == 1
+    assert g["by_entry"] == {"ignore": {"findings": 0, "moved_toward_team": 0},
+                             "per_file": {"findings": 1, "moved_toward_team": 1}}
