@@ -92,13 +92,14 @@ def findings(site: Path, files: list[str], cap: int) -> list[tuple[Finding, str]
 class RatingCache:
     """Ratings by the student's whole input (origin + review; the default student reads no code), in a JSON file."""
 
-    def __init__(self, path: Path, model_id: str) -> None:
-        self.path, self.model_id = path, model_id
+    def __init__(self, path: Path, model_id: str, by_path: bool = False) -> None:
+        self.path, self.model_id, self.by_path = path, model_id, by_path
         data = json.loads(path.read_text()) if path.is_file() else {}
         self.data: dict[str, dict[str, float]] = data.get(model_id, {})
 
     def key(self, f: Finding) -> str:
-        return _key(f.origin(), f.review)
+        """A rating's key; with ``by_path`` (a prior that reads folders) the finding's path is part of it."""
+        return _key(f.origin(), f.review, f.anchor.path) if self.by_path else _key(f.origin(), f.review)
 
     def rate(self, rater, wanted: list[Finding], log=print) -> list[Rating]:
         todo = list({self.key(f): f for f in wanted if self.key(f) not in self.data}.values())
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     retrain.add_argument("--lr", type=float, default=2e-4, help="peak learning rate of the round")
     retrain.add_argument("--prior-l2", type=float, default=UPDATE_L2,
                          help="L2 pull of the updated lexical prior toward the default's (training.lexical)")
+    retrain.add_argument("--path-prior", action="store_true",
+                         help="the updated prior also learns the reactions' folders (training.lexical.update_prior)")
     retrain.add_argument("--balance", action="store_true",
                          help="weight up the feedback rows asking for a lower level (training.curriculum.balance_feedback)")
     retrain.add_argument("--decompose", action="store_true",

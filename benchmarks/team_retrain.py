@@ -149,7 +149,9 @@ def train_round(examples: list, args, folder: Path) -> Path:
     # as `sieve train loop` does: a lexical prior fitted on the round's items, at the parent's weight and scope
     # (the default's own prior, kept, would hold every tool finding where the default rated it)
     manifest.pop("lexical", None)
-    manifest.update(candidate_prior(examples, tmp, LoopConfig(prior_l2=args.prior_l2), resolve_model(str(default))))
+    manifest.update(candidate_prior(examples, tmp, LoopConfig(prior_l2=args.prior_l2,
+                                                              prior_paths=getattr(args, "path_prior", False)),
+                                    resolve_model(str(default))))
     adapter = tmp / "adapter.gguf"
     manifest.update(name=f"retrain-{folder.name}", parent=f"default@{manifest['adapter']['sha256'][:12]}",
                     adapter={"file": "adapter.gguf", "sha256": sha256_file(adapter), "bytes": adapter.stat().st_size},
@@ -186,10 +188,13 @@ def halves(model_dir: Path, default: Path) -> dict[str, Path]:
 def rate_folder(model_dir: Path, findings: list, cache_path: Path) -> list:
     from bot.app import make_rater
     from bot.config import Config
+    from bot.rater.lexical import PATH_ANALYZER
 
     rater = make_rater(replace(Config(), model=str(model_dir)))
+    prior = getattr(rater, "lexical", None)
+    by_path = bool(prior and any(b.analyzer == PATH_ANALYZER for b in prior.blocks))
     try:
-        return RatingCache(cache_path, rater.model_id).rate(rater, findings, log=log)
+        return RatingCache(cache_path, rater.model_id, by_path).rate(rater, findings, log=log)
     finally:
         getattr(rater, "close", lambda: None)()
 
@@ -320,7 +325,8 @@ def count(team: team_data.Team, held: list[Item], arms: dict[str, list], reacted
 def retrain_team(team: team_data.Team, items: list[Item], args, tmp: Path) -> dict:
     """Before / next review (memory) / after one retrain round / after both, on the team's held-out half."""
     started = time.perf_counter()
-    lr = ("" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}") + f"-l2{args.prior_l2:g}" + ("-bal" if args.balance else "")
+    lr = (("" if args.lr == DEFAULT_LR else f"-lr{args.lr:g}") + f"-l2{args.prior_l2:g}" + ("-bal" if args.balance else "")
+          + ("-paths" if getattr(args, "path_prior", False) else ""))
     folder = Path(args.runs) / (f"{team.name}-{args.preference}-b{args.beta:g}-s{args.steps}-r{args.replay}{lr}"
                                 f"-{args.seed}")
     folder.mkdir(parents=True, exist_ok=True)

@@ -167,7 +167,7 @@ def example(info: CommentInfo, v: Verdict) -> dict[str, Any]:
             "source": info.url, "license": "the repository's own review comments", "orig_label": info.predicted,
             "predicted": info.predicted, "probabilities": info.probabilities, "model": info.model,
             "prompt_version": info.prompt_version, "vote": v.vote, "trust": "trusted" if v.trusted else "untrusted",
-            "correction": v.correction, "link": info.url, "origin": origin_of(info)}
+            "correction": v.correction, "link": info.url, "origin": origin_of(info), "path": info.path}
 
 
 def origin_of(info: CommentInfo) -> str:

@@ -299,3 +299,47 @@ def test_a_warm_started_prior_learns_the_round_and_keeps_the_parent_elsewhere(fi
     assert max(abs(anchored.probabilities(text)[k] - parent[k]) for k in LABELS) < 0.02
     with pytest.raises(Exception, match="no item of this round"):  # a tools-only prior reads none of these
         update_prior(path, round_items, tmp_path / "none.json", scope="tools")
+
+
+def test_folder_terms_are_the_folders_and_the_rules_letters_in_each() -> None:
+    from bot.rater.lexical import path_terms
+
+    assert path_terms("pkg/tests/test_x.py", "ruff S101, level: security") == [
+        "dir:pkg", "dir:tests", "S|dir:pkg", "S|dir:tests"]
+    assert path_terms("Pkg/./Tests/t.py", "") == ["dir:pkg", "dir:tests"]  # no rule: folders alone
+    assert path_terms("setup.py", "ruff S101") == [] and path_terms("", "ruff S101") == []
+
+
+def test_a_prior_learns_a_teams_folder_only_when_asked_and_only_where_the_reactions_were(fitted, tmp_path) -> None:
+    """Two 👎 for S101 under tests/ and a 👍 for S101 elsewhere, with the same words: a prior updated with
+    ``paths`` lowers S101 under tests/ and not under src/; without ``paths`` it cannot tell them apart (the two
+    findings read the same), and the parent — with no folder block — ignores the path altogether."""
+    from bot.rater.lexical import PATH_ANALYZER
+    from training.lexical import update_prior
+
+    _, path = fitted
+    origin = "ruff S101, level: security"
+    text = "hard-coded password"
+
+    def item(i, where, label, vote=1):
+        meta = {"origin": origin, "path": where, "vote": vote}
+        if vote < 0:
+            meta.update(rejected="major", allowed=["minor", "trivial"])
+        return Example(code="", review=text, label=label, id=f"f{i}", meta=meta)
+
+    round_items = [item(1, "pkg/tests/test_a.py", "major", -1), item(2, "pkg/tests/test_b.py", "major", -1),
+                   item(3, "pkg/src/a.py", "critical"), item(4, "pkg/src/b.py", "critical")]
+    round_items += [Example(code="", review=e.review, label=e.label, id=e.id, meta={"origin": origin})
+                    for e in examples()]
+    parent = LexicalPrior.load(path)
+    assert parent.probabilities(text, "pkg/tests/x.py", origin) == parent.probabilities(text)
+    with_paths = LexicalPrior.load(update_prior(path, round_items, tmp_path / "p.json", scope="tools", paths=True))
+    assert any(b.analyzer == PATH_ANALYZER for b in with_paths.blocks)
+    in_tests = with_paths.probabilities(text, "pkg/tests/test_c.py", origin)
+    in_src = with_paths.probabilities(text, "pkg/src/c.py", origin)
+    low = lambda p: p["minor"] + p["trivial"]  # noqa: E731
+    assert low(in_tests) > 2 * low(in_src)
+    plain = LexicalPrior.load(update_prior(path, round_items, tmp_path / "n.json", scope="tools"))
+    assert not any(b.analyzer == PATH_ANALYZER for b in plain.blocks)
+    assert plain.probabilities(text, "pkg/tests/test_c.py", origin) == plain.probabilities(text, "pkg/src/c.py",
+                                                                                           origin)

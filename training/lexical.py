@@ -127,24 +127,46 @@ def choose_weight(examples: Sequence, student: Sequence[dict[str, float]], prior
 UPDATE_L2 = 0.001
 
 
+def _folder(example) -> tuple[str, str]:
+    """(path, origin) of a feedback item, as the served rater passes them to a prior's folder block."""
+    meta = example.meta or {}
+    return str(meta.get("path") or ""), str(meta.get("origin") or "")
+
+
 def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Path, scope: str = SCOPE,
-                 l2: float = UPDATE_L2) -> Path:
+                 l2: float = UPDATE_L2, paths: bool = False) -> Path:
     """The parent prior, warm-started on ``examples`` as the adapter is: its vocabulary and idf kept, the weights
     of the terms the examples use (and the intercepts) moved to fit them, pulled back toward the parent's by
     ``l2``. Loss per item: cross-entropy on its label, or for a bare 👎 −log P(levels it allows); weighted by
-    the item's weight. L-BFGS, deterministic. Writes the same JSON as :func:`export_prior`."""
+    the item's weight. L-BFGS, deterministic. Writes the same JSON as :func:`export_prior`.
+
+    With ``paths``, items that carry a path (``sieve feedback export`` rows do) also teach a folder block
+    (:func:`bot.rater.lexical.path_terms`: ``dir:tests``, ``S|dir:tests``), added to the prior if it has none,
+    its new terms starting at weight 0 (idf 1) under the same L2 pull: a team's reactions can then say "S rules
+    in tests/", which no word of the review says."""
     import numpy as np
     from scipy.optimize import minimize
     from scipy.sparse import csr_matrix
 
+    from bot.rater.lexical import PATH_ANALYZER, path_terms
     from training.curriculum import allowed_levels
     from training.examples import teacher_text
 
-    parent = LexicalPrior.load(parent_path)
     data = json.loads(Path(parent_path).read_text(encoding="utf-8"))
+    LexicalPrior.load(parent_path)  # the same checks as serving, before anything is changed
     items = [e for e in examples if in_scope(e, scope)]
     if not items:
         raise TrainingError("no item of this round is one the prior reads", hint=f"the prior's scope is {scope!r}")
+    if paths and any(_folder(e)[0] for e in items):
+        blocks = [b for b in data["blocks"] if b["analyzer"] == PATH_ANALYZER]
+        if not blocks:
+            blocks = [{"analyzer": PATH_ANALYZER, "ngram_range": [1, 1], "lowercase": False, "sublinear_tf": False,
+                       "terms": {}}]
+            data["blocks"].append(blocks[0])
+        for example in items:
+            for term in path_terms(*_folder(example)):
+                blocks[0]["terms"].setdefault(term, [1.0] + [0.0] * len(data["classes"]))
+    parent = LexicalPrior.from_data(data, str(parent_path))
     k = len(parent.classes)
     index: dict[tuple[int, str], int] = {}
     rows, cols, vals = [], [], []
@@ -153,7 +175,9 @@ def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Pa
     for i, example in enumerate(items):
         text = teacher_text(example)[:MAX_CHARS]
         for b, block in enumerate(parent.blocks):
-            for term, value in block.features(text).items():
+            found = (block.features_of(path_terms(*_folder(example))) if block.analyzer == PATH_ANALYZER
+                     else block.features(text))
+            for term, value in found.items():
                 base[i] += value * np.array(block.terms[term][1])
                 rows.append(i)
                 cols.append(index.setdefault((b, term), len(index)))

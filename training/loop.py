@@ -72,6 +72,8 @@ class LoopConfig:
     #: a warm-started candidate's prior is its parent's, updated on the curriculum with this L2 pull toward the
     #: parent's weights (training.lexical.update_prior); a fresh one is fitted on the curriculum alone
     prior_l2: float = UPDATE_L2
+    #: a warm-started prior also learns the feedback's folders (training.lexical.update_prior ``paths``)
+    prior_paths: bool = False
 
 
 @dataclass
@@ -215,7 +217,8 @@ def candidate_prior(examples: list[Example], folder: Path, config: LoopConfig, p
     # a team's choice of scope travels on; a student that reads no origin (prompt v3) gets a prior for every finding
     scope = parent.lexical_scope if parent.lexical else ("all" if parent.prompt_version == V3 else SCOPE)
     if config.warm_start and parent.lexical and any(in_scope(e, scope) for e in examples):
-        path = update_prior(parent.lexical[0], examples, folder / "lexical.json", scope, config.prior_l2)
+        path = update_prior(parent.lexical[0], examples, folder / "lexical.json", scope, config.prior_l2,
+                            paths=config.prior_paths)
         fitted = (f"the parent's prior updated on this candidate's curriculum ({len(examples)} items, "
                   f"L2 {config.prior_l2:g} toward the parent)")
     else:

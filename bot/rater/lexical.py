@@ -73,16 +73,20 @@ class _Block:
 
     def features(self, text: str) -> dict[str, float]:
         """The text's tf-idf features in this block's vocabulary, l2-normalised (empty when it has none)."""
-        counts = Counter(g for g in self.analyze(text) if g in self.terms)
+        return self.features_of(self.analyze(text))
+
+    def features_of(self, grams: list[str]) -> dict[str, float]:
+        """tf-idf features of already analysed terms, l2-normalised (those outside the vocabulary left out)."""
+        counts = Counter(g for g in grams if g in self.terms)
         weights = {g: (1.0 + math.log(c) if self.sublinear_tf else float(c)) * self.terms[g][0]
                    for g, c in counts.items()}
         norm = math.sqrt(sum(v * v for v in weights.values()))
         return {g: v / norm for g, v in weights.items()} if norm else {}
 
-    def logits(self, text: str, classes: int) -> list[float]:
-        """This block's contribution to each class's logit for one text."""
+    def logits(self, text: str, classes: int, grams: list[str] | None = None) -> list[float]:
+        """This block's contribution to each class's logit for one text (or for ``grams``, already analysed)."""
         out = [0.0] * classes
-        for g, value in self.features(text).items():
+        for g, value in (self.features(text) if grams is None else self.features_of(grams)).items():
             coef = self.terms[g][1]
             for k in range(classes):
                 out[k] += value * coef[k]
@@ -122,7 +126,16 @@ class LexicalPrior:
             raise ModelError(f"cannot read lexical prior {path}: {exc}", hint=hint) from None
         except ValueError as exc:
             raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
+        return cls.from_data(data, str(path))
+
+    @classmethod
+    def from_data(cls, data, where: str = "the prior") -> LexicalPrior:
+        """A prior from its parsed JSON (what :meth:`load` reads); a clear ModelError when it is not one."""
+        hint = REFIT_HINT
+        path = where
         try:
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
             if data.get("format") != FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}, not {FORMAT!r}")
             classes = [str(c) for c in data["classes"]]
@@ -131,7 +144,7 @@ class LexicalPrior:
             intercept = [_number(v) for v in data["intercept"]]
             blocks = []
             for raw in data["blocks"]:
-                if raw["analyzer"] not in ("word", "char_wb"):
+                if raw["analyzer"] not in ("word", "char_wb", PATH_ANALYZER):
                     raise ValueError(f"unknown analyzer {raw['analyzer']!r}")
                 terms = {str(t): (_number(v[0]), tuple(_number(x) for x in v[1:])) for t, v in raw["terms"].items()}
                 if any(len(w) != len(classes) for _, w in terms.values()) or len(intercept) != len(classes):
@@ -146,14 +159,34 @@ class LexicalPrior:
             raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
         return cls(classes, intercept, blocks)
 
-    def probabilities(self, text: str) -> dict[str, float]:
-        """P(label | review text), one value per severity label."""
+    def probabilities(self, text: str, path: str = "", origin: str = "") -> dict[str, float]:
+        """P(label | review text), one value per severity label. A prior with a ``path`` block (one a team's
+        feedback updated, :func:`path_terms`) also reads the finding's folder and its rule's letters; a prior
+        without one ignores both."""
         text = text[:MAX_CHARS]
         logits = list(self.intercept)
         for block in self.blocks:
-            for k, value in enumerate(block.logits(text, len(self.classes))):
+            grams = path_terms(path, origin) if block.analyzer == PATH_ANALYZER else None
+            for k, value in enumerate(block.logits(text, len(self.classes), grams)):
                 logits[k] += value
         return distribution(dict(zip(self.classes, logits, strict=True)))
+
+
+#: the analyzer name of a prior's folder block: terms from the finding's path, not its text (path_terms)
+PATH_ANALYZER = "path"
+_LETTERS = re.compile(r"\b([A-Z]{1,8})\d{2,5}\b")
+
+
+def path_terms(path: str, origin: str = "") -> list[str]:
+    """What a prior's folder block reads of a finding: each folder of its path (``dir:tests``) and, when its origin
+    names a rule with a letter prefix (ruff's ``S101``, ``D401``), that prefix in that folder (``S|dir:tests``) —
+    so a team's 👎 on ``S101`` under ``tests/`` can teach "S rules in tests" without teaching "everything in tests"
+    or "every S rule". The file name itself is not a term. Empty for a finding without a path."""
+    parts = [p.lower() for p in str(path or "").replace("\\", "/").split("/")[:-1] if p not in ("", ".", "..")]
+    found = _LETTERS.search(str(origin or ""))
+    letters = found.group(1) if found else ""
+    terms = [f"dir:{p}" for p in dict.fromkeys(parts)]
+    return terms + ([f"{letters}|{t}" for t in terms] if letters else [])
 
 
 def _not_finite(name: str) -> float:

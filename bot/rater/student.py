@@ -155,18 +155,19 @@ class Student:
 
     # -- reading the answer ------------------------------------------------------------------------
 
-    def combine(self, logprobs: Mapping[str, float], review: str, origin: str = "") -> dict[str, float]:
-        """The label scores the rating is the softmax of: bias added, then the lexical prior combined."""
+    def combine(self, logprobs: Mapping[str, float], review: str, origin: str = "", path: str = "") -> dict[str, float]:
+        """The label scores the rating is the softmax of: bias added, then the lexical prior combined (a prior
+        that a team's feedback gave a folder block also reads the finding's ``path``)."""
         scores = {label: float(logprobs[label]) for label in LABELS}
         if self.label_bias:
             scores = {label: scores[label] + self.label_bias.get(label, 0.0) for label in LABELS}
         if self.lexical is not None and (origin or self.lexical_scope == "all"):
-            prior = self.lexical.probabilities(expert_text(review, origin, self.prompt_version))
+            prior = self.lexical.probabilities(expert_text(review, origin, self.prompt_version), path, origin)
             scores = combine(scores, prior, self.lexical_weight)
         return scores
 
-    def rating(self, scored: Scored, review: str, origin: str, truncated: bool) -> Rating:
-        return make_rating(self.combine(scored.logprobs, review, origin), model_id=self.model_id,
+    def rating(self, scored: Scored, review: str, origin: str, truncated: bool, path: str = "") -> Rating:
+        return make_rating(self.combine(scored.logprobs, review, origin, path), model_id=self.model_id,
                            truncated=truncated, tokens=scored.tokens, prompt_version=self.prompt_version)
 
 
@@ -191,17 +192,19 @@ class StudentRater:
         return self.student.prompt_version
 
     def rate_texts(self, pairs: Sequence[tuple[str, ...]]) -> list[Rating]:
-        """Rate raw ``(code, review)`` pairs or ``(code, review, origin)`` triples, all in one backend call (a
-        backend may evaluate them together)."""
-        items = [(tuple(item) + ("",))[:3] for item in pairs]
-        fitted = [self.student.fit(code, review, origin, self.backend.fits) for code, review, origin in items]
+        """Rate raw ``(code, review)`` pairs, ``(code, review, origin)`` triples or ``(code, review, origin, path)``
+        rows, all in one backend call (a backend may evaluate them together). The student never reads the path;
+        only a lexical prior with a folder block does."""
+        items = [(tuple(item) + ("", ""))[:4] for item in pairs]
+        fitted = [self.student.fit(code, review, origin, self.backend.fits) for code, review, origin, _ in items]
         scored = self.backend.score([parts.text for parts, _ in fitted])
-        return [self.student.rating(result, review, origin, truncated)
-                for (_, review, origin), (_, truncated), result in zip(items, fitted, scored)]
+        return [self.student.rating(result, review, origin, truncated, path)
+                for (_, review, origin, path), (_, truncated), result in zip(items, fitted, scored)]
 
     def rate(self, findings: Sequence[Finding]) -> list[Rating]:
         """One rating per finding, in order."""
-        return self.rate_texts([(finding.code, finding.review, finding.origin()) for finding in findings])
+        return self.rate_texts([(finding.code, finding.review, finding.origin(), finding.anchor.path)
+                                for finding in findings])
 
     def explain(self, finding: Finding, rating: Rating, max_tokens: int = 48) -> str:
         """A one-sentence reason for the chosen label; "" when the backend says nothing usable."""
