@@ -343,3 +343,36 @@ def test_a_prior_learns_a_teams_folder_only_when_asked_and_only_where_the_reacti
     assert not any(b.analyzer == PATH_ANALYZER for b in plain.blocks)
     assert plain.probabilities(text, "pkg/tests/test_c.py", origin) == plain.probabilities(text, "pkg/src/c.py",
                                                                                            origin)
+
+
+def test_the_served_rating_hands_each_findings_path_to_a_folder_prior(fitted, tmp_path) -> None:
+    from bot.findings import Anchor, Finding
+    from bot.rater.student import Scored, Student, StudentRater
+    from training.lexical import update_prior
+
+    _, path = fitted
+    origin = "ruff S101, level: security"
+    meta = {"origin": origin, "vote": -1, "rejected": "major", "allowed": ["minor", "trivial"]}
+    round_items = [Example(code="", review="hard-coded password", label="major", id=f"t{i}",
+                           meta={**meta, "path": f"pkg/tests/test_{i}.py"}) for i in range(3)]
+    round_items += [Example(code="", review=e.review, label=e.label, id=e.id, meta={"origin": origin})
+                    for e in examples()]
+    prior = update_prior(path, round_items, tmp_path / "p.json", scope="tools", paths=True)
+
+    class Flat:  # a backend whose student has no opinion: the rating is the prior's alone
+        def check(self, student) -> None:
+            return None
+
+        def fits(self, text: str) -> bool:
+            return True
+
+        def score(self, prompts):
+            return [Scored({label: 0.0 for label in LABELS}, 1) for _ in prompts]
+
+    student = Student.from_options(model_id="flat", lexical_path=prior, lexical_weight=1.0, lexical_scope="tools")
+    rater = StudentRater(student, Flat())
+    found = [Finding(Anchor(where, 3), "S101 hard-coded password", "ruff", code="", rule_id="S101", level="security")
+             for where in ("pkg/tests/test_z.py", "pkg/src/z.py")]
+    assert origin.split(",")[0] in found[0].origin()
+    in_tests, in_src = (r.probabilities for r in rater.rate(found))
+    assert in_tests["trivial"] + in_tests["minor"] > in_src["trivial"] + in_src["minor"] + 0.1
