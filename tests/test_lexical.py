@@ -301,12 +301,12 @@ def test_a_warm_started_prior_learns_the_round_and_keeps_the_parent_elsewhere(fi
         update_prior(path, round_items, tmp_path / "none.json", scope="tools")
 
 
-def test_folder_terms_are_the_folders_and_the_rules_letters_in_each() -> None:
+def test_folder_terms_are_the_rules_letters_in_each_folder() -> None:
     from bot.rater.lexical import path_terms
 
-    assert path_terms("pkg/tests/test_x.py", "ruff S101, level: security") == [
-        "dir:pkg", "dir:tests", "S|dir:pkg", "S|dir:tests"]
-    assert path_terms("Pkg/./Tests/t.py", "") == ["dir:pkg", "dir:tests"]  # no rule: folders alone
+    assert path_terms("pkg/tests/test_x.py", "ruff S101, level: security") == ["S|dir:pkg", "S|dir:tests"]
+    assert path_terms("Pkg/./Tests/t.py", "ruff PLR2004") == ["PLR|dir:pkg", "PLR|dir:tests"]
+    assert path_terms("pkg/tests/t.py", "") == []  # no rule (an LLM's finding): nothing a linter could scope
     assert path_terms("setup.py", "ruff S101") == [] and path_terms("", "ruff S101") == []
 
 

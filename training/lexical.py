@@ -141,7 +141,7 @@ def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Pa
     the item's weight. L-BFGS, deterministic. Writes the same JSON as :func:`export_prior`.
 
     With ``paths``, items that carry a path (``sieve feedback export`` rows do) also teach a folder block
-    (:func:`bot.rater.lexical.path_terms`: ``dir:tests``, ``S|dir:tests``), added to the prior if it has none,
+    (:func:`bot.rater.lexical.path_terms`: ``S|dir:tests``), added to the prior if it has none,
     its new terms starting at weight 0 (idf 1) under the same L2 pull: a team's reactions can then say "S rules
     in tests/", which no word of the review says."""
     import numpy as np

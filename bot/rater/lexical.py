@@ -178,15 +178,16 @@ _LETTERS = re.compile(r"\b([A-Z]{1,8})\d{2,5}\b")
 
 
 def path_terms(path: str, origin: str = "") -> list[str]:
-    """What a prior's folder block reads of a finding: each folder of its path (``dir:tests``) and, when its origin
-    names a rule with a letter prefix (ruff's ``S101``, ``D401``), that prefix in that folder (``S|dir:tests``) —
-    so a team's 👎 on ``S101`` under ``tests/`` can teach "S rules in tests" without teaching "everything in tests"
-    or "every S rule". The file name itself is not a term. Empty for a finding without a path."""
+    """What a prior's folder block reads of a finding: its rule's letter prefix (ruff's ``S`` of ``S101``, ``D`` of
+    ``D401``) in each folder of its path (``S|dir:tests``) — the shape of a linter's ``per-file-ignores`` entry, so
+    a team's 👎 on ``S101`` under ``tests/`` can teach "S rules in tests" without teaching "every S rule" or
+    "everything in tests" (a folder alone is where reactions happened to land, not a judgement). Empty for a
+    finding without a path or without a letter-prefixed rule; the file name is not a folder."""
     parts = [p.lower() for p in str(path or "").replace("\\", "/").split("/")[:-1] if p not in ("", ".", "..")]
     found = _LETTERS.search(str(origin or ""))
-    letters = found.group(1) if found else ""
-    terms = [f"dir:{p}" for p in dict.fromkeys(parts)]
-    return terms + ([f"{letters}|{t}" for t in terms] if letters else [])
+    if not found:
+        return []
+    return [f"{found.group(1)}|dir:{p}" for p in dict.fromkeys(parts)]
 
 
 def _not_finite(name: str) -> float:
