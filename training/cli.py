@@ -145,7 +145,7 @@ def cmd_loop(args: argparse.Namespace) -> int:
                         exam_size=args.exam_size, examples_per_round=args.examples, start_from=args.start_from,
                         model_name=args.model_name, models_root=args.models_dir or "", base=args.base,
                         feedback=tuple(args.feedback), previous=tuple(args.previous),
-                        lexical_weight=args.lexical_weight, warm_start=not args.fresh,
+                        lexical_weight=args.lexical_weight, warm_start=not args.fresh, prior_paths=args.prior_paths,
                         curriculum=CurriculumConfig(threshold=args.threshold),
                         finetune=FinetuneConfig(base=args.base, max_steps=args.max_steps, epochs=args.epochs,
                                                 seed=args.seed, code_chars=args.code_chars,
@@ -260,6 +260,9 @@ def _loop_parser(sub) -> None:
     p.add_argument("--lexical-weight", type=float, default=None,
                    help="weight of a lexical prior fitted on each candidate's curriculum, 0 to 1 (default: the "
                         "--start-from student's; 0 serves the student alone)")
+    p.add_argument("--prior-paths", action="store_true",
+                   help="the candidate's updated prior also learns which rules the feedback turned down in which "
+                        "folders (S rules under tests/; docs/memory.md); off by default")
     p.add_argument("--model-name", default="default", help="registry name to promote to")
     p.add_argument("--models-dir", help="models folder the winner is promoted into (default: $SIEVE_MODELS_DIR; "
                                         "in a source checkout, its models/); never the installed package")
