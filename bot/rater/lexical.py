@@ -183,11 +183,13 @@ def path_terms(path: str, origin: str = "") -> list[str]:
     a team's 👎 on ``S101`` under ``tests/`` can teach "S rules in tests" without teaching "every S rule" or
     "everything in tests" (a folder alone is where reactions happened to land, not a judgement). Empty for a
     finding without a path or without a letter-prefixed rule; the file name is not a folder."""
-    parts = [p.lower() for p in str(path or "").replace("\\", "/").split("/")[:-1] if p not in ("", ".", "..")]
+    from bot.memory import path_features  # the folders memory's path rules read, one reading of a path
+
     found = _LETTERS.search(str(origin or ""))
     if not found:
         return []
-    return [f"{found.group(1)}|dir:{p}" for p in dict.fromkeys(parts)]
+    folders = path_features(str(path or "").replace("\\", "/").lower())
+    return [f"{found.group(1)}|{f}" for f in folders if f.startswith("dir:") and f != "dir:.."]
 
 
 def _not_finite(name: str) -> float:
