@@ -5,7 +5,9 @@
         [--cost --demo-runs 3 | --cost-only] [--no-repeat-ablation] [--out result.json] [--manifest DIR]
 
 Systems, all on the findings of rules held out of the explainer's training (``training.explain_data.split``;
-one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor's rating:
+one finding per rule, ``--n`` rules drawn with ``--seed``), each told the vendor's rating — or, with ``--rating
+student``, the rating the severity student itself gives the finding (as serving does: the explainer is told the
+severity the review posts, and consistency is then measured against that rating):
 
 * ``student`` — the model's explainer adapter (``models/<model>/explain/``), batched as served;
 * ``base`` — the same base weights without the adapter, same prompt (what training adds);
@@ -50,6 +52,15 @@ def held_out_items(n: int, seed: int) -> list:
     rules = ruff_catalogue(str(Path(sys.executable).with_name("ruff"))) or ruff_catalogue()
     _, test = explain_data.split(explain_data.build(rules.values()))
     return pick(test, n, seed)
+
+
+def student_rated(items, rater) -> list:
+    """The items re-labelled with the severity the student gives each finding as served (its code, text and
+    origin): what the explainer is told at serving, and what its sentence must then be consistent with."""
+    from dataclasses import replace
+
+    ratings = rater.rate_texts([(item.code, item.review, item.origin) for item in items])
+    return [replace(item, severity=rating.severity) for item, rating in zip(items, ratings)]
 
 
 def load(model: str):
@@ -249,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=150, help="held-out rules scored (one finding each)")
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rating", choices=("vendor", "student"), default="vendor",
+                        help="the rating each held-out finding is explained at and checked against: the vendor's "
+                        "mapped level, or the student's own rating of the finding (what serving does)")
     parser.add_argument("--judge-base-url", default="")
     parser.add_argument("--judge-model", default="judge")
     parser.add_argument("--judge-api-key-env", default="OPENAI_API_KEY")
@@ -281,6 +295,12 @@ def run(args) -> dict:
         result = {"explainer": str(folder), "no_repeat_ngram": student.no_repeat}
         if not args.cost_only:
             started = time.perf_counter()
+            vendor_levels = [item.severity for item in items]
+            if args.rating == "student":
+                items = student_rated(items, rater)
+            result["rating"] = args.rating
+            result["rated_as_vendor"] = round(sum(item.severity == level for item, level in
+                                                  zip(items, vendor_levels)) / max(1, len(items)), 4)
             figures, texts = offline(items, rater, student, base, args.no_repeat_ablation)
             from training.explain_eval import ceiling, rerater
 

@@ -131,3 +131,31 @@ def test_cost_only_times_the_demo_and_keeps_the_held_out_figures_in_the_manifest
     assert [row["rule"] for row in result["demo"]] == ["E711", "F401", "S608", "E722", "S307", "S602", "F821"]
     metrics = json.loads(manifest.read_text())["metrics"]
     assert metrics["systems"] == {"student": {"kept": True}} and metrics["cost"] == cost
+
+
+@pytest.mark.slow
+def test_with_rating_student_each_finding_is_explained_and_checked_at_the_students_own_rating(tmp_path: Path):
+    from benchmarks import explanations
+    from bot.models import resolve_model
+    from bot.rater.llamacpp import LlamaCppRater
+
+    if not (SHARED / "rationale.jsonl").is_file():
+        pytest.skip("../shared/data/analysers is not here")
+    student = student_with_explainer(tmp_path / "mine")
+    items = explanations.held_out_items(3, 0)
+    rater = LlamaCppRater(**resolve_model(str(student)).rater_options())
+    try:  # the rating serving would post: the finding's code, text and origin
+        own = {item.group: rating.severity for item, rating in
+               zip(items, rater.rate_texts([(item.code, item.review, item.origin) for item in items]))}
+    finally:
+        rater.close()
+    vendor = {item.group: item.severity for item in items}
+    assert own != vendor  # this student disagrees with the vendor somewhere, so the two modes differ
+    out = tmp_path / "result.json"
+    assert explanations.main(["--model", str(student), "--n", "3", "--samples", "3", "--rating", "student",
+                              "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["rating"] == "student"
+    assert {row["rule"]: row["severity"] for row in result["samples"]} == own
+    agree = sum(own[g] == vendor[g] for g in own) / 3
+    assert result["rated_as_vendor"] == round(agree, 4)
