@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from bot import explain
@@ -128,12 +129,15 @@ def test_the_rules_rationale_is_shown_in_whole_sentences_on_one_line():
     assert explain.rule_text("x" * 400, limit=50).endswith("…") and len(explain.rule_text("x" * 400, limit=50)) == 50
     assert explain.rule_text("", "") == ""
     body = explain.render_body(Request(review="F401 `os` imported but unused", severity="minor",
-                                       origin="ruff F401", rationale=why))
+                                       origin="ruff F401", rationale=why, code="+import os"))
     lines = body.split("\n")
-    assert lines[2].startswith("Rule: Unused imports add overhead") and "Why: praise" in lines[2]
+    assert lines[1].startswith("Rule: Unused imports add overhead") and "Why: praise" in lines[1]
     assert sum(line.startswith("Why:") for line in lines) == 1 and lines[-1] == "Why:"
-    # without a rule (an LLM's finding) the prompt has no Rule line at all
-    assert "Rule:" not in explain.render_body(UNUSED)
+    # prompt v3: with the rule's words, neither the tool line nor the code (the explainer did not use them)
+    assert [line.split(":", 1)[0] for line in lines] == ["Finding", "Rule", "Severity", "Why"]
+    # without a rule (an LLM's finding) the prompt has no Rule line at all, and shows what there is
+    bare = explain.render_body(dataclasses.replace(UNUSED, origin="ruff F401"))
+    assert "Rule:" not in bare and "Tool: ruff F401" in bare and "Code: import os" in bare
 
 
 def test_a_name_from_the_rules_own_documentation_is_not_invented():
