@@ -95,10 +95,11 @@ def render_body(request: Request) -> str:
     """The per-finding part of the prompt (after :data:`INSTRUCTION`), ending where the sentence begins.
 
     Prompt v3: a finding whose rule documents its rationale shows the finding and that rationale only — the
-    explainer binds the rule's sentence to the finding's own words, and the tool line and code excerpt it used to
-    read besides cost 40% of the prompt's tokens (every one evaluated per posted finding) without being used
-    (docs/explanations.md: 3% of its sentences used words of the finding's own without them, 2% with them). A
-    finding without one (an LLM's) still shows its tool and code: there they are all the explainer has."""
+    explainer copies a sentence of the rule and leads it with the finding's own words; the tool line and code
+    excerpt v2 showed besides cost 40% of the prompt's tokens (every one evaluated per posted finding), and
+    sentences written without them use words of the finding's own no less often (docs/explanations.md: 3% of
+    them, against 2% with them). A finding without a rule (an LLM's) still shows its tool and code: there they
+    are all the explainer has."""
     severity = request.severity if request.severity in LABELS else "minor"
     lines = [f"Finding: {_field(request.review, MAX_REVIEW_CHARS)}"]
     if request.rationale:
