@@ -188,11 +188,9 @@ def halves(model_dir: Path, default: Path) -> dict[str, Path]:
 def rate_folder(model_dir: Path, findings: list, cache_path: Path) -> list:
     from bot.app import make_rater
     from bot.config import Config
-    from bot.rater.lexical import PATH_ANALYZER
-
     rater = make_rater(replace(Config(), model=str(model_dir)))
     prior = getattr(rater, "lexical", None)
-    by_path = bool(prior and any(b.analyzer == PATH_ANALYZER for b in prior.blocks))
+    by_path = bool(prior and prior.reads_paths)
     try:
         return RatingCache(cache_path, rater.model_id, by_path).rate(rater, findings, log=log)
     finally:

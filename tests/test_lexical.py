@@ -314,7 +314,6 @@ def test_a_prior_learns_a_teams_folder_only_when_asked_and_only_where_the_reacti
     """Two 👎 for S101 under tests/ and a 👍 for S101 elsewhere, with the same words: a prior updated with
     ``paths`` lowers S101 under tests/ and not under src/; without ``paths`` it cannot tell them apart (the two
     findings read the same), and the parent — with no folder block — ignores the path altogether."""
-    from bot.rater.lexical import PATH_ANALYZER
     from training.lexical import update_prior
 
     _, path = fitted
@@ -334,13 +333,13 @@ def test_a_prior_learns_a_teams_folder_only_when_asked_and_only_where_the_reacti
     parent = LexicalPrior.load(path)
     assert parent.probabilities(text, "pkg/tests/x.py", origin) == parent.probabilities(text)
     with_paths = LexicalPrior.load(update_prior(path, round_items, tmp_path / "p.json", scope="tools", paths=True))
-    assert any(b.analyzer == PATH_ANALYZER for b in with_paths.blocks)
+    assert with_paths.reads_paths
     in_tests = with_paths.probabilities(text, "pkg/tests/test_c.py", origin)
     in_src = with_paths.probabilities(text, "pkg/src/c.py", origin)
-    low = lambda p: p["minor"] + p["trivial"]  # noqa: E731
+    low = lambda p: p["minor"] + p["trivial"]
     assert low(in_tests) > 2 * low(in_src)
     plain = LexicalPrior.load(update_prior(path, round_items, tmp_path / "n.json", scope="tools"))
-    assert not any(b.analyzer == PATH_ANALYZER for b in plain.blocks)
+    assert not plain.reads_paths
     assert plain.probabilities(text, "pkg/tests/test_c.py", origin) == plain.probabilities(text, "pkg/src/c.py",
                                                                                            origin)
 

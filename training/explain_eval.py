@@ -169,8 +169,9 @@ def ceiling(items: Sequence, rerate: Callable[[list[tuple[str, str, str]]], list
     """How consistent (:func:`verdicts`) a sentence *taken from the vendor's own prose* can be on these findings
     (``training.explain_data.Item``): over all findings, the share for which at least one sentence of that prose
     passes, as written or as the teacher words it (led by the finding's subject, :func:`ranked`) — the prose the
-    explainer is shown (its ``Rule:`` line), or all of the vendor's prose for a finding shown none; and over the findings the teacher has a sentence for, the share whose teacher's first sentence
-    passes and whose best passes. An explainer that only chooses among the vendor's sentences, however well,
+    explainer is shown (its ``Rule:`` line), or all of the vendor's prose for a finding shown none; and over the
+    findings the teacher has a sentence for, the share whose teacher's first sentence passes and whose best
+    passes. An explainer that only chooses among the vendor's sentences, however well,
     scores at most ``any_vendor_sentence``."""
     from training.explain_data import ranked
 

@@ -175,9 +175,7 @@ def update_prior(parent_path: str | Path, examples: Sequence, out_path: str | Pa
     for i, example in enumerate(items):
         text = teacher_text(example)[:MAX_CHARS]
         for b, block in enumerate(parent.blocks):
-            found = (block.features_of(path_terms(*_folder(example))) if block.analyzer == PATH_ANALYZER
-                     else block.features(text))
-            for term, value in found.items():
+            for term, value in block.features(text, *_folder(example)).items():
                 base[i] += value * np.array(block.terms[term][1])
                 rows.append(i)
                 cols.append(index.setdefault((b, term), len(index)))

@@ -71,22 +71,21 @@ class _Block:
                     break
         return grams
 
-    def features(self, text: str) -> dict[str, float]:
-        """The text's tf-idf features in this block's vocabulary, l2-normalised (empty when it has none)."""
-        return self.features_of(self.analyze(text))
-
-    def features_of(self, grams: list[str]) -> dict[str, float]:
-        """tf-idf features of already analysed terms, l2-normalised (those outside the vocabulary left out)."""
+    def features(self, text: str, path: str = "", origin: str = "") -> dict[str, float]:
+        """One finding's tf-idf features in this block's vocabulary, l2-normalised (empty when it has none): a
+        text block reads the review text, a folder block (:data:`PATH_ANALYZER`) the finding's path and its
+        rule's letters (:func:`path_terms`)."""
+        grams = path_terms(path, origin) if self.analyzer == PATH_ANALYZER else self.analyze(text)
         counts = Counter(g for g in grams if g in self.terms)
         weights = {g: (1.0 + math.log(c) if self.sublinear_tf else float(c)) * self.terms[g][0]
                    for g, c in counts.items()}
         norm = math.sqrt(sum(v * v for v in weights.values()))
         return {g: v / norm for g, v in weights.items()} if norm else {}
 
-    def logits(self, text: str, classes: int, grams: list[str] | None = None) -> list[float]:
-        """This block's contribution to each class's logit for one text (or for ``grams``, already analysed)."""
+    def logits(self, text: str, classes: int, path: str = "", origin: str = "") -> list[float]:
+        """This block's contribution to each class's logit for one finding (:meth:`features`)."""
         out = [0.0] * classes
-        for g, value in (self.features(text) if grams is None else self.features_of(grams)).items():
+        for g, value in self.features(text, path, origin).items():
             coef = self.terms[g][1]
             for k in range(classes):
                 out[k] += value * coef[k]
@@ -128,11 +127,14 @@ class LexicalPrior:
             raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
         return cls.from_data(data, str(path))
 
+    @property
+    def reads_paths(self) -> bool:
+        """Whether this prior has a folder block (a team's feedback gave it one) and so reads findings' paths."""
+        return any(block.analyzer == PATH_ANALYZER for block in self.blocks)
+
     @classmethod
     def from_data(cls, data, where: str = "the prior") -> LexicalPrior:
         """A prior from its parsed JSON (what :meth:`load` reads); a clear ModelError when it is not one."""
-        hint = REFIT_HINT
-        path = where
         try:
             if not isinstance(data, dict):
                 raise TypeError("not a JSON object")
@@ -156,7 +158,7 @@ class LexicalPrior:
                                      token_pattern=re.compile(pattern) if pattern else None,
                                      sublinear_tf=bool(raw.get("sublinear_tf", False)), terms=terms))
         except (KeyError, TypeError, ValueError, IndexError, re.error, AttributeError) as exc:
-            raise ModelError(f"lexical prior {path} is malformed: {exc}", hint=hint) from None
+            raise ModelError(f"lexical prior {where} is malformed: {exc}", hint=REFIT_HINT) from None
         return cls(classes, intercept, blocks)
 
     def probabilities(self, text: str, path: str = "", origin: str = "") -> dict[str, float]:
@@ -166,8 +168,7 @@ class LexicalPrior:
         text = text[:MAX_CHARS]
         logits = list(self.intercept)
         for block in self.blocks:
-            grams = path_terms(path, origin) if block.analyzer == PATH_ANALYZER else None
-            for k, value in enumerate(block.logits(text, len(self.classes), grams)):
+            for k, value in enumerate(block.logits(text, len(self.classes), path, origin)):
                 logits[k] += value
         return distribution(dict(zip(self.classes, logits, strict=True)))
 
