@@ -83,9 +83,10 @@ def main() -> int:
         print("bitsandbytes is not installed: pip install bitsandbytes (only this measurement needs it)",
               file=sys.stderr)
         return 2
+    from training.base import load_base
     from training.examples import load_jsonl, severity_split
     from training.export import import_adapter
-    from training.finetune import FinetuneConfig, add_lora, label_probabilities, load_base
+    from training.finetune import FinetuneConfig, add_lora, label_probabilities
 
     manifest = json.loads((Path(args.model) / "manifest.json").read_text())
     config = FinetuneConfig(**{k: v for k, v in manifest["hyperparameters"].items() if k != "targets"},

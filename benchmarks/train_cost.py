@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.base import load_base
 from training.examples import load_jsonl, severity_split
 from training.finetune import (
     FinetuneConfig,
@@ -32,7 +33,6 @@ from training.finetune import (
     encode,
     example_loss,
     forward_scores,
-    load_base,
     prefix_cache,
     prefix_ids,
 )

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 def child(mode: str, steps: int, code_chars: int) -> dict:
     """One measurement in this process: ``load`` (base + LoRA only) or a training run of ``steps`` steps."""
+    from training.base import load_base
     from training.examples import load_jsonl, severity_split
-    from training.finetune import FinetuneConfig, add_lora, finetune, load_base
+    from training.finetune import FinetuneConfig, add_lora, finetune
     from training.recipe import RECIPES
 
     config = FinetuneConfig(**{**RECIPES["default"], "max_steps": steps, "checkpoint_every": 0,

@@ -37,7 +37,8 @@ def random_adapter(tmp_path_factory):
     """A peft adapter on all seven projections of every layer, with random non-zero B (so it matters)."""
     import torch
 
-    from training.finetune import FinetuneConfig, add_lora, label_probabilities, load_base
+    from training.base import load_base
+    from training.finetune import FinetuneConfig, add_lora, label_probabilities
 
     folder = tmp_path_factory.mktemp("adapter")
     torch.manual_seed(0)
@@ -105,8 +106,9 @@ def test_import_reads_an_exported_adapter_back_for_a_warm_start(random_adapter):
     import torch
     from safetensors.torch import load_file
 
+    from training.base import load_base
     from training.export import export_adapter, import_adapter
-    from training.finetune import FinetuneConfig, add_lora, label_probabilities, load_base
+    from training.finetune import FinetuneConfig, add_lora, label_probabilities
 
     folder, _, hf_tuned = random_adapter
     path = export_adapter(folder / "peft", folder / "back.gguf")
@@ -152,7 +154,8 @@ def gemma_adapter(tmp_path_factory):
     """The same check on the Gemma 3 270M base: plain template, a BOS token first, no rotary permutation."""
     import torch
 
-    from training.finetune import FinetuneConfig, add_lora, label_probabilities, load_base
+    from training.base import load_base
+    from training.finetune import FinetuneConfig, add_lora, label_probabilities
 
     folder = tmp_path_factory.mktemp("gemma")
     torch.manual_seed(0)

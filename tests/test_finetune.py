@@ -84,7 +84,8 @@ def test_training_lowers_the_loss_on_its_examples(tmp_path):
 
     from peft import PeftModel
 
-    from training.finetune import finetune, label_probabilities, load_base
+    from training.base import load_base
+    from training.finetune import finetune, label_probabilities
 
     items = examples()[:4]  # one per level: the base model puts almost all mass on "critical"
     result = finetune(items, config(max_steps=8), tmp_path / "run", progress=False)

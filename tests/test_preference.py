@@ -137,7 +137,8 @@ def test_reference_is_the_starting_student_and_each_loss_trains_its_way(tmp_path
     import torch
     from peft import PeftModel
 
-    from training.finetune import LabelPlan, add_lora, encode, finetune, label_probabilities, load_base, prefix_ids
+    from training.base import load_base
+    from training.finetune import LabelPlan, add_lora, encode, finetune, label_probabilities, prefix_ids
     from training.preference import attach_reference
 
     bad = feedback_example(row(-1, predicted="critical"), CurriculumConfig())  # 👎 on "critical" (the base's pick)

@@ -99,9 +99,10 @@ def train(items: list[Item], config: ExplainConfig, out_dir: Path) -> dict:
     """Train on ``items`` (each with a target); writes ``out_dir/adapter`` and checkpoints; returns run stats."""
     import torch
 
+    from training.base import load_base
     from training.checkpoints import Progress, load_checkpoint, save_checkpoint
     from training.distributed import accelerator_at
-    from training.finetune import _order, _schedule, add_lora, load_base
+    from training.finetune import _order, _schedule, add_lora
 
     usable = [item for item in items if item.target]
     if not usable:

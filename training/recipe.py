@@ -14,8 +14,9 @@ from pathlib import Path
 
 from bot.errors import TrainingError
 from bot.prompt import MAX_CODE_CHARS, PROMPT_VERSION
+from bot.rater.locate import cache_dir
 from training.distributed import is_main_process
-from training.finetune import FinetuneConfig, cache_dir, finetune
+from training.finetune import FinetuneConfig, finetune
 
 #: The recipe of ``models/smollm2-student`` (``--recipe smollm2``; the shipped default until Gemma's review-only
 #: student beat it on the held-out exam): LoRA (r=16, all seven projections) on the top 22 of SmolLM2's 30
